@@ -1,0 +1,38 @@
+// Package cas is mephstore's content-addressed blob pool and the store's
+// metadata database.
+//
+// A store is a directory (see paths.go for the drawing). Blobs live in
+// pool/sha256/<2 hex>/<64 hex>, named by the sha256 of their bytes, read-only
+// and never rewritten. Metadata (blob records, and the records of the other
+// packages: streams, orphans, leases, builds) lives in a badger database
+// under db/.
+//
+// # Ingest
+//
+// Ingest is split in two so that the slow part runs without any lock:
+//
+//   - Stage reads the source once, hashing while it writes to
+//     pool/.ingest/<random>.part, checks the size and sha256 the caller
+//     expects, sets the file read-only and fsyncs it. The temp file is flocked
+//     by its writer for as long as it lives, so recovery can tell a live
+//     ingest from a crashed one.
+//   - Session.Commit (under the writer lock) records an intent, renames the
+//     temp file into place without replacing anything (RENAME_NOREPLACE),
+//     fsyncs the directory, and writes the blob record in the same
+//     transaction that drops the intent.
+//
+// A crash at any point leaves either no blob or a complete, correct one.
+// Opening a writer session runs recovery first: stale temp files (whose flock
+// is free) are removed, and every leftover intent is resolved by re-hashing
+// the pool file it names.
+//
+// # Locking
+//
+// Writers hold an exclusive flock on STORE/lock for the length of their
+// session and record pid, host, time and operation in it, so a second writer
+// that gives up after --wait can say who holds the store. badger allows one
+// read-write process or any number of read-only ones; STORE/db.lock gates
+// that (exclusive for a writer session, shared for readers), so readers never
+// take the writer lock, and writer sessions are kept short: the bytes of an
+// ingest are staged before the session opens.
+package cas

@@ -1,0 +1,143 @@
+package cas
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mephstore/mephstore/internal/progress"
+)
+
+// Source is one thing to ingest.
+type Source struct {
+	Name   string                               // shown in output and errors
+	Open   func() (io.ReadCloser, int64, error) // the reader and its size (-1 unknown)
+	Expect Expect
+}
+
+// FileSource ingests the file at path ("-" is standard input).
+func FileSource(path string, exp Expect) Source {
+	return Source{Name: path, Expect: exp, Open: func() (io.ReadCloser, int64, error) {
+		if path == "-" {
+			return io.NopCloser(os.Stdin), -1, nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, 0, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		if fi.IsDir() {
+			f.Close()
+			return nil, 0, fmt.Errorf("is a directory")
+		}
+		return f, fi.Size(), nil
+	}}
+}
+
+// Ingested is the outcome of ingesting one source.
+type Ingested struct {
+	Name string `json:"name"`
+	Committed
+}
+
+// Batching of commits: staged blobs wait for a writer session until this
+// many are pending or the oldest has waited this long, so that many small
+// files cost one session while large ones are committed as they finish.
+const (
+	batchMax  = 256
+	batchWait = 500 * time.Millisecond
+)
+
+// IngestAll stages every source without holding the store lock and commits
+// them in short writer sessions. emit is called for each source once it is
+// committed, in order. On the first failure, the sources staged before it
+// are still committed (and emitted), and the error names the source.
+func (s *Store) IngestAll(ctx context.Context, srcs []Source, meters progress.Factory, emit func(Ingested) error) error {
+	var pending []*Staged
+	var names []string
+	var oldest time.Time
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		ss, err := s.Writer(ctx, "ingest")
+		if err != nil {
+			for _, st := range pending {
+				st.Discard()
+			}
+			pending, names = nil, nil
+			return err
+		}
+		out, err := ss.Commit(pending...)
+		cerr := ss.Close()
+		done := names
+		pending, names = nil, nil
+		if err != nil {
+			return err
+		}
+		if cerr != nil {
+			return cerr
+		}
+		for i, c := range out {
+			if err := emit(Ingested{Name: done[i], Committed: c}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, src := range srcs {
+		st, err := s.stageSource(ctx, src, meters)
+		if err != nil {
+			if ferr := flush(); ferr != nil {
+				s.log.Error("commit of earlier files failed", "err", ferr)
+			}
+			return err
+		}
+		if len(pending) == 0 {
+			oldest = time.Now()
+		}
+		pending = append(pending, st)
+		names = append(names, src.Name)
+		if len(pending) >= batchMax || time.Since(oldest) >= batchWait {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+func (s *Store) stageSource(ctx context.Context, src Source, meters progress.Factory) (*Staged, error) {
+	r, size, err := src.Open()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src.Name, err)
+	}
+	defer r.Close()
+	m := meters.New("ingest "+filepath.Base(src.Name), size, progress.Bytes)
+	defer m.Done()
+	st, err := s.Stage(ctx, r, src.Expect, m)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src.Name, err)
+	}
+	return st, nil
+}
+
+// DefaultDir is the store used when neither --store nor MEPHSTORE_STORE is
+// given: /var/lib/mephstore for root, $XDG_DATA_HOME/mephstore (or
+// ~/.local/share/mephstore) for everyone else.
+func DefaultDir(getenv func(string) string, euid int) string {
+	if euid == 0 {
+		return "/var/lib/mephstore"
+	}
+	if x := getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "mephstore")
+	}
+	return filepath.Join(getenv("HOME"), ".local", "share", "mephstore")
+}

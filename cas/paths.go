@@ -1,0 +1,64 @@
+package cas
+
+// The layout of a store on disk:
+//
+//	STORE/
+//	├── format                   "mephstore-store 1\n": written last by init; a store has it
+//	├── lock                     writers' exclusive flock; holds {pid, host, since, operation}
+//	├── db.lock                  gate for badger: exclusive for a writer session, shared for readers
+//	├── db/                      badger: blob records, intents, and the other packages' records
+//	└── pool/
+//	    ├── sha256/
+//	    │   └── ab/
+//	    │       └── ab12…ef      a blob: mode 0444, named by the sha256 of its bytes
+//	    └── .ingest/
+//	        └── 3f9c…21.part     an ingest in progress, flocked by its writer; never served
+//
+// Keys in the database (one byte of prefix, then binary):
+//
+//	'b' + sha256[32]  blob record: version byte, uvarint size, varint first-ingested unix ns
+//	'i' + sha256[32]  commit intent: written before the rename into the pool, dropped with
+//	                  the record; a leftover one is resolved by recovery
+//
+// Other packages keep their records under their own prefixes (see Prefix*).
+
+import (
+	"path/filepath"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+const (
+	formatFile    = "format"
+	formatContent = "mephstore-store 1\n"
+	lockFile      = "lock"
+	dbLockFile    = "db.lock"
+	dbDir         = "db"
+	poolDir       = "pool"
+	blobsDir      = "sha256"
+	ingestDir     = ".ingest"
+	partSuffix    = ".part"
+)
+
+// Key prefixes of the records other packages keep in the store's database.
+// cas owns 'b' and 'i'; the rest are reserved here so that no two packages
+// collide.
+const (
+	PrefixBlob   = 'b'
+	PrefixIntent = 'i'
+	PrefixStream = 's' // snapshot: streams and their history
+	PrefixOrphan = 'o' // gc: orphan records
+	PrefixLease  = 'l' // gc: leases
+	PrefixBuild  = 'p' // build: pending builds
+	PrefixConfig = 'c' // settings remembered in the store
+)
+
+func (s *Store) poolPath() string   { return filepath.Join(s.dir, poolDir) }
+func (s *Store) blobsPath() string  { return filepath.Join(s.dir, poolDir, blobsDir) }
+func (s *Store) ingestPath() string { return filepath.Join(s.dir, poolDir, ingestDir) }
+
+// BlobPath is the pool file of the blob d (which may not exist).
+func (s *Store) BlobPath(d digest.Digest) string {
+	h := d.Encoded()
+	return filepath.Join(s.dir, poolDir, blobsDir, h[:2], h)
+}

@@ -1,0 +1,96 @@
+package cas
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// OpenBlob opens the pool file of d for reading. Reading needs no session:
+// blobs are immutable. The returned reader checks the sha256 as it goes and
+// fails at EOF with ErrCorrupt when the bytes do not match the name.
+func (s *Store) OpenBlob(d digest.Digest) (*BlobReader, error) {
+	f, err := os.Open(s.BlobPath(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", d, ErrBlobNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &BlobReader{f: f, d: d, h: sha256.New(), Size: fi.Size()}, nil
+}
+
+// BlobReader reads a blob and verifies it at EOF.
+type BlobReader struct {
+	f    *os.File
+	d    digest.Digest
+	h    hash.Hash
+	Size int64
+}
+
+func (r *BlobReader) Read(p []byte) (int, error) {
+	n, err := r.f.Read(p)
+	r.h.Write(p[:n])
+	if err == io.EOF {
+		if got := hex.EncodeToString(r.h.Sum(nil)); got != r.d.Encoded() {
+			return n, fmt.Errorf("blob %s: content hashes to sha256:%s: %w", r.d, got, ErrCorrupt)
+		}
+	}
+	return n, err
+}
+
+// Close closes the file.
+func (r *BlobReader) Close() error { return r.f.Close() }
+
+// Resolve turns a digest or a unique prefix of at least 6 hex digits
+// ("sha256:" optional) into the digest of a blob in the pool.
+func (s *Store) Resolve(ref string) (digest.Digest, error) {
+	hexpart := strings.TrimPrefix(ref, "sha256:")
+	if len(hexpart) == 64 {
+		d, err := ParseDigest(hexpart)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(s.BlobPath(d)); err != nil {
+			return "", fmt.Errorf("%s: %w", d, ErrBlobNotFound)
+		}
+		return d, nil
+	}
+	if len(hexpart) < 6 || len(hexpart) > 64 || strings.Trim(hexpart, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q: %w: want sha256:<hex> or a prefix of at least 6 lowercase hex digits", ref, ErrBadDigest)
+	}
+	ents, err := os.ReadDir(filepath.Join(s.blobsPath(), hexpart[:2]))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	var found []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), hexpart) && len(e.Name()) == 64 {
+			found = append(found, e.Name())
+		}
+	}
+	sort.Strings(found)
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%s: %w", ref, ErrBlobNotFound)
+	case 1:
+		return ParseDigest(found[0])
+	default:
+		return "", fmt.Errorf("%s: %w: prefix matches %d blobs", ref, ErrBadDigest, len(found))
+	}
+}

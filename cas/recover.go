@@ -1,0 +1,137 @@
+package cas
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	badger "github.com/dgraph-io/badger/v4"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/internal/flock"
+)
+
+// Recovery says what a writer session's recovery did.
+type Recovery struct {
+	TempFiles int // stale temp files removed from pool/.ingest
+	Intents   int // leftover commit intents resolved
+	Adopted   int // of those, pool files that were complete and got their record
+}
+
+// recover removes the temp files of dead ingests and resolves leftover
+// commit intents. It runs at the start of every writer session.
+func (ss *Session) recover(ctx context.Context) (Recovery, error) {
+	var rec Recovery
+	ents, err := os.ReadDir(ss.s.ingestPath())
+	if err != nil {
+		return rec, err
+	}
+	for _, e := range ents {
+		p := filepath.Join(ss.s.ingestPath(), e.Name())
+		stale, err := isStale(p)
+		if err != nil {
+			return rec, err
+		}
+		if stale {
+			if err := os.RemoveAll(p); err != nil {
+				return rec, err
+			}
+			rec.TempFiles++
+		}
+	}
+	var intents []digest.Digest
+	err = ss.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix = []byte{PrefixIntent}
+		o.PrefetchValues = false
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			intents = append(intents, digestFromKey(it.Item().KeyCopy(nil)))
+		}
+		return nil
+	})
+	if err != nil {
+		return rec, err
+	}
+	for _, d := range intents {
+		if err := ctx.Err(); err != nil {
+			return rec, err
+		}
+		adopted, err := ss.resolveIntent(d)
+		if err != nil {
+			return rec, err
+		}
+		rec.Intents++
+		if adopted {
+			rec.Adopted++
+		}
+	}
+	return rec, nil
+}
+
+// isStale reports whether a temp file in pool/.ingest belongs to no live
+// process: its writer's flock is gone.
+func isStale(p string) (bool, error) {
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil // finished meanwhile
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	got, err := flock.TryExclusive(f)
+	if err != nil {
+		return false, fmt.Errorf("check temp file %s: %w", p, err)
+	}
+	return got, nil
+}
+
+// resolveIntent finishes or drops the commit of d that a crash cut short.
+// The pool file is adopted only if it hashes to its name.
+func (ss *Session) resolveIntent(d digest.Digest) (adopted bool, err error) {
+	p := ss.s.BlobPath(d)
+	size, herr := hashFile(p, d)
+	err = ss.db.Update(func(txn *badger.Txn) error {
+		if _, err := GetBlob(txn, d); err == nil {
+			return txn.Delete(blobKey(PrefixIntent, d))
+		}
+		if herr == nil {
+			rec := Blob{Digest: d, Size: size, Ingested: ss.s.now().UTC()}
+			if err := txn.Set(blobKey(PrefixBlob, d), encodeRecord(rec)); err != nil {
+				return err
+			}
+			adopted = true
+		} else if !errors.Is(herr, fs.ErrNotExist) {
+			// Leave the file for fsck to report; never delete bytes here.
+			ss.s.log.Warn("interrupted commit left a pool file that does not match its name", "blob", d, "err", herr)
+		}
+		return txn.Delete(blobKey(PrefixIntent, d))
+	})
+	return adopted, err
+}
+
+// hashFile checks that the file at p hashes to d and returns its size.
+func hashFile(p string, d digest.Digest) (int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return n, fmt.Errorf("read %s: %w", p, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != d.Encoded() {
+		return n, fmt.Errorf("content hashes to sha256:%s: %w", got, ErrCorrupt)
+	}
+	return n, nil
+}

@@ -1,0 +1,296 @@
+package cas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/mephstore/mephstore/internal/flock"
+	"github.com/mephstore/mephstore/internal/fsx"
+)
+
+// Errors callers can test with errors.Is.
+var (
+	ErrNoStore        = errors.New("no mephstore store here")
+	ErrNotStore       = errors.New("not a mephstore store")
+	ErrStoreExists    = errors.New("a store already exists")
+	ErrLocked         = flock.ErrLocked
+	ErrReadOnly       = errors.New("read-only session")
+	ErrSizeMismatch   = errors.New("size mismatch")
+	ErrDigestMismatch = errors.New("sha256 mismatch")
+	ErrBlobNotFound   = errors.New("blob not found")
+	ErrBadDigest      = errors.New("bad digest")
+	ErrCorrupt        = errors.New("corrupt blob")
+)
+
+// DefaultWait is how long a writer waits for the store lock by default.
+const DefaultWait = 5 * time.Second
+
+// Options tune how a store is opened.
+type Options struct {
+	Wait   time.Duration    // how long to wait for a lock; 0 means DefaultWait
+	Logger *slog.Logger     // nil discards
+	Now    func() time.Time // nil means time.Now; tests inject a clock
+}
+
+// Store is an opened store directory. Opening it checks the layout and takes
+// no lock; sessions (Writer, Reader) take the locks they need.
+type Store struct {
+	dir  string
+	wait time.Duration
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// Init creates a new, empty store at dir. dir may exist if it is empty.
+func Init(dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, formatFile)); err == nil {
+		return fmt.Errorf("init %s: %w", dir, ErrStoreExists)
+	}
+	if ents, err := os.ReadDir(dir); err == nil {
+		for _, e := range ents {
+			// A half-done init left only our own directories: finish it.
+			switch e.Name() {
+			case dbDir, poolDir, lockFile, dbLockFile:
+			default:
+				return fmt.Errorf("init %s: directory is not empty and holds no store (found %q)", dir, e.Name())
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("init %s: %w", dir, err)
+	}
+	for _, d := range []string{filepath.Join(dir, poolDir, blobsDir), filepath.Join(dir, poolDir, ingestDir), filepath.Join(dir, dbDir)} {
+		if err := fsx.MkdirDurable(d, 0o755); err != nil {
+			return fmt.Errorf("init %s: %w", dir, err)
+		}
+	}
+	db, err := badger.Open(badgerOptions(filepath.Join(dir, dbDir), false, nil))
+	if err != nil {
+		return fmt.Errorf("init %s: database: %w", dir, err)
+	}
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("init %s: database: %w", dir, err)
+	}
+	// The format file is written last: a directory without it is no store.
+	if err := fsx.WriteFileAtomic(filepath.Join(dir, formatFile), []byte(formatContent), 0o644); err != nil {
+		return fmt.Errorf("init %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Open opens the store at dir. It fails with ErrNoStore when dir does not
+// exist and ErrNotStore when it holds something else.
+func Open(dir string, opts Options) (*Store, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, formatFile))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, serr := os.Stat(dir); serr != nil {
+				return nil, fmt.Errorf("store %s: %w (create one with 'mephstore init')", dir, ErrNoStore)
+			}
+			return nil, fmt.Errorf("store %s: %w (no %s file; create one with 'mephstore init')", dir, ErrNotStore, formatFile)
+		}
+		return nil, fmt.Errorf("store %s: %w", dir, err)
+	}
+	if string(b) != formatContent {
+		return nil, fmt.Errorf("store %s: %w (format %q, this mephstore reads %q)", dir, ErrNotStore,
+			strings.TrimSpace(string(b)), strings.TrimSpace(formatContent))
+	}
+	s := &Store{dir: dir, wait: opts.Wait, log: opts.Logger, now: opts.Now}
+	if s.wait <= 0 {
+		s.wait = DefaultWait
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// Dir is the store's absolute directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Logger is the store's logger.
+func (s *Store) Logger() *slog.Logger { return s.log }
+
+// Now is the store's clock.
+func (s *Store) Now() time.Time { return s.now() }
+
+// Session is an open handle on the store's database: a writer session (one
+// process at a time, holding the store lock) or a reader session.
+type Session struct {
+	s        *Store
+	db       *badger.DB
+	lock     *flock.Lock // nil for readers
+	dbLock   *flock.Lock
+	writable bool
+	// Recovered says what recovery did when this writer session opened.
+	Recovered Recovery
+}
+
+// Writer opens a writer session for the operation op (shown to other
+// processes that find the store locked). It waits up to the store's wait for
+// the lock, then runs crash recovery. Keep writer sessions short; stage blob
+// bytes before opening one.
+func (s *Store) Writer(ctx context.Context, op string) (*Session, error) {
+	host, _ := os.Hostname()
+	holder := &flock.Holder{PID: os.Getpid(), Host: host, Since: s.now(), Operation: op}
+	start := time.Now()
+	lk, err := flock.Acquire(ctx, filepath.Join(s.dir, lockFile), "store "+s.dir, flock.Exclusive, s.wait, holder)
+	if err != nil {
+		return nil, err
+	}
+	// Readers hold db.lock shared for the length of a listing; wait for them
+	// within what is left of the same budget.
+	left := s.wait - time.Since(start)
+	dl, err := flock.Acquire(ctx, filepath.Join(s.dir, dbLockFile), "store database "+s.dir+" (a reader is listing it)", flock.Exclusive, max(left, 0), nil)
+	if err != nil {
+		lk.Unlock()
+		return nil, err
+	}
+	db, err := badger.Open(badgerOptions(filepath.Join(s.dir, dbDir), false, s.log))
+	if err != nil {
+		dl.Unlock()
+		lk.Unlock()
+		return nil, fmt.Errorf("store %s: open database: %w", s.dir, err)
+	}
+	ss := &Session{s: s, db: db, lock: lk, dbLock: dl, writable: true}
+	rec, err := ss.recover(ctx)
+	if err != nil {
+		ss.Close()
+		return nil, fmt.Errorf("store %s: recovery: %w", s.dir, err)
+	}
+	ss.Recovered = rec
+	if rec.TempFiles > 0 || rec.Intents > 0 {
+		s.log.Info("recovered from an interrupted operation", "store", s.dir,
+			"temp_files_removed", rec.TempFiles, "commits_finished", rec.Adopted, "commits_dropped", rec.Intents-rec.Adopted)
+	}
+	return ss, nil
+}
+
+// Reader opens a read-only session. It never takes the writer lock; it waits
+// only while a writer session is committing. After a crash, badger needs a
+// read-write open to replay its log: Reader then runs a short writer session
+// (recovery) first.
+func (s *Store) Reader(ctx context.Context) (*Session, error) {
+	for attempt := 0; ; attempt++ {
+		dl, err := flock.Acquire(ctx, filepath.Join(s.dir, dbLockFile), "store database "+s.dir+" (a writer is committing)", flock.Shared, s.wait, nil)
+		if err != nil {
+			return nil, err
+		}
+		db, err := badger.Open(badgerOptions(filepath.Join(s.dir, dbDir), true, s.log))
+		if err == nil {
+			return &Session{s: s, db: db, dbLock: dl}, nil
+		}
+		dl.Unlock()
+		if attempt > 0 {
+			return nil, fmt.Errorf("store %s: open database read-only: %w", s.dir, err)
+		}
+		s.log.Debug("read-only open failed; running recovery", "err", err)
+		w, werr := s.Writer(ctx, "recovery")
+		if werr != nil {
+			return nil, fmt.Errorf("store %s: database needs recovery after a crash: %w", s.dir, werr)
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Writable reports whether this is a writer session.
+func (ss *Session) Writable() bool { return ss.writable }
+
+// Store is the store this session belongs to.
+func (ss *Session) Store() *Store { return ss.s }
+
+// View runs fn in a read transaction.
+func (ss *Session) View(fn func(txn *badger.Txn) error) error { return ss.db.View(fn) }
+
+// Update runs fn in a read-write transaction; it fails on reader sessions.
+func (ss *Session) Update(fn func(txn *badger.Txn) error) error {
+	if !ss.writable {
+		return ErrReadOnly
+	}
+	return ss.db.Update(fn)
+}
+
+// DB gives other packages of mephstore direct access for batch writes and
+// streaming iteration. Do not keep it past Close.
+func (ss *Session) DB() *badger.DB { return ss.db }
+
+// Close closes the database and releases the locks.
+func (ss *Session) Close() error {
+	if ss.db == nil {
+		return nil
+	}
+	err := ss.db.Close()
+	ss.db = nil
+	ss.dbLock.Unlock()
+	ss.lock.Unlock()
+	if err != nil {
+		return fmt.Errorf("store %s: close database: %w", ss.s.dir, err)
+	}
+	return nil
+}
+
+func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
+	// Small tables and no caches: records are tiny, sessions are short, and
+	// the memory budget of a whole ingest is 64 MiB.
+	o := badger.DefaultOptions(dir).
+		WithReadOnly(readOnly).
+		WithSyncWrites(true).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(1 << 10).
+		WithNumCompactors(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false)
+	if log != nil {
+		o = o.WithLogger(badgerLogger{log})
+	} else {
+		o = o.WithLogger(nil)
+	}
+	return o
+}
+
+// badgerLogger sends badger's chatter to slog at debug level, warnings and
+// errors at their own levels.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Debugf(f string, a ...any) {
+	b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}

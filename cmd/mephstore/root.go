@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/progress"
+)
+
+// app holds the global flags and the process environment for commands.
+type app struct {
+	env
+	storeFlag string
+	wait      time.Duration
+	verbose   int
+	noProg    bool
+	log       *slog.Logger
+}
+
+func newRoot(e env) *cobra.Command {
+	a := &app{env: e}
+	root := &cobra.Command{
+		Use:   "mephstore",
+		Short: "Build, store and publish MAAS boot images as signed simplestreams",
+		Long: `mephstore keeps MAAS boot image artifacts once in a sha256-keyed pool and
+publishes streams (daily, candidate, stable, ...) as signed simplestreams trees.
+
+The store is chosen by --store, else $MEPHSTORE_STORE, else /var/lib/mephstore
+for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
+		Version:           version,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			level := slog.LevelInfo
+			if a.verbose > 0 {
+				level = slog.LevelDebug
+			}
+			a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+		},
+	}
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.SetIn(e.stdin)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.storeFlag, "store", "", "store directory (default $MEPHSTORE_STORE, else /var/lib/mephstore or $XDG_DATA_HOME/mephstore)")
+	pf.DurationVar(&a.wait, "wait", cas.DefaultWait, "how long to wait for a store locked by another writer")
+	pf.CountVarP(&a.verbose, "verbose", "v", "log more detail (debug level)")
+	pf.BoolVar(&a.noProg, "no-progress", false, "never draw progress meters (they are drawn only on a terminal anyway)")
+	root.SetVersionTemplate("mephstore {{.Version}}\n")
+
+	root.AddCommand(
+		a.initCmd(),
+		a.ingestCmd(),
+		a.catCmd(),
+		a.blobsCmd(),
+		a.fsckCmd(),
+	)
+	return root
+}
+
+// storeDir resolves the store directory from the flag, the environment and
+// the default.
+func (a *app) storeDir() string {
+	if a.storeFlag != "" {
+		return a.storeFlag
+	}
+	if d := a.getenv("MEPHSTORE_STORE"); d != "" {
+		return d
+	}
+	return cas.DefaultDir(a.getenv, a.euid)
+}
+
+func (a *app) openStore() (*cas.Store, error) {
+	return cas.Open(a.storeDir(), cas.Options{Wait: a.wait, Logger: a.log})
+}
+
+// meters draws progress on stderr when it is a terminal.
+func (a *app) meters() progress.Factory {
+	if a.stderrIsTerminal && !a.noProg {
+		return progress.Factory{W: a.stderr}
+	}
+	return progress.Factory{}
+}
+
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// jsonOut writes v as indented JSON on w.
+func jsonOut(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// ctxOf returns the command's context.
+func ctxOf(cmd *cobra.Command) context.Context { return cmd.Context() }
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args[0])}
+	}
+	return nil
+}
