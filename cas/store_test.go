@@ -1,0 +1,381 @@
+package cas
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+func TestInitAndOpen(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "s")
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrNoStore) {
+		t.Fatalf("open before init: %v, want ErrNoStore", err)
+	}
+	if err := Init(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := Init(dir); !errors.Is(err, ErrStoreExists) {
+		t.Fatalf("second init: %v, want ErrStoreExists", err)
+	}
+	if _, err := Open(dir, Options{}); err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	for _, want := range []string{"format", "db", "pool"} {
+		if _, err := os.Stat(filepath.Join(dir, want)); err != nil {
+			t.Errorf("store lacks %s: %v", want, err)
+		}
+	}
+
+	other := filepath.Join(root, "other")
+	os.MkdirAll(other, 0o755)
+	if _, err := Open(other, Options{}); !errors.Is(err, ErrNotStore) {
+		t.Fatalf("open of a plain directory: %v, want ErrNotStore", err)
+	}
+	os.WriteFile(filepath.Join(other, "notes.txt"), []byte("x"), 0o644)
+	if err := Init(other); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("init of a non-empty directory: %v", err)
+	}
+	os.WriteFile(filepath.Join(other, "format"), []byte("mephstore-store 99\n"), 0o644)
+	if _, err := Open(other, Options{}); !errors.Is(err, ErrNotStore) || !strings.Contains(err.Error(), "99") {
+		t.Fatalf("open of a future format: %v", err)
+	}
+}
+
+func TestDefaultDir(t *testing.T) {
+	env := map[string]string{"HOME": "/home/u", "XDG_DATA_HOME": ""}
+	get := func(k string) string { return env[k] }
+	if got := DefaultDir(get, 0); got != "/var/lib/mephstore" {
+		t.Errorf("root: %s", got)
+	}
+	if got := DefaultDir(get, 1000); got != "/home/u/.local/share/mephstore" {
+		t.Errorf("user: %s", got)
+	}
+	env["XDG_DATA_HOME"] = "/data"
+	if got := DefaultDir(get, 1000); got != "/data/mephstore" {
+		t.Errorf("user with XDG_DATA_HOME: %s", got)
+	}
+}
+
+func TestIngestHashesLikeSHA256(t *testing.T) {
+	s := newStore(t)
+	for i, n := range []int{0, 1, chunkSize - 1, chunkSize, chunkSize + 1, 3*chunkSize + 17, writebackEvery*2 + 5} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			b := randBytes(n, uint64(i))
+			c, err := ingest(t, s, b, Unknown)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Digest != sha(b) || c.Size != int64(n) || !c.New {
+				t.Fatalf("got %s %d new=%v, want %s %d new", c.Digest, c.Size, c.New, sha(b), n)
+			}
+			got, err := os.ReadFile(s.BlobPath(c.Digest))
+			if err != nil || !bytes.Equal(got, b) {
+				t.Fatalf("pool file differs from input (%v)", err)
+			}
+			fi, _ := os.Stat(s.BlobPath(c.Digest))
+			if fi.Mode().Perm() != 0o444 {
+				t.Errorf("blob mode %v, want read-only", fi.Mode())
+			}
+		})
+	}
+	if p := check(t, s, true); len(p) != 0 {
+		t.Fatalf("fsck after ingests: %v", p)
+	}
+	if got := entries(t, s.ingestPath()); len(got) != 0 {
+		t.Fatalf("temp files left: %v", got)
+	}
+}
+
+func TestIngestSameBytesTwiceAddsNothing(t *testing.T) {
+	s := newStore(t)
+	b := randBytes(100_000, 7)
+	first, err := ingest(t, s, b, Unknown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi1, _ := os.Stat(s.BlobPath(first.Digest))
+	second, err := ingest(t, s, b, Expect{Size: int64(len(b)), Digest: sha(b)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.New {
+		t.Error("second ingest says new")
+	}
+	if !second.Ingested.Equal(first.Ingested) {
+		t.Errorf("first-ingested time changed: %v then %v", first.Ingested, second.Ingested)
+	}
+	fi2, _ := os.Stat(s.BlobPath(first.Digest))
+	if !os.SameFile(fi1, fi2) || !fi1.ModTime().Equal(fi2.ModTime()) {
+		t.Error("pool file was rewritten")
+	}
+	if n := countRecords(t, s); n != 1 {
+		t.Errorf("%d records, want 1", n)
+	}
+	if got := entries(t, filepath.Join(s.blobsPath(), first.Digest.Encoded()[:2])); len(got) != 1 {
+		t.Errorf("pool directory holds %v", got)
+	}
+}
+
+func TestIngestMismatchLeavesNothing(t *testing.T) {
+	b := randBytes(3*chunkSize+5, 3)
+	other := randBytes(10, 4)
+	for _, tc := range []struct {
+		name string
+		exp  Expect
+		want error
+	}{
+		{"size too small", Expect{Size: int64(len(b)) - 1}, ErrSizeMismatch},
+		{"size too large", Expect{Size: int64(len(b)) + 1}, ErrSizeMismatch},
+		{"size far too small (aborts early)", Expect{Size: 10}, ErrSizeMismatch},
+		{"sha256", Expect{Size: -1, Digest: sha(other)}, ErrDigestMismatch},
+		{"right size wrong sha256", Expect{Size: int64(len(b)), Digest: sha(other)}, ErrDigestMismatch},
+		{"not a sha256", Expect{Size: -1, Digest: "md5:d41d8cd98f00b204e9800998ecf8427e"}, ErrBadDigest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			_, err := ingest(t, s, b, tc.exp)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if got := entries(t, s.ingestPath()); len(got) != 0 {
+				t.Errorf("temp files left: %v", got)
+			}
+			if got := entries(t, s.blobsPath()); len(got) != 0 {
+				t.Errorf("pool holds %v", got)
+			}
+			if n := countRecords(t, s); n != 0 {
+				t.Errorf("%d records", n)
+			}
+		})
+	}
+}
+
+type failingReader struct{ n int }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, io.ErrClosedPipe
+	}
+	k := min(len(p), f.n)
+	f.n -= k
+	return k, nil
+}
+
+func TestStageReadErrorAndCancel(t *testing.T) {
+	s := newStore(t)
+	_, err := s.Stage(context.Background(), &failingReader{n: 3 * chunkSize}, Unknown, nil)
+	if !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("read error: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = s.Stage(ctx, bytes.NewReader(randBytes(3*chunkSize, 1)), Unknown, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	if got := entries(t, s.ingestPath()); len(got) != 0 {
+		t.Errorf("temp files left: %v", got)
+	}
+}
+
+func TestRecoveryRemovesOnlyStaleTempFiles(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	stale := filepath.Join(s.ingestPath(), "dead.part")
+	os.WriteFile(stale, []byte("half"), 0o644)
+	// A live ingest: staged and not yet committed, its flock held.
+	live, err := s.Stage(ctx, bytes.NewReader([]byte("live")), Unknown, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := s.Writer(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss.Recovered.TempFiles != 1 {
+		t.Errorf("removed %d temp files, want 1", ss.Recovered.TempFiles)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Error("stale temp file survived")
+	}
+	if _, err := os.Stat(live.path); err != nil {
+		t.Errorf("live temp file removed: %v", err)
+	}
+	out, err := ss.Commit(live)
+	ss.Close()
+	if err != nil || out[0].Digest != sha([]byte("live")) {
+		t.Fatalf("commit of the live ingest: %v", err)
+	}
+}
+
+// crashAfterRename does what Commit does up to the rename, then stops as a
+// crash would: intent recorded, file in place, no record.
+func crashAfterRename(t *testing.T, s *Store, b []byte, ghosts ...[]byte) *Staged {
+	t.Helper()
+	ctx := context.Background()
+	st, err := s.Stage(ctx, bytes.NewReader(b), Unknown, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := s.Writer(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.Update(func(txn *badger.Txn) error { return txn.Set(blobKey(PrefixIntent, st.Digest), nil) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range ghosts { // intents whose rename never happened
+		if err := ss.Update(func(txn *badger.Txn) error { return txn.Set(blobKey(PrefixIntent, sha(g)), nil) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Dir(s.BlobPath(st.Digest)), 0o755)
+	if err := os.Rename(st.path, s.BlobPath(st.Digest)); err != nil {
+		t.Fatal(err)
+	}
+	st.Discard()
+	ss.Close()
+	return st
+}
+
+func TestRecoveryFinishesInterruptedCommit(t *testing.T) {
+	s := newStore(t)
+	b := randBytes(5000, 11)
+	st := crashAfterRename(t, s, b, []byte("never renamed"))
+
+	ss, err := s.Writer(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := ss.Recovered; r.Intents != 2 || r.Adopted != 1 {
+		t.Errorf("recovery %+v, want 2 intents, 1 adopted", r)
+	}
+	rec, err := ss.Stat(st.Digest)
+	ss.Close()
+	if err != nil || rec.Size != int64(len(b)) {
+		t.Fatalf("record after recovery: %+v %v", rec, err)
+	}
+	if p := check(t, s, true); len(p) != 0 {
+		t.Fatalf("fsck: %v", p)
+	}
+}
+
+func TestRecoveryRefusesCorruptFile(t *testing.T) {
+	s := newStore(t)
+	st := crashAfterRename(t, s, randBytes(5000, 12))
+	p := s.BlobPath(st.Digest)
+	os.Chmod(p, 0o644)
+	os.WriteFile(p, []byte("garbage"), 0o444)
+	probs := check(t, s, false) // Check opens a writer, so recovery runs first
+	if len(probs) != 1 || probs[0].Kind != ProblemUnrecorded || probs[0].Digest != st.Digest {
+		t.Fatalf("problems %v, want one unrecorded %s", probs, st.Digest)
+	}
+}
+
+func TestSecondWriterWaitsThenNamesHolder(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	w1, err := s.Writer(ctx, "publish daily")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = s.Writer(ctx, "ingest")
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second writer: %v, want ErrLocked", err)
+	}
+	if waited := time.Since(start); waited < s.wait {
+		t.Errorf("gave up after %v, before the %v wait", waited, s.wait)
+	}
+	host, _ := os.Hostname()
+	for _, want := range []string{"locked by pid " + strconv.Itoa(os.Getpid()), "on host " + host, "(publish daily)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	// A reader does not take the writer lock, but waits for the database
+	// while a writer session has it open.
+	if _, err := s.Reader(ctx); !errors.Is(err, ErrLocked) {
+		t.Fatalf("reader during a writer session: %v", err)
+	}
+	w1.Close()
+	r1, err := s.Reader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s.Reader(ctx)
+	if err != nil {
+		t.Fatalf("second reader: %v", err)
+	}
+	if _, err := s.Writer(ctx, "ingest"); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "reader") {
+		t.Fatalf("writer while readers list: %v", err)
+	}
+	if err := r1.Update(func(*badger.Txn) error { return nil }); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("update in a reader session: %v", err)
+	}
+	r1.Close()
+	r2.Close()
+	w2, err := s.Writer(ctx, "ingest")
+	if err != nil {
+		t.Fatalf("writer after everyone left: %v", err)
+	}
+	w2.Close()
+}
+
+func TestResolve(t *testing.T) {
+	s := newStore(t)
+	c, err := ingest(t, s, []byte("hello"), Unknown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hex := c.Digest.Encoded()
+	for _, ref := range []string{string(c.Digest), hex, hex[:6], "sha256:" + hex[:10]} {
+		if d, err := s.Resolve(ref); err != nil || d != c.Digest {
+			t.Errorf("Resolve(%q) = %s, %v", ref, d, err)
+		}
+	}
+	for ref, want := range map[string]error{hex[:5]: ErrBadDigest, "zzzzzzzz": ErrBadDigest, "000000": ErrBlobNotFound, strings.Repeat("0", 64): ErrBlobNotFound} {
+		if _, err := s.Resolve(ref); !errors.Is(err, want) {
+			t.Errorf("Resolve(%q): %v, want %v", ref, err, want)
+		}
+	}
+}
+
+func TestOpenBlobDetectsCorruption(t *testing.T) {
+	s := newStore(t)
+	c, _ := ingest(t, s, randBytes(10_000, 5), Unknown)
+	flipByte(t, s.BlobPath(c.Digest), 1234)
+	r, err := s.OpenBlob(c.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := io.Copy(io.Discard, r); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("reading a corrupt blob: %v, want ErrCorrupt", err)
+	}
+}
+
+func flipByte(t testing.TB, p string, off int64) {
+	t.Helper()
+	os.Chmod(p, 0o644)
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	f.ReadAt(b[:], off)
+	b[0] ^= 0xff
+	f.WriteAt(b[:], off)
+	f.Close()
+	os.Chmod(p, 0o444)
+}
