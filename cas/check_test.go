@@ -11,8 +11,8 @@ import (
 
 func TestCheckFindsEveryKindOfProblem(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		deep  bool
+		name   string
+		deep   bool
 		break_ func(t *testing.T, s *Store, blobs []Committed) (kind, what string)
 	}{
 		{"flipped byte (deep)", true, func(t *testing.T, s *Store, b []Committed) (string, string) {
