@@ -18,12 +18,16 @@ type Source struct {
 	Expect Expect
 }
 
-// FileSource ingests the file at path ("-" is standard input).
+// ReaderSource ingests what r yields, of unknown size.
+func ReaderSource(name string, r io.Reader, exp Expect) Source {
+	return Source{Name: name, Expect: exp, Open: func() (io.ReadCloser, int64, error) {
+		return io.NopCloser(r), -1, nil
+	}}
+}
+
+// FileSource ingests the file at path.
 func FileSource(path string, exp Expect) Source {
 	return Source{Name: path, Expect: exp, Open: func() (io.ReadCloser, int64, error) {
-		if path == "-" {
-			return io.NopCloser(os.Stdin), -1, nil
-		}
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, 0, err

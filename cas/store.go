@@ -166,6 +166,11 @@ func (s *Store) Writer(ctx context.Context, op string) (*Session, error) {
 		lk.Unlock()
 		return nil, err
 	}
+	if err := s.dropEmptyValueLogs(); err != nil {
+		dl.Unlock()
+		lk.Unlock()
+		return nil, err
+	}
 	db, err := badger.Open(badgerOptions(filepath.Join(s.dir, dbDir), false, s.log))
 	if err != nil {
 		dl.Unlock()
@@ -184,6 +189,33 @@ func (s *Store) Writer(ctx context.Context, op string) (*Session, error) {
 			"temp_files_removed", rec.TempFiles, "commits_finished", rec.Adopted, "commits_dropped", rec.Intents-rec.Adopted)
 	}
 	return ss, nil
+}
+
+// dropEmptyValueLogs removes zero-length badger value-log files. badger
+// creates a value log empty and then sizes it; a process killed in between
+// leaves a file that badger v4 refuses to open ("Open existing file: ...
+// Create a new file"), bricking the database. An empty value log holds no
+// entries, so removing it loses nothing. Found by the SIGKILL ingest test.
+func (s *Store) dropEmptyValueLogs() error {
+	ents, err := os.ReadDir(filepath.Join(s.dir, dbDir))
+	if err != nil {
+		return fmt.Errorf("store %s: %w", s.dir, err)
+	}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".vlog") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || fi.Size() != 0 {
+			continue
+		}
+		p := filepath.Join(s.dir, dbDir, e.Name())
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("store %s: remove empty value log: %w", s.dir, err)
+		}
+		s.log.Info("removed an empty value log left by a crash", "file", p)
+	}
+	return fsx.SyncDir(filepath.Join(s.dir, dbDir))
 }
 
 // Reader opens a read-only session. It never takes the writer lock; it waits

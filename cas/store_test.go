@@ -379,3 +379,23 @@ func flipByte(t testing.TB, p string, off int64) {
 	f.Close()
 	os.Chmod(p, 0o444)
 }
+
+// A process killed while badger creates a value log leaves it empty; the
+// next writer must still open the store (found by the SIGKILL test).
+func TestEmptyValueLogFromCrashIsDropped(t *testing.T) {
+	s := newStore(t)
+	if _, err := ingest(t, s, []byte("before"), Unknown); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(s.Dir(), "db", "000099.vlog")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ingest(t, s, []byte("after"), Unknown)
+	if err != nil {
+		t.Fatalf("ingest after a crash in value-log creation: %v", err)
+	}
+	if n := countRecords(t, s); n != 2 || c.Digest != sha([]byte("after")) {
+		t.Fatalf("%d records after recovery", n)
+	}
+}

@@ -72,7 +72,11 @@ func (a *app) ingestCmd() *cobra.Command {
 			}
 			srcs := make([]cas.Source, len(args))
 			for i, p := range args {
-				srcs[i] = cas.FileSource(p, exp)
+				if p == "-" {
+					srcs[i] = cas.ReaderSource("-", a.stdin, exp)
+				} else {
+					srcs[i] = cas.FileSource(p, exp)
+				}
 			}
 			var out []cas.Ingested
 			err = s.IngestAll(ctxOf(cmd), srcs, a.meters(), func(in cas.Ingested) error {
