@@ -191,18 +191,20 @@ func (s *Store) Writer(ctx context.Context, op string) (*Session, error) {
 	return ss, nil
 }
 
-// dropEmptyValueLogs removes zero-length badger value-log files. badger
-// creates a value log empty and then sizes it; a process killed in between
-// leaves a file that badger v4 refuses to open ("Open existing file: ...
-// Create a new file"), bricking the database. An empty value log holds no
-// entries, so removing it loses nothing. Found by the SIGKILL ingest test.
+// dropEmptyValueLogs removes zero-length badger log files (value logs
+// *.vlog and memtable write-ahead logs *.mem). badger creates them empty and
+// then sizes them; a process killed in between leaves a file that badger v4
+// refuses to open ("Open existing file: ... Create a new file", "while
+// opening memtables ... Create a new file"), bricking the database. An empty
+// log holds no entries, so removing it loses nothing. Found by the SIGKILL
+// ingest test.
 func (s *Store) dropEmptyValueLogs() error {
 	ents, err := os.ReadDir(filepath.Join(s.dir, dbDir))
 	if err != nil {
 		return fmt.Errorf("store %s: %w", s.dir, err)
 	}
 	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".vlog") {
+		if !strings.HasSuffix(e.Name(), ".vlog") && !strings.HasSuffix(e.Name(), ".mem") {
 			continue
 		}
 		fi, err := e.Info()
@@ -213,7 +215,7 @@ func (s *Store) dropEmptyValueLogs() error {
 		if err := os.Remove(p); err != nil {
 			return fmt.Errorf("store %s: remove empty value log: %w", s.dir, err)
 		}
-		s.log.Info("removed an empty value log left by a crash", "file", p)
+		s.log.Info("removed an empty database log left by a crash", "file", p)
 	}
 	return fsx.SyncDir(filepath.Join(s.dir, dbDir))
 }

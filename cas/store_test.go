@@ -380,16 +380,17 @@ func flipByte(t testing.TB, p string, off int64) {
 	os.Chmod(p, 0o444)
 }
 
-// A process killed while badger creates a value log leaves it empty; the
+// A process killed while badger creates a log file leaves it empty; the
 // next writer must still open the store (found by the SIGKILL test).
 func TestEmptyValueLogFromCrashIsDropped(t *testing.T) {
 	s := newStore(t)
 	if _, err := ingest(t, s, []byte("before"), Unknown); err != nil {
 		t.Fatal(err)
 	}
-	empty := filepath.Join(s.Dir(), "db", "000099.vlog")
-	if err := os.WriteFile(empty, nil, 0o644); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"000099.vlog", "00099.mem"} {
+		if err := os.WriteFile(filepath.Join(s.Dir(), "db", name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c, err := ingest(t, s, []byte("after"), Unknown)
 	if err != nil {

@@ -30,7 +30,10 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 	}
 	full := time.Since(start)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	const kills = 24
+	kills := 24
+	if n, err := strconv.Atoi(os.Getenv("MEPHSTORE_CRASH_ROUNDS")); err == nil && n > 0 {
+		kills = n // for soak runs by hand
+	}
 	killedMidway := 0
 	for i := range kills {
 		// Each round ingests a new big file and a few small ones, so kills
