@@ -21,23 +21,9 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 	store, s := newCLIStore(t)
 	dir := t.TempDir()
 	const size = 48 << 20
-	// Measure one uninterrupted ingest to spread the kills over its length.
-	first := filepath.Join(dir, "first")
-	writeRandom(t, first, size, 999)
-	start := time.Now()
-	if out, err := exec.Command(binary, append(s, "ingest", first)...).CombinedOutput(); err != nil {
-		t.Fatalf("ingest: %v %s", err, out)
-	}
-	full := time.Since(start)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	kills := 24
-	if n, err := strconv.Atoi(os.Getenv("MEPHSTORE_CRASH_ROUNDS")); err == nil && n > 0 {
-		kills = n // for soak runs by hand
-	}
-	killedMidway := 0
-	for i := range kills {
-		// Each round ingests a new big file and a few small ones, so kills
-		// land in staging, in batched commits and in recovery.
+	// Each round ingests a new big file and a few small ones, so kills land
+	// in staging, in batched commits and in recovery.
+	round := func(i int) []string {
 		big := filepath.Join(dir, "big"+strconv.Itoa(i))
 		writeRandom(t, big, size, uint64(i))
 		args := append(append([]string{}, s...), "ingest", big)
@@ -46,13 +32,37 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 			writeRandom(t, p, 4096*(j+1), uint64(1000*i+j))
 			args = append(args, p)
 		}
-		cmd := exec.Command(binary, args...)
+		syscall.Sync() // the source files' write-back must not slow the ingest
+		return args
+	}
+	// Time uninterrupted rounds (the slowest of three: fsync times vary)
+	// to spread the kills over the whole length of a run.
+	var full time.Duration
+	for i := range 3 {
+		args := round(-1 - i)
+		start := time.Now()
+		if out, err := exec.Command(binary, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ingest: %v %s", err, out)
+		}
+		full = max(full, time.Since(start))
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	kills := 24
+	if n, err := strconv.Atoi(os.Getenv("MEPHSTORE_CRASH_ROUNDS")); err == nil && n > 0 {
+		kills = n // for soak runs by hand
+	}
+	killedMidway := 0
+	for i := range kills {
+		cmd := exec.Command(binary, round(i)...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		delay := time.Duration(rng.Int64N(int64(full) * 13 / 10))
+		// Kill moments sweep from 0 to twice the length of a run, one
+		// random moment in each slot, so every phase gets its share.
+		slot := 2 * full / time.Duration(kills)
+		delay := time.Duration(i)*slot + time.Duration(rng.Int64N(int64(slot)))
 		timer := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
 		err := cmd.Wait()
 		timer.Stop()
@@ -71,8 +81,10 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("round %d: temp files left after fsck: %d", i, len(ents))
 		}
 	}
-	if killedMidway < kills/3 {
-		t.Fatalf("only %d of %d ingests were killed before finishing", killedMidway, kills)
+	// The kills must spread over the whole run: most before the end, some
+	// after it (so finished commits are checked too).
+	if killedMidway < kills/4 || killedMidway == kills {
+		t.Fatalf("%d of %d ingests were killed before finishing (one round takes %v)", killedMidway, kills, full)
 	}
 	// After all that, a deep fsck is clean and a full ingest still works.
 	if out, err := exec.Command(binary, append(s, "fsck", "--deep")...).CombinedOutput(); err != nil {
