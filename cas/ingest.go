@@ -35,9 +35,10 @@ const (
 	chunkSize = 1 << 20 // read/hash/write unit
 	chunks    = 4       // buffers in flight: memory is chunks*chunkSize
 	// Every writebackEvery bytes the written range is handed to the kernel
-	// for write-back, and the range before it is waited for, so the final
-	// fsync has little left to do and dirty pages stay bounded.
+	// for write-back, and every flushEvery bytes a background fdatasync
+	// runs, so the final fsync has little left to do.
 	writebackEvery = 16 << 20
+	flushEvery     = 128 << 20
 )
 
 // Staged is a blob written to pool/.ingest, hashed, checked and fsynced,
@@ -78,7 +79,15 @@ func (s *Store) Stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 		return nil, fmt.Errorf("ingest: lock temp file %s: %v", path, err)
 	}
 	h := sha256.New()
-	n, err := copyHashing(ctx, f, h, r, exp.Size, meter)
+	var n int64
+	if src, ok := r.(*os.File); ok && isRegular(src) {
+		n, err = copyFileHashing(ctx, f, h, src, exp.Size, meter)
+		if errors.Is(err, errNoCopyFileRange) {
+			n, err = copyHashing(ctx, f, h, r, exp.Size, meter)
+		}
+	} else {
+		n, err = copyHashing(ctx, f, h, r, exp.Size, meter)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -148,8 +157,9 @@ func copyHashing(ctx context.Context, f *os.File, h hash.Hash, r io.Reader, limi
 			hashDone <- struct{}{}
 		}
 	}()
-	var total, synced int64
-	fd := int(f.Fd())
+	var total int64
+	wb := startWriteback(f)
+	defer wb.stop()
 	for c := range full {
 		if err := ctx.Err(); err != nil {
 			return total, fmt.Errorf("ingest: %w", err)
@@ -167,16 +177,7 @@ func copyHashing(ctx context.Context, f *os.File, h hash.Hash, r io.Reader, limi
 			}
 			total += int64(c.n)
 			meter.Add(int64(c.n))
-			if total-synced >= writebackEvery {
-				// Start write-back of what was just written and wait for the
-				// range before it: the disk works while we read and hash.
-				unix.SyncFileRange(fd, synced, total-synced, unix.SYNC_FILE_RANGE_WRITE)
-				if synced >= writebackEvery {
-					unix.SyncFileRange(fd, synced-writebackEvery, writebackEvery,
-						unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
-				}
-				synced = total
-			}
+			wb.written(total)
 		}
 		if c.err == io.EOF {
 			return total, nil
@@ -187,6 +188,146 @@ func copyHashing(ctx context.Context, f *os.File, h hash.Hash, r io.Reader, limi
 		free <- c.buf
 	}
 	return total, nil
+}
+
+// writeback hands written data to the disk while the ingest goes on: every
+// writebackEvery bytes it starts write-back of the new range, and every
+// flushEvery bytes a background fdatasync runs. On a virtual disk most of an
+// fsync's cost is the device cache flush, which grows with what was written
+// since the last one; flushing along the way leaves the final fsync only the
+// tail.
+type writeback struct {
+	fd              int
+	kicked, flushed int64
+	req             chan struct{}
+	done            chan struct{}
+}
+
+func startWriteback(f *os.File) *writeback {
+	w := &writeback{fd: int(f.Fd()), req: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for range w.req {
+			unix.Fdatasync(w.fd)
+		}
+	}()
+	return w
+}
+
+// written reports that the file now holds total bytes.
+func (w *writeback) written(total int64) {
+	if total-w.kicked >= writebackEvery {
+		unix.SyncFileRange(w.fd, w.kicked, total-w.kicked, unix.SYNC_FILE_RANGE_WRITE)
+		w.kicked = total
+	}
+	if total-w.flushed >= flushEvery {
+		select {
+		case w.req <- struct{}{}:
+			w.flushed = total
+		default: // a flush is still running
+		}
+	}
+}
+
+// stop waits for a running flush to end.
+func (w *writeback) stop() {
+	close(w.req)
+	<-w.done
+}
+
+var errNoCopyFileRange = errors.New("copy_file_range not supported here")
+
+func isRegular(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// copyRangeSize is how much one copy_file_range call copies.
+const copyRangeSize = 8 << 20
+
+// copyFileHashing copies the regular file src to f in the kernel
+// (copy_file_range, as cp does) on one goroutine, while this one reads back
+// what has landed in f and hashes it: the digest is of the temp file's own
+// bytes, and the copy itself costs no trip through user space. It returns
+// errNoCopyFileRange, having written nothing, when the kernel cannot copy
+// between these files.
+func copyFileHashing(ctx context.Context, f *os.File, h hash.Hash, src *os.File, limit int64, meter progress.Meter) (int64, error) {
+	start, err := src.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, errNoCopyFileRange
+	}
+	progressCh := make(chan int64, 64)
+	errc := make(chan error, 1)
+	stop := make(chan struct{})
+	go func() {
+		defer close(progressCh)
+		roff, woff := start, int64(0)
+		for {
+			select {
+			case <-stop:
+				errc <- nil
+				return
+			default:
+			}
+			n, err := unix.CopyFileRange(int(src.Fd()), &roff, int(f.Fd()), &woff, copyRangeSize, 0)
+			if err != nil {
+				if woff == 0 && (errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL) ||
+					errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)) {
+					errc <- errNoCopyFileRange
+				} else {
+					errc <- fmt.Errorf("ingest: copy: %w", err)
+				}
+				return
+			}
+			if n == 0 {
+				errc <- nil
+				return
+			}
+			progressCh <- woff
+			if limit >= 0 && woff > limit {
+				errc <- nil // the reader below reports the overrun
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		for range progressCh {
+		}
+	}()
+	wb := startWriteback(f)
+	defer wb.stop()
+	// Read back through one small buffer (hashing straight from a mapping of
+	// the page cache measured slower: 4 KiB pages).
+	buf := make([]byte, chunkSize)
+	var hashed int64
+	for avail := range progressCh {
+		if err := ctx.Err(); err != nil {
+			return hashed, fmt.Errorf("ingest: %w", err)
+		}
+		if limit >= 0 && avail > limit {
+			return hashed, fmt.Errorf("ingest: more than the %d bytes expected: %w", limit, ErrSizeMismatch)
+		}
+		wb.written(avail)
+		for hashed < avail {
+			n, err := f.ReadAt(buf[:min(int64(len(buf)), avail-hashed)], hashed)
+			if err != nil && !(err == io.EOF && n > 0) {
+				return hashed, fmt.Errorf("ingest: read back temp file: %w", err)
+			}
+			h.Write(buf[:n])
+			hashed += int64(n)
+			meter.Add(int64(n))
+		}
+	}
+	if err := <-errc; err != nil {
+		if errors.Is(err, errNoCopyFileRange) && hashed == 0 {
+			return 0, err
+		}
+		return hashed, err
+	}
+	// Leave the source's offset after what was read, as a read would.
+	src.Seek(start+hashed, io.SeekStart)
+	return hashed, nil
 }
 
 // Discard removes the temp file of a blob that will not be committed.

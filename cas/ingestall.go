@@ -71,6 +71,7 @@ func (s *Store) IngestAll(ctx context.Context, srcs []Source, meters progress.Fa
 		if len(pending) == 0 {
 			return nil
 		}
+		start := time.Now()
 		ss, err := s.Writer(ctx, "ingest")
 		if err != nil {
 			for _, st := range pending {
@@ -79,8 +80,10 @@ func (s *Store) IngestAll(ctx context.Context, srcs []Source, meters progress.Fa
 			pending, names = nil, nil
 			return err
 		}
+		opened := time.Since(start)
 		out, err := ss.Commit(pending...)
 		cerr := ss.Close()
+		s.log.Debug("committed", "blobs", len(pending), "session_open", opened, "total", time.Since(start))
 		done := names
 		pending, names = nil, nil
 		if err != nil {
@@ -126,10 +129,12 @@ func (s *Store) stageSource(ctx context.Context, src Source, meters progress.Fac
 	defer r.Close()
 	m := meters.New("ingest "+filepath.Base(src.Name), size, progress.Bytes)
 	defer m.Done()
+	start := time.Now()
 	st, err := s.Stage(ctx, r, src.Expect, m)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.Name, err)
 	}
+	s.log.Debug("staged", "name", src.Name, "bytes", st.Size, "took", time.Since(start))
 	return st, nil
 }
 

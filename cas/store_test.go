@@ -400,3 +400,50 @@ func TestEmptyValueLogFromCrashIsDropped(t *testing.T) {
 		t.Fatalf("%d records after recovery", n)
 	}
 }
+
+// Regular files take the copy_file_range path; it must give the same bytes
+// and digests as the pipeline, honour the size limit, and leave the source
+// offset at the end.
+func TestStageFromFile(t *testing.T) {
+	s := newStore(t)
+	dir := t.TempDir()
+	for i, n := range []int{0, 1, copyRangeSize - 1, copyRangeSize + chunkSize + 3} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			b := randBytes(n, uint64(50+i))
+			p := filepath.Join(dir, strconv.Itoa(n))
+			os.WriteFile(p, b, 0o644)
+			f, _ := os.Open(p)
+			defer f.Close()
+			st, err := s.Stage(context.Background(), f, Expect{Size: int64(n), Digest: sha(b)}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Discard()
+			got, _ := os.ReadFile(st.path)
+			if st.Digest != sha(b) || st.Size != int64(n) || !bytes.Equal(got, b) {
+				t.Fatalf("staged %s %d", st.Digest, st.Size)
+			}
+			if off, _ := f.Seek(0, io.SeekCurrent); off != int64(n) {
+				t.Errorf("source offset %d after stage, want %d", off, n)
+			}
+		})
+	}
+	b := randBytes(3*copyRangeSize, 60)
+	p := filepath.Join(dir, "big")
+	os.WriteFile(p, b, 0o644)
+	f, _ := os.Open(p)
+	defer f.Close()
+	if _, err := s.Stage(context.Background(), f, Expect{Size: 100}, nil); !errors.Is(err, ErrSizeMismatch) {
+		t.Fatalf("oversized file: %v", err)
+	}
+	// A file read from an offset ingests the rest of it.
+	f.Seek(int64(len(b)-10), io.SeekStart)
+	st, err := s.Stage(context.Background(), f, Unknown, nil)
+	if err != nil || st.Digest != sha(b[len(b)-10:]) {
+		t.Fatalf("stage from offset: %v", err)
+	}
+	st.Discard()
+	if got := entries(t, s.ingestPath()); len(got) != 0 {
+		t.Errorf("temp files left: %v", got)
+	}
+}
