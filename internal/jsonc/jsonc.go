@@ -1,0 +1,529 @@
+package jsonc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrSyntax is wrapped by every parse error (with the byte offset).
+var ErrSyntax = errors.New("invalid JSON")
+
+// Field is one member of a JSON object: its decoded key and its raw value.
+type Field struct {
+	Key   string
+	Value []byte
+}
+
+func synErr(off int, format string, a ...any) error {
+	return fmt.Errorf("%w at byte %d: %s", ErrSyntax, off, fmt.Sprintf(format, a...))
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// Object parses the JSON object b (surrounding white space allowed) into its
+// fields in document order. Values are slices of b.
+func Object(b []byte) ([]Field, error) {
+	i := skipWS(b, 0)
+	fs, end, err := object(b, i)
+	if err != nil {
+		return nil, err
+	}
+	if j := skipWS(b, end); j != len(b) {
+		return nil, synErr(j, "data after the object")
+	}
+	return fs, nil
+}
+
+func object(b []byte, i int) ([]Field, int, error) {
+	if i >= len(b) || b[i] != '{' {
+		return nil, i, synErr(i, "want an object")
+	}
+	i = skipWS(b, i+1)
+	var fs []Field
+	if i < len(b) && b[i] == '}' {
+		return fs, i + 1, nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return nil, i, synErr(i, "want a string key")
+		}
+		kend, err := scanString(b, i)
+		if err != nil {
+			return nil, i, err
+		}
+		key, err := unquote(b[i:kend], i)
+		if err != nil {
+			return nil, i, err
+		}
+		i = skipWS(b, kend)
+		if i >= len(b) || b[i] != ':' {
+			return nil, i, synErr(i, "want ':' after key %q", key)
+		}
+		i = skipWS(b, i+1)
+		vend, err := scanValue(b, i, 0)
+		if err != nil {
+			return nil, i, err
+		}
+		fs = append(fs, Field{Key: key, Value: b[i:vend]})
+		i = skipWS(b, vend)
+		if i >= len(b) {
+			return nil, i, synErr(i, "unterminated object")
+		}
+		if b[i] == '}' {
+			return fs, i + 1, nil
+		}
+		if b[i] != ',' {
+			return nil, i, synErr(i, "want ',' or '}'")
+		}
+		i = skipWS(b, i+1)
+	}
+}
+
+const maxDepth = 1000
+
+// scanValue returns the end of the JSON value starting at b[i].
+func scanValue(b []byte, i, depth int) (int, error) {
+	if depth > maxDepth {
+		return i, synErr(i, "nested too deeply")
+	}
+	if i >= len(b) {
+		return i, synErr(i, "unexpected end of input")
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return scanString(b, i)
+	case c == '{':
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return i, synErr(i, "want a string key")
+			}
+			end, err := scanString(b, i)
+			if err != nil {
+				return i, err
+			}
+			i = skipWS(b, end)
+			if i >= len(b) || b[i] != ':' {
+				return i, synErr(i, "want ':'")
+			}
+			i, err = scanValue(b, skipWS(b, i+1), depth+1)
+			if err != nil {
+				return i, err
+			}
+			i = skipWS(b, i)
+			if i >= len(b) {
+				return i, synErr(i, "unterminated object")
+			}
+			if b[i] == '}' {
+				return i + 1, nil
+			}
+			if b[i] != ',' {
+				return i, synErr(i, "want ',' or '}'")
+			}
+			i = skipWS(b, i+1)
+		}
+	case c == '[':
+		i = skipWS(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, nil
+		}
+		for {
+			var err error
+			i, err = scanValue(b, i, depth+1)
+			if err != nil {
+				return i, err
+			}
+			i = skipWS(b, i)
+			if i >= len(b) {
+				return i, synErr(i, "unterminated array")
+			}
+			if b[i] == ']' {
+				return i + 1, nil
+			}
+			if b[i] != ',' {
+				return i, synErr(i, "want ',' or ']'")
+			}
+			i = skipWS(b, i+1)
+		}
+	case c == 't':
+		return literal(b, i, "true")
+	case c == 'f':
+		return literal(b, i, "false")
+	case c == 'n':
+		return literal(b, i, "null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		return scanNumber(b, i)
+	default:
+		return i, synErr(i, "unexpected %q", c)
+	}
+}
+
+func literal(b []byte, i int, lit string) (int, error) {
+	if !bytes.HasPrefix(b[i:], []byte(lit)) {
+		return i, synErr(i, "want %s", lit)
+	}
+	return i + len(lit), nil
+}
+
+func scanNumber(b []byte, i int) (int, error) {
+	start := i
+	if b[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		s := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i - s
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return start, synErr(start, "bad number")
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return start, synErr(start, "bad number")
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return start, synErr(start, "bad number")
+		}
+	}
+	return i, nil
+}
+
+// scanString returns the end (after the closing quote) of the string at b[i].
+func scanString(b []byte, i int) (int, error) {
+	start := i
+	i++
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, nil
+		case c == '\\':
+			if i+1 >= len(b) {
+				return start, synErr(start, "unterminated string")
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					return start, synErr(i, "bad \\u escape")
+				}
+				for _, h := range b[i+2 : i+6] {
+					if !isHex(h) {
+						return start, synErr(i, "bad \\u escape")
+					}
+				}
+				i += 6
+			default:
+				return start, synErr(i, "bad escape \\%c", b[i+1])
+			}
+		case c < 0x20:
+			return start, synErr(i, "control character in string")
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				return start, synErr(i, "invalid UTF-8 in string")
+			}
+			i += size
+		default:
+			i++
+		}
+	}
+	return start, synErr(start, "unterminated string")
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+// unquote decodes a scanned JSON string token.
+func unquote(tok []byte, off int) (string, error) {
+	inner := tok[1 : len(tok)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner), nil // scanString checked the UTF-8
+	}
+	var sb strings.Builder
+	for i := 0; i < len(inner); {
+		c := inner[i]
+		if c != '\\' {
+			sb.WriteByte(c)
+			i++
+			continue
+		}
+		switch inner[i+1] {
+		case '"', '\\', '/':
+			sb.WriteByte(inner[i+1])
+		case 'b':
+			sb.WriteByte('\b')
+		case 'f':
+			sb.WriteByte('\f')
+		case 'n':
+			sb.WriteByte('\n')
+		case 'r':
+			sb.WriteByte('\r')
+		case 't':
+			sb.WriteByte('\t')
+		case 'u':
+			r, _ := strconv.ParseUint(string(inner[i+2:i+6]), 16, 32)
+			i += 6
+			if r >= 0xd800 && r < 0xdc00 && i+6 <= len(inner) && inner[i] == '\\' && inner[i+1] == 'u' {
+				lo, _ := strconv.ParseUint(string(inner[i+2:i+6]), 16, 32)
+				if lo >= 0xdc00 && lo < 0xe000 {
+					sb.WriteRune(rune((r-0xd800)<<10 + (lo - 0xdc00) + 0x10000))
+					i += 6
+					continue
+				}
+			}
+			sb.WriteRune(rune(r))
+			continue
+		}
+		i += 2
+	}
+	return sb.String(), nil
+}
+
+// String returns the value as a Go string if it is a JSON string.
+func String(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' {
+		return "", false
+	}
+	s, err := unquote(v, 0)
+	return s, err == nil
+}
+
+// Text renders a value the way Python's str() renders the decoded value,
+// which is what simplestreams filters compare against: strings as
+// themselves, numbers as written, true/false/null as True/False/None, and
+// anything else as its JSON.
+func Text(v []byte) string {
+	if s, ok := String(v); ok {
+		return s
+	}
+	switch string(v) {
+	case "true":
+		return "True"
+	case "false":
+		return "False"
+	case "null":
+		return "None"
+	}
+	return string(v)
+}
+
+// Int parses the value as a JSON integer.
+func Int(v []byte) (int64, bool) {
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return n, err == nil
+}
+
+// Quote returns s as a JSON string.
+func Quote(s string) []byte { return AppendString(nil, s) }
+
+// AppendString appends s as a JSON string. Non-ASCII is written as UTF-8;
+// control characters, quote and backslash are escaped.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, fmt.Sprintf("\\u%04x", c)...)
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// Sort sorts fields by key in place; of duplicate keys the last one wins,
+// as in Python's json module. It returns the possibly shorter slice.
+func Sort(fs []Field) []Field {
+	slices.SortStableFunc(fs, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
+	out := fs[:0]
+	for i, f := range fs {
+		if i+1 < len(fs) && fs[i+1].Key == f.Key {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Get finds key in fields sorted by Sort.
+func Get(fs []Field, key string) ([]byte, bool) {
+	i, ok := slices.BinarySearchFunc(fs, key, func(f Field, k string) int { return strings.Compare(f.Key, k) })
+	if !ok {
+		return nil, false
+	}
+	return fs[i].Value, true
+}
+
+// Set sets key to value in fields sorted by Sort, keeping them sorted.
+func Set(fs []Field, key string, value []byte) []Field {
+	i, ok := slices.BinarySearchFunc(fs, key, func(f Field, k string) int { return strings.Compare(f.Key, k) })
+	if ok {
+		fs[i].Value = value
+		return fs
+	}
+	return slices.Insert(fs, i, Field{Key: key, Value: value})
+}
+
+// Writer appends canonical JSON to a buffer.
+type Writer struct {
+	Buf    []byte
+	Indent string // "" for compact output
+}
+
+// Newline starts a new line at depth (nothing when compact).
+func (w *Writer) Newline(depth int) {
+	if w.Indent == "" {
+		return
+	}
+	w.Buf = append(w.Buf, '\n')
+	for range depth {
+		w.Buf = append(w.Buf, w.Indent...)
+	}
+}
+
+// Key writes `"key":` (with a space after the colon when indenting).
+func (w *Writer) Key(k string) {
+	w.Buf = AppendString(w.Buf, k)
+	if w.Indent == "" {
+		w.Buf = append(w.Buf, ':')
+	} else {
+		w.Buf = append(w.Buf, ':', ' ')
+	}
+}
+
+// Value writes the raw JSON value v canonically at depth: objects with
+// sorted keys, arrays element by element, scalars as they are.
+func (w *Writer) Value(v []byte, depth int) error {
+	i := skipWS(v, 0)
+	if i >= len(v) {
+		return synErr(i, "empty value")
+	}
+	switch v[i] {
+	case '{':
+		fs, err := Object(v)
+		if err != nil {
+			return err
+		}
+		return w.Fields(Sort(fs), depth)
+	case '[':
+		return w.array(v[i:], depth)
+	default:
+		end, err := scanValue(v, i, 0)
+		if err != nil {
+			return err
+		}
+		if j := skipWS(v, end); j != len(v) {
+			return synErr(j, "data after the value")
+		}
+		w.Buf = append(w.Buf, v[i:end]...)
+		return nil
+	}
+}
+
+// Fields writes an object of sorted fields at depth.
+func (w *Writer) Fields(fs []Field, depth int) error {
+	if len(fs) == 0 {
+		w.Buf = append(w.Buf, '{', '}')
+		return nil
+	}
+	w.Buf = append(w.Buf, '{')
+	for i, f := range fs {
+		if i > 0 {
+			w.Buf = append(w.Buf, ',')
+		}
+		w.Newline(depth + 1)
+		w.Key(f.Key)
+		if err := w.Value(f.Value, depth+1); err != nil {
+			return fmt.Errorf("%q: %w", f.Key, err)
+		}
+	}
+	w.Newline(depth)
+	w.Buf = append(w.Buf, '}')
+	return nil
+}
+
+func (w *Writer) array(v []byte, depth int) error {
+	i := skipWS(v, 1)
+	if i < len(v) && v[i] == ']' {
+		w.Buf = append(w.Buf, '[', ']')
+		return nil
+	}
+	w.Buf = append(w.Buf, '[')
+	for n := 0; ; n++ {
+		end, err := scanValue(v, i, 0)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			w.Buf = append(w.Buf, ',')
+		}
+		w.Newline(depth + 1)
+		if err := w.Value(v[i:end], depth+1); err != nil {
+			return err
+		}
+		i = skipWS(v, end)
+		if i < len(v) && v[i] == ']' {
+			break
+		}
+		i = skipWS(v, i+1)
+	}
+	w.Newline(depth)
+	w.Buf = append(w.Buf, ']')
+	return nil
+}
+
+// Canonical returns v re-written canonically with the given indent.
+func Canonical(v []byte, indent string) ([]byte, error) {
+	w := Writer{Indent: indent}
+	if err := w.Value(v, 0); err != nil {
+		return nil, err
+	}
+	return w.Buf, nil
+}

@@ -1,0 +1,128 @@
+package jsonc
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestObjectKeepsRawValues(t *testing.T) {
+	in := []byte(` {"b": [1, 2 ,3], "a":"x\u00e9\"", "c": {"z":1,"y":null}, "n": -1.5e3, "t": true} `)
+	fs, err := Object(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range fs {
+		got[f.Key] = string(f.Value)
+	}
+	want := map[string]string{"b": "[1, 2 ,3]", "a": `"x\u00e9\""`, "c": `{"z":1,"y":null}`, "n": "-1.5e3", "t": "true"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if s, ok := String(fs[1].Value); !ok || s != "xé\"" {
+		t.Errorf("String = %q %v", s, ok)
+	}
+}
+
+func TestCanonicalMatchesPythonStyle(t *testing.T) {
+	in := []byte(`{"b":{"y":[1,{"q":2,"p":[]}],"x":{}},"a":"-1","size":12}`)
+	// json.dumps(obj, indent=1, sort_keys=True)
+	want := "{\n \"a\": \"-1\",\n \"b\": {\n  \"x\": {},\n  \"y\": [\n   1,\n   {\n    \"p\": [],\n    \"q\": 2\n   }\n  ]\n },\n \"size\": 12\n}"
+	got, err := Canonical(in, " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	compact, _ := Canonical(in, "")
+	if string(compact) != `{"a":"-1","b":{"x":{},"y":[1,{"p":[],"q":2}]},"size":12}` {
+		t.Fatalf("compact: %s", compact)
+	}
+	for _, line := range strings.Split(string(got), "\n") {
+		if strings.HasPrefix(line, "-") {
+			t.Fatalf("line starts with '-': %q", line)
+		}
+	}
+}
+
+func TestDuplicateKeysLastWins(t *testing.T) {
+	fs, _ := Object([]byte(`{"a":1,"b":2,"a":3}`))
+	fs = Sort(fs)
+	if v, _ := Get(fs, "a"); string(v) != "3" || len(fs) != 2 {
+		t.Fatalf("got %v", fs)
+	}
+}
+
+func TestSetKeepsOrder(t *testing.T) {
+	fs := Sort([]Field{{"b", []byte("1")}, {"d", []byte("2")}})
+	fs = Set(fs, "c", []byte("3"))
+	fs = Set(fs, "a", []byte("4"))
+	fs = Set(fs, "d", []byte("5"))
+	var keys []string
+	for _, f := range fs {
+		keys = append(keys, f.Key+"="+string(f.Value))
+	}
+	if strings.Join(keys, ",") != "a=4,b=1,c=3,d=5" {
+		t.Fatal(keys)
+	}
+}
+
+func TestSyntaxErrorsNameOffset(t *testing.T) {
+	for _, in := range []string{``, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":tru}`, `{"a":"x` + "\x01" + `"}`, `{"a":01}`, `{"a":1} x`, `[1]`, `{"a":"\q"}`, `{"a":1.}`, `{"a":"\u12"}`} {
+		_, err := Object([]byte(in))
+		if !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "at byte") {
+			t.Errorf("Object(%q): %v", in, err)
+		}
+	}
+}
+
+func TestStringsRoundTrip(t *testing.T) {
+	for _, s := range []string{"", "plain", "quote\"back\\slash", "tab\tnl\n", "\x01ctl", "ünï€😀"} {
+		q := Quote(s)
+		var back string
+		if err := json.Unmarshal(q, &back); err != nil || back != s {
+			t.Errorf("Quote(%q) = %s (%v)", s, q, err)
+		}
+		if got, ok := String(q); !ok || got != s {
+			t.Errorf("String(Quote(%q)) = %q", s, got)
+		}
+	}
+	if s, _ := String([]byte(`"\ud83d\ude00 \u00e9"`)); s != "😀 é" {
+		t.Errorf("surrogates: %q", s)
+	}
+}
+
+func TestText(t *testing.T) {
+	for v, want := range map[string]string{`"x"`: "x", `12`: "12", `true`: "True", `false`: "False", `null`: "None", `[1,2]`: "[1,2]"} {
+		if got := Text([]byte(v)); got != want {
+			t.Errorf("Text(%s) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+func FuzzObject(f *testing.F) {
+	f.Add([]byte(`{"a":[1,{"b":"c"}],"d":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fs, err := Object(b)
+		if err != nil {
+			return
+		}
+		var m map[string]any
+		if json.Unmarshal(b, &m) != nil {
+			t.Fatalf("accepted invalid JSON %q", b)
+		}
+		w := Writer{Indent: " "}
+		if err := w.Fields(Sort(fs), 0); err != nil {
+			t.Fatal(err)
+		}
+		var m2 map[string]any
+		if err := json.Unmarshal(w.Buf, &m2); err != nil {
+			t.Fatalf("canonical output is not JSON: %v", err)
+		}
+	})
+}
