@@ -57,6 +57,7 @@ type Ingested struct {
 const (
 	batchMax  = 256
 	batchWait = 500 * time.Millisecond
+	smallFile = 1 << 20 // files below this size are synced with their batch
 )
 
 // IngestAll stages every source without holding the store lock and commits
@@ -130,7 +131,11 @@ func (s *Store) stageSource(ctx context.Context, src Source, meters progress.Fac
 	m := meters.New("ingest "+filepath.Base(src.Name), size, progress.Bytes)
 	defer m.Done()
 	start := time.Now()
-	st, err := s.Stage(ctx, r, src.Expect, m)
+	stage := s.Stage
+	if size >= 0 && size < smallFile {
+		stage = s.StageUnsynced // the batch's commit syncs them all at once
+	}
+	st, err := stage(ctx, r, src.Expect, m)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.Name, err)
 	}

@@ -44,13 +44,14 @@ const (
 // cas owns 'b' and 'i'; the rest are reserved here so that no two packages
 // collide.
 const (
-	PrefixBlob   = 'b'
-	PrefixIntent = 'i'
-	PrefixStream = 's' // snapshot: streams and their history
-	PrefixOrphan = 'o' // gc: orphan records
-	PrefixLease  = 'l' // gc: leases
-	PrefixBuild  = 'p' // build: pending builds
-	PrefixConfig = 'c' // settings remembered in the store
+	PrefixBlob    = 'b'
+	PrefixIntent  = 'i'
+	PrefixStream  = 's' // snapshot: stream records
+	PrefixHistory = 'h' // snapshot: stream history entries
+	PrefixOrphan  = 'o' // gc: orphan records
+	PrefixLease   = 'l' // gc: leases
+	PrefixBuild   = 'p' // build: pending builds
+	PrefixConfig  = 'c' // settings remembered in the store
 )
 
 func (s *Store) poolPath() string   { return filepath.Join(s.dir, poolDir) }

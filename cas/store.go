@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -49,6 +50,7 @@ type Store struct {
 	wait time.Duration
 	log  *slog.Logger
 	now  func() time.Time
+	bufs sync.Pool // chunkSize buffers of the ingest pipeline
 }
 
 // Init creates a new, empty store at dir. dir may exist if it is empty.

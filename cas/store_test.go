@@ -447,3 +447,40 @@ func TestStageFromFile(t *testing.T) {
 		t.Errorf("temp files left: %v", got)
 	}
 }
+
+func TestPutBytesBatchesAndDedupes(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	var blobs [][]byte
+	for i := range 20 {
+		blobs = append(blobs, []byte("metadata "+strconv.Itoa(i%15)))
+	}
+	ss, err := s.Writer(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ss.PutBytes(ctx, blobs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ss.PutBytes(ctx, blobs[:3]...)
+	ss.Close()
+	if err != nil || again[0] != ds[0] {
+		t.Fatalf("second put: %v", err)
+	}
+	for i, b := range blobs {
+		if ds[i] != sha(b) {
+			t.Fatalf("digest %d", i)
+		}
+		got, err := s.ReadBlob(ds[i])
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("read back %d: %v", i, err)
+		}
+	}
+	if n := countRecords(t, s); n != 15 {
+		t.Fatalf("%d records, want 15 distinct blobs", n)
+	}
+	if p := check(t, s, true); len(p) != 0 {
+		t.Fatal(p)
+	}
+}
