@@ -1,0 +1,419 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	badger "github.com/dgraph-io/badger/v4"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/jsonc"
+)
+
+// Repo works on the streams and snapshots of a store.
+type Repo struct {
+	s   *cas.Store
+	log *slog.Logger
+}
+
+// New returns a Repo on the store.
+func New(s *cas.Store) *Repo { return &Repo{s: s, log: s.Logger()} }
+
+// Store is the underlying store.
+func (r *Repo) Store() *cas.Store { return r.s }
+
+func (r *Repo) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	ss, err := r.s.Reader(ctx)
+	if err != nil {
+		return err
+	}
+	defer ss.Close()
+	return ss.View(fn)
+}
+
+// Stream reads a stream's record.
+func (r *Repo) Stream(ctx context.Context, name string) (*Stream, error) {
+	var st *Stream
+	err := r.view(ctx, func(txn *badger.Txn) error {
+		var err error
+		st, err = GetStream(txn, name)
+		return err
+	})
+	return st, err
+}
+
+// Streams lists every stream.
+func (r *Repo) Streams(ctx context.Context) ([]*Stream, error) {
+	var out []*Stream
+	err := r.view(ctx, func(txn *badger.Txn) error {
+		var err error
+		out, err = Streams(txn)
+		return err
+	})
+	return out, err
+}
+
+// Log returns up to max history entries of the stream (0 for all), newest
+// first.
+func (r *Repo) Log(ctx context.Context, name string, max int) ([]Entry, error) {
+	var out []Entry
+	err := r.view(ctx, func(txn *badger.Txn) error {
+		if _, err := GetStream(txn, name); err != nil {
+			return err
+		}
+		return History(txn, name, func(e Entry) bool {
+			out = append(out, e)
+			return max <= 0 || len(out) < max
+		})
+	})
+	return out, err
+}
+
+// Doc reads a snapshot document.
+func (r *Repo) Doc(d digest.Digest) (*Doc, error) {
+	b, err := r.s.ReadBlob(d)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", d, err)
+	}
+	return decodeDoc(d, b)
+}
+
+// Product reads a product blob.
+func (r *Repo) Product(ref *ProductRef) (*Product, error) {
+	b, err := r.s.ReadBlob(ref.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("product %s: %w", ref.Name, err)
+	}
+	return ParseProduct(ref.Name, b)
+}
+
+// CreateStream makes a stream with an empty first snapshot.
+func (r *Repo) CreateStream(ctx context.Context, name, label string) (*Stream, error) {
+	if label == "" {
+		label = name
+	}
+	if err := ValidName("stream name", name); err != nil {
+		return nil, err
+	}
+	if err := ValidName("label", label); err != nil {
+		return nil, err
+	}
+	ss, err := r.s.Writer(ctx, "stream create "+name)
+	if err != nil {
+		return nil, err
+	}
+	defer ss.Close()
+	now := r.s.Now().UTC()
+	st := &Stream{Name: name, Label: label, Created: now}
+	doc := &Doc{Format: DocFormat, Stream: name, Time: now, Operation: "stream create " + name, Summary: "empty", Catalogs: []Catalog{}}
+	b, err := doc.encode()
+	if err != nil {
+		return nil, err
+	}
+	err = ss.Update(func(txn *badger.Txn) error {
+		if _, err := GetStream(txn, name); err == nil {
+			return fmt.Errorf("stream %q: %w", name, ErrStreamExists)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ds, err := ss.PutBytes(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	err = ss.Update(func(txn *badger.Txn) error {
+		return appendEntry(txn, st, Entry{Snapshot: ds[0], Time: now, Operation: doc.Operation, Summary: doc.Summary})
+	})
+	return st, err
+}
+
+// Result is what a change did.
+type Result struct {
+	Stream   *Stream
+	Snapshot digest.Digest // the new head; "" on a dry run
+	Summary  string
+	Counts   Counts
+	Added    []VersionRef // versions added
+	Removed  []VersionRef // versions removed
+	Skipped  []VersionRef // versions asked for and already there
+	DryRun   bool
+}
+
+// VersionRef names a version of a product.
+type VersionRef struct {
+	Product string `json:"product"`
+	Version string `json:"version"`
+}
+
+func (v VersionRef) String() string { return v.Product + " " + v.Version }
+
+// editor builds a new snapshot from a base one. Changed products are
+// encoded and staged in the pool as soon as they are final (their temp
+// files are committed with the snapshot), so memory holds one product at a
+// time.
+type editor struct {
+	r       *Repo
+	base    *Doc
+	cats    map[string]*catEdit
+	staged  []*cas.Staged
+	res     *Result
+	dryRun  bool
+	headers map[string][]jsonc.Field
+}
+
+type catEdit struct {
+	header  []jsonc.Field // set for a catalog new to the stream
+	changed map[string]*ProductRef
+	removed map[string]bool
+}
+
+func newEditor(r *Repo, base *Doc, res *Result, dryRun bool) *editor {
+	return &editor{r: r, base: base, cats: map[string]*catEdit{}, res: res, dryRun: dryRun, headers: map[string][]jsonc.Field{}}
+}
+
+// load returns a copy of a product of the base snapshot, or nil.
+func (e *editor) load(contentID, name string) (*Product, error) {
+	cat := e.base.Catalog(contentID)
+	if cat == nil {
+		return nil, nil
+	}
+	ref := cat.Ref(name)
+	if ref == nil {
+		return nil, nil
+	}
+	return e.r.Product(ref)
+}
+
+// header returns the header fields of a catalog of the base, or nil.
+func (e *editor) header(contentID string) ([]jsonc.Field, error) {
+	if h, ok := e.headers[contentID]; ok {
+		return h, nil
+	}
+	cat := e.base.Catalog(contentID)
+	if cat == nil {
+		return nil, nil
+	}
+	h, err := cat.HeaderFields()
+	if err != nil {
+		return nil, err
+	}
+	e.headers[contentID] = h
+	return h, nil
+}
+
+func (e *editor) cat(contentID string) *catEdit {
+	c := e.cats[contentID]
+	if c == nil {
+		c = &catEdit{changed: map[string]*ProductRef{}, removed: map[string]bool{}}
+		e.cats[contentID] = c
+	}
+	return c
+}
+
+// newCatalog records the header of a catalog the base does not have.
+func (e *editor) newCatalog(contentID string, header []jsonc.Field) {
+	if e.base.Catalog(contentID) == nil && e.cat(contentID).header == nil {
+		e.cat(contentID).header = header
+		e.headers[contentID] = header
+	}
+}
+
+// put records the final state of a product: staged as a blob, or removed
+// when it has no versions left.
+func (e *editor) put(ctx context.Context, contentID string, p *Product) error {
+	c := e.cat(contentID)
+	if len(p.Versions) == 0 {
+		delete(c.changed, p.Name)
+		c.removed[p.Name] = true
+		return nil
+	}
+	delete(c.removed, p.Name)
+	ref := &ProductRef{Name: p.Name, Versions: len(p.Versions), Items: p.Items()}
+	if e.dryRun {
+		c.changed[p.Name] = ref
+		return nil
+	}
+	b, err := p.Blob()
+	if err != nil {
+		return err
+	}
+	ref.Digest = digest.FromBytes(b)
+	if cat := e.base.Catalog(contentID); cat != nil {
+		if old := cat.Ref(p.Name); old != nil && old.Digest == ref.Digest {
+			return nil // unchanged
+		}
+	}
+	st, err := e.r.s.StageUnsynced(ctx, bytes.NewReader(b), cas.Expect{Size: int64(len(b)), Digest: ref.Digest}, nil)
+	if err != nil {
+		return err
+	}
+	e.staged = append(e.staged, st)
+	c.changed[p.Name] = ref
+	return nil
+}
+
+func (e *editor) discard() {
+	for _, st := range e.staged {
+		st.Discard()
+	}
+	e.staged = nil
+}
+
+// doc builds the new snapshot document.
+func (e *editor) doc(op, summary string) (*Doc, error) {
+	d := &Doc{Format: DocFormat, Stream: e.base.Stream, Operation: op, Summary: summary, Time: e.r.s.Now().UTC()}
+	ids := map[string]bool{}
+	for _, c := range e.base.Catalogs {
+		ids[c.ContentID] = true
+	}
+	for id := range e.cats {
+		ids[id] = true
+	}
+	for _, id := range slices.Sorted(mapsKeys(ids)) {
+		var cat Catalog
+		if old := e.base.Catalog(id); old != nil {
+			cat = Catalog{ContentID: id, Header: old.Header, Products: slices.Clone(old.Products)}
+		} else {
+			h, err := encodeHeader(e.cats[id].header)
+			if err != nil {
+				return nil, err
+			}
+			cat = Catalog{ContentID: id, Header: h}
+		}
+		if c := e.cats[id]; c != nil {
+			cat.Products = slices.DeleteFunc(cat.Products, func(p ProductRef) bool { return c.removed[p.Name] || c.changed[p.Name] != nil })
+			for _, ref := range c.changed {
+				cat.Products = append(cat.Products, *ref)
+			}
+			slices.SortFunc(cat.Products, func(a, b ProductRef) int { return strings.Compare(a.Name, b.Name) })
+		}
+		if len(cat.Products) > 0 {
+			d.Catalogs = append(d.Catalogs, cat)
+		}
+	}
+	if d.Catalogs == nil {
+		d.Catalogs = []Catalog{}
+	}
+	return d, nil
+}
+
+func mapsKeys(m map[string]bool) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// change runs a change of the stream: plan computes the edits from the head
+// (outside any lock), then the new snapshot is committed in one writer
+// session if the head has not moved; if it has, plan runs again on the new
+// head (a few times at most).
+func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan func(st *Stream, e *editor) error) (*Result, error) {
+	for attempt := 0; ; attempt++ {
+		st, err := r.Stream(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		base, err := r.Doc(st.Head)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: head: %w", name, err)
+		}
+		res := &Result{Stream: st, DryRun: dryRun}
+		e := newEditor(r, base, res, dryRun)
+		if err := plan(st, e); err != nil {
+			e.discard()
+			return nil, err
+		}
+		summary := summarize(len(res.Added), len(res.Removed))
+		doc, err := e.doc(op, summary)
+		if err != nil {
+			e.discard()
+			return nil, err
+		}
+		doc.Parent = st.Head
+		res.Summary, res.Counts = summary, doc.Counts()
+		if dryRun {
+			return res, nil
+		}
+		if len(res.Added) == 0 && len(res.Removed) == 0 {
+			e.discard()
+			return res, fmt.Errorf("stream %s: %w", name, ErrNothingToDo)
+		}
+		cur, err := r.commit(ctx, st, doc, e)
+		if errors.Is(err, ErrHeadMoved) && attempt < 3 {
+			r.log.Info("stream changed meanwhile; planning again", "stream", name)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		res.Stream, res.Snapshot = cur, cur.Head
+		return res, nil
+	}
+}
+
+// commit writes the staged product blobs and the snapshot document and
+// moves the head, if the head is still the one the change started from.
+func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor) (*Stream, error) {
+	defer e.discard()
+	ss, err := r.s.Writer(ctx, doc.Operation)
+	if err != nil {
+		return nil, err
+	}
+	defer ss.Close()
+	var cur *Stream
+	if err := ss.View(func(txn *badger.Txn) error {
+		var err error
+		cur, err = GetStream(txn, st.Name)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if cur.Head != st.Head || cur.Seq != st.Seq {
+		return nil, ErrHeadMoved
+	}
+	if len(e.staged) > 0 {
+		if _, err := ss.Commit(e.staged...); err != nil {
+			return nil, err
+		}
+		e.staged = nil
+	}
+	b, err := doc.encode()
+	if err != nil {
+		return nil, err
+	}
+	ds, err := ss.PutBytes(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	err = ss.Update(func(txn *badger.Txn) error {
+		return appendEntry(txn, cur, Entry{Snapshot: ds[0], Time: doc.Time, Operation: doc.Operation, Summary: doc.Summary})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cur, nil
+}
+
+func summarize(added, removed int) string {
+	switch {
+	case added > 0 && removed > 0:
+		return fmt.Sprintf("+%d versions, -%d", added, removed)
+	case added > 0:
+		return fmt.Sprintf("+%d versions", added)
+	case removed > 0:
+		return fmt.Sprintf("-%d versions", removed)
+	}
+	return "no change"
+}

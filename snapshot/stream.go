@@ -1,0 +1,150 @@
+package snapshot
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/cas"
+)
+
+// Errors of stream operations.
+var (
+	ErrNoStream      = errors.New("no such stream")
+	ErrStreamExists  = errors.New("stream exists")
+	ErrBadName       = errors.New("bad stream name")
+	ErrHeadMoved     = errors.New("stream changed while this operation ran")
+	ErrNothingToDo   = errors.New("nothing to do")
+	ErrNoHistory     = errors.New("not in the stream's history")
+	ErrNoSuchVersion = errors.New("no such version")
+)
+
+// Stream is a stream's record.
+type Stream struct {
+	Name    string        `json:"name"`
+	Label   string        `json:"label"`
+	Created time.Time     `json:"created"`
+	Head    digest.Digest `json:"head"`
+	Seq     uint64        `json:"seq"` // sequence number of the newest history entry
+	Updated time.Time     `json:"updated"`
+}
+
+// ContentID is the stream's content id: com.ubuntu.maas:<label>:v3:download.
+func (s *Stream) ContentID() string { return "com.ubuntu.maas:" + s.Label + ":v3:download" }
+
+// ProductPrefix is what the stream's product names start with.
+func (s *Stream) ProductPrefix() string { return "com.ubuntu.maas." + s.Label + ":v3:boot:" }
+
+// Entry is one entry of a stream's history.
+type Entry struct {
+	Seq       uint64        `json:"seq"`
+	Snapshot  digest.Digest `json:"snapshot"`
+	Time      time.Time     `json:"time"`
+	Operation string        `json:"operation"`
+	Summary   string        `json:"summary"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ValidName checks a stream name or label: lowercase letters, digits, '.',
+// '_' and '-', starting with a letter or digit, at most 64 characters (it
+// becomes a directory name and part of product names).
+func ValidName(kind, s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("%s %q: %w: use lowercase letters, digits, '.', '_' and '-'", kind, s, ErrBadName)
+	}
+	return nil
+}
+
+func streamKey(name string) []byte { return append([]byte{cas.PrefixStream}, name...) }
+
+func historyKey(name string, seq uint64) []byte {
+	k := append([]byte{cas.PrefixHistory}, name...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func historyPrefix(name string) []byte {
+	return append(append([]byte{cas.PrefixHistory}, name...), 0)
+}
+
+// GetStream reads a stream record.
+func GetStream(txn *badger.Txn, name string) (*Stream, error) {
+	it, err := txn.Get(streamKey(name))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("stream %q: %w", name, ErrNoStream)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st Stream
+	err = it.Value(func(v []byte) error { return json.Unmarshal(v, &st) })
+	if err != nil {
+		return nil, fmt.Errorf("stream %q: record: %w", name, err)
+	}
+	return &st, nil
+}
+
+// Streams lists every stream in name order.
+func Streams(txn *badger.Txn) ([]*Stream, error) {
+	o := badger.DefaultIteratorOptions
+	o.Prefix = []byte{cas.PrefixStream}
+	it := txn.NewIterator(o)
+	defer it.Close()
+	var out []*Stream
+	for it.Rewind(); it.Valid(); it.Next() {
+		var st Stream
+		if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &st) }); err != nil {
+			return nil, fmt.Errorf("stream record %q: %w", it.Item().Key()[1:], err)
+		}
+		out = append(out, &st)
+	}
+	return out, nil
+}
+
+// History calls fn for the stream's history entries, newest first, until
+// fn returns false.
+func History(txn *badger.Txn, name string, fn func(Entry) bool) error {
+	o := badger.DefaultIteratorOptions
+	o.Prefix = historyPrefix(name)
+	o.Reverse = true
+	it := txn.NewIterator(o)
+	defer it.Close()
+	seek := append(historyPrefix(name), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	for it.Seek(seek); it.Valid(); it.Next() {
+		var e Entry
+		if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+			return fmt.Errorf("stream %q: history: %w", name, err)
+		}
+		if !fn(e) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// appendEntry moves the stream's head by appending a history entry.
+func appendEntry(txn *badger.Txn, st *Stream, e Entry) error {
+	st.Seq++
+	e.Seq = st.Seq
+	st.Head = e.Snapshot
+	st.Updated = e.Time
+	eb, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	sb, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if err := txn.Set(historyKey(st.Name, e.Seq), eb); err != nil {
+		return err
+	}
+	return txn.Set(streamKey(st.Name), sb)
+}
