@@ -2,10 +2,12 @@ package cas
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/mephstore/mephstore/internal/progress"
@@ -60,33 +62,76 @@ const (
 	smallFile = 1 << 20 // files below this size are synced with their batch
 )
 
-// IngestAll stages every source without holding the store lock and commits
-// them in short writer sessions. emit is called for each source once it is
-// committed, in order. On the first failure, the sources staged before it
-// are still committed (and emitted), and the error names the source.
+// IngestAll stages every source, one at a time, without holding the store
+// lock, and commits them in short writer sessions. emit is called for each
+// source once it is committed, in order. On the first failure, the sources
+// staged before it are still committed (and emitted), and the error names
+// the source. Each source gets its own progress meter.
 func (s *Store) IngestAll(ctx context.Context, srcs []Source, meters progress.Factory, emit func(Ingested) error) error {
+	return s.ingest(ctx, srcs, 1, meters, nil, true, emit)
+}
+
+// IngestParallel is IngestAll with jobs sources staged at a time (for
+// downloads); emit order is not the sources' order. All bytes count on one
+// meter (may be nil). On the first failure the others are cancelled and
+// nothing more is committed.
+func (s *Store) IngestParallel(ctx context.Context, srcs []Source, jobs int, meter progress.Meter, emit func(Ingested) error) error {
+	return s.ingest(ctx, srcs, max(jobs, 1), progress.Factory{}, meter, false, emit)
+}
+
+type stagedSource struct {
+	name string
+	st   *Staged
+	err  error
+}
+
+func (s *Store) ingest(ctx context.Context, srcs []Source, jobs int, meters progress.Factory, shared progress.Meter, keepGood bool, emit func(Ingested) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	todo := make(chan Source)
+	done := make(chan stagedSource, jobs)
+	go func() {
+		defer close(todo)
+		for _, src := range srcs {
+			select {
+			case todo <- src:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var workers sync.WaitGroup
+	for range jobs {
+		workers.Go(func() {
+			for src := range todo {
+				st, err := s.stageSource(ctx, src, meters, shared)
+				done <- stagedSource{src.Name, st, err}
+			}
+		})
+	}
+	go func() { workers.Wait(); close(done) }()
+
 	var pending []*Staged
 	var names []string
-	var oldest time.Time
+	var firstErr error
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
 		}
+		batch, bnames := pending, names
+		pending, names = nil, nil
 		start := time.Now()
 		ss, err := s.Writer(ctx, "ingest")
 		if err != nil {
-			for _, st := range pending {
+			for _, st := range batch {
 				st.Discard()
 			}
-			pending, names = nil, nil
 			return err
 		}
 		opened := time.Since(start)
-		out, err := ss.Commit(pending...)
+		out, err := ss.Commit(batch...)
 		cerr := ss.Close()
-		s.log.Debug("committed", "blobs", len(pending), "session_open", opened, "total", time.Since(start))
-		done := names
-		pending, names = nil, nil
+		s.log.Debug("committed", "blobs", len(batch), "session_open", opened, "total", time.Since(start))
 		if err != nil {
 			return err
 		}
@@ -94,42 +139,78 @@ func (s *Store) IngestAll(ctx context.Context, srcs []Source, meters progress.Fa
 			return cerr
 		}
 		for i, c := range out {
-			if err := emit(Ingested{Name: done[i], Committed: c}); err != nil {
+			if err := emit(Ingested{Name: bnames[i], Committed: c}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	for _, src := range srcs {
-		st, err := s.stageSource(ctx, src, meters)
-		if err != nil {
-			if ferr := flush(); ferr != nil {
-				s.log.Error("commit of earlier files failed", "err", ferr)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for open := true; open; {
+		select {
+		case r, ok := <-done:
+			if !ok {
+				open = false
+				break
 			}
-			return err
+			if firstErr != nil {
+				if r.st != nil {
+					r.st.Discard()
+				}
+				continue
+			}
+			if r.err != nil {
+				firstErr = r.err
+				cancel()
+				continue
+			}
+			if len(pending) == 0 {
+				timer.Reset(batchWait)
+			}
+			pending = append(pending, r.st)
+			names = append(names, r.name)
+			if len(pending) >= batchMax {
+				if err := flush(); err != nil {
+					firstErr = err
+					cancel()
+				}
+			}
+		case <-timer.C:
+			if firstErr == nil {
+				if err := flush(); err != nil {
+					firstErr = err
+					cancel()
+				}
+			}
 		}
-		if len(pending) == 0 {
-			oldest = time.Now()
-		}
-		pending = append(pending, st)
-		names = append(names, src.Name)
-		if len(pending) >= batchMax || time.Since(oldest) >= batchWait {
+	}
+	if firstErr != nil {
+		if keepGood && !errors.Is(firstErr, context.Canceled) {
 			if err := flush(); err != nil {
-				return err
+				s.log.Error("commit of earlier files failed", "err", err)
 			}
 		}
+		for _, st := range pending {
+			st.Discard()
+		}
+		return firstErr
 	}
 	return flush()
 }
 
-func (s *Store) stageSource(ctx context.Context, src Source, meters progress.Factory) (*Staged, error) {
+func (s *Store) stageSource(ctx context.Context, src Source, meters progress.Factory, shared progress.Meter) (*Staged, error) {
 	r, size, err := src.Open()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.Name, err)
 	}
 	defer r.Close()
-	m := meters.New("ingest "+filepath.Base(src.Name), size, progress.Bytes)
-	defer m.Done()
+	m := shared
+	if m == nil {
+		m = meters.New("ingest "+filepath.Base(src.Name), size, progress.Bytes)
+		defer m.Done()
+	}
 	start := time.Now()
 	stage := s.Stage
 	if size >= 0 && size < smallFile {

@@ -137,14 +137,14 @@ func (r *Repo) CreateStream(ctx context.Context, name, label string) (*Stream, e
 
 // Result is what a change did.
 type Result struct {
-	Stream   *Stream
-	Snapshot digest.Digest // the new head; "" on a dry run
-	Summary  string
-	Counts   Counts
-	Added    []VersionRef // versions added
-	Removed  []VersionRef // versions removed
-	Skipped  []VersionRef // versions asked for and already there
-	DryRun   bool
+	Stream   *Stream       `json:"stream"`
+	Snapshot digest.Digest `json:"snapshot,omitempty"` // the new head; "" on a dry run
+	Summary  string        `json:"summary"`
+	Counts   Counts        `json:"counts"`
+	Added    []VersionRef  `json:"added"`   // versions added
+	Removed  []VersionRef  `json:"removed"` // versions removed
+	Skipped  []VersionRef  `json:"skipped"` // versions asked for and already there
+	DryRun   bool          `json:"dry_run"`
 }
 
 // VersionRef names a version of a product.

@@ -65,6 +65,15 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 		a.catCmd(),
 		a.blobsCmd(),
 		a.fsckCmd(),
+		a.streamCmd(),
+		a.insertCmd(),
+		a.promoteCmd(),
+		a.rollbackCmd(),
+		a.cleanMDCmd(),
+		a.removeCmd(),
+		a.logCmd(),
+		a.diffCmd(),
+		a.queryCmd(),
 	)
 	return root
 }

@@ -1,0 +1,293 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	badger "github.com/dgraph-io/badger/v4"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/fetch"
+	"github.com/mephstore/mephstore/internal/jsonc"
+	"github.com/mephstore/mephstore/internal/pgp"
+	"github.com/mephstore/mephstore/internal/progress"
+)
+
+// ErrBadItem is wrapped when an item lacks what mephstore needs to fetch it.
+var ErrBadItem = errors.New("bad item")
+
+// InsertOptions tune Insert.
+type InsertOptions struct {
+	Keyring pgp.Keyring // required unless NoVerify
+	Verify  bool        // read index.sjson and check every signature
+	Filters []Filter
+	DryRun  bool
+	Jobs    int // parallel downloads (default 4 for URLs, 2 for directories)
+	Meters  progress.Factory
+	Client  *fetch.Client
+}
+
+// InsertResult adds data figures to Result.
+type InsertResult struct {
+	Result
+	Files      int   `json:"files"`       // distinct files the new versions refer to
+	Fetched    int   `json:"fetched"`     // of those, read from the source
+	FetchBytes int64 `json:"fetch_bytes"` // bytes read from the source
+}
+
+// candidate is a source version the stream lacks.
+type candidate struct {
+	cid     string
+	header  []jsonc.Field
+	product string
+	pfields []jsonc.Field // the source product's fields (for a product new to the stream)
+	version string
+	raw     []byte
+}
+
+type fileRef struct {
+	path string
+	size int64
+}
+
+// splitProduct parses a product object one level deep: its fields (without
+// versions) and its versions as raw objects, both sorted.
+func splitProduct(name string, raw []byte) (fields, versions []jsonc.Field, err error) {
+	fs, err := jsonc.Object(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("product %s: %w: %w", name, ErrBadCatalog, err)
+	}
+	for _, f := range jsonc.Sort(fs) {
+		if f.Key != "versions" {
+			fields = append(fields, f)
+			continue
+		}
+		versions, err = jsonc.Object(f.Value)
+		if err != nil {
+			return nil, nil, fmt.Errorf("product %s: versions: %w: %w", name, ErrBadCatalog, err)
+		}
+		versions = jsonc.Sort(versions)
+	}
+	return fields, versions, nil
+}
+
+// versionNames lists the versions of a product of the snapshot without
+// parsing its items.
+func (r *Repo) versionNames(doc *Doc, cid, name string) (map[string]bool, error) {
+	out := map[string]bool{}
+	cat := doc.Catalog(cid)
+	if cat == nil {
+		return out, nil
+	}
+	ref := cat.Ref(name)
+	if ref == nil {
+		return out, nil
+	}
+	b, err := r.s.ReadBlob(ref.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("product %s: %w", name, err)
+	}
+	_, vs, err := splitProduct(name, b)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vs {
+		out[v.Key] = true
+	}
+	return out, nil
+}
+
+// Insert adds to the stream the product versions of the source tree that
+// match the filters and that the stream does not have, like meph2-util
+// insert: a version the stream has is kept as it is. Every file the new
+// versions refer to is put in the pool first (files the pool has are not
+// read; the others are checked against their size and sha256 as they
+// stream); only then is one new snapshot committed. Any failure leaves the
+// stream as it was.
+func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) (*InsertResult, error) {
+	st, err := r.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	source, err := OpenSource(src, o.Client)
+	if err != nil {
+		return nil, err
+	}
+	cats, err := source.ReadCatalogs(ctx, o.Keyring, o.Verify)
+	if err != nil {
+		return nil, err
+	}
+	head, err := r.Doc(st.Head)
+	if err != nil {
+		return nil, err
+	}
+	// Plan: what the stream lacks, and the files that needs.
+	var cands []candidate
+	files := map[digest.Digest]fileRef{}
+	res := &InsertResult{Result: Result{Stream: st, DryRun: o.DryRun}}
+	for ci := range cats {
+		sc := &cats[ci]
+		for _, pf := range sc.Products {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			pfields, versions, err := splitProduct(pf.Key, pf.Value)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", sc.Path, err)
+			}
+			have, err := r.versionNames(head, sc.ContentID, pf.Key)
+			if err != nil {
+				return nil, err
+			}
+			sp := &Product{Name: pf.Key, Fields: pfields}
+			for _, vf := range versions {
+				if have[vf.Key] {
+					continue
+				}
+				v, err := parseVersion(vf.Key, vf.Value)
+				if err != nil {
+					return nil, fmt.Errorf("%s: product %s: %w", sc.Path, pf.Key, err)
+				}
+				if !VersionMatches(o.Filters, sc.Header, sp, &v) {
+					continue
+				}
+				if err := collectFiles(sc, sp, &v, files); err != nil {
+					return nil, err
+				}
+				cands = append(cands, candidate{cid: sc.ContentID, header: sc.Header, product: pf.Key, pfields: pfields, version: vf.Key, raw: vf.Value})
+				res.Added = append(res.Added, VersionRef{Product: pf.Key, Version: vf.Key})
+			}
+		}
+	}
+	res.Files = len(files)
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("stream %s: %w: %s has no version the stream lacks%s", stream, ErrNothingToDo, source, filterNote(o.Filters))
+	}
+	// Which files the pool lacks.
+	var missing []digest.Digest
+	ss, err := r.s.Reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = ss.View(func(txn *badger.Txn) error {
+		for d := range files {
+			if _, err := cas.GetBlob(txn, d); errors.Is(err, cas.ErrBlobNotFound) {
+				missing = append(missing, d)
+			} else if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	ss.Close()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range missing {
+		res.Fetched++
+		res.FetchBytes += files[d].size
+	}
+	if o.DryRun {
+		res.Summary = summarize(len(res.Added), 0)
+		return res, nil
+	}
+	// Data first, in short writer sessions; nothing refers to it yet.
+	if len(missing) > 0 {
+		srcs := make([]cas.Source, len(missing))
+		for i, d := range missing {
+			f := files[d]
+			srcs[i] = cas.Source{Name: f.path, Expect: cas.Expect{Size: f.size, Digest: d},
+				Open: func() (io.ReadCloser, int64, error) { return source.Open(ctx, f.path) }}
+		}
+		jobs := o.Jobs
+		if jobs <= 0 {
+			jobs = 2
+			if source.url != nil {
+				jobs = 4
+			}
+		}
+		m := o.Meters.New("insert: fetch "+fmt.Sprint(len(missing))+" files", res.FetchBytes, progress.Bytes)
+		err := r.s.IngestParallel(ctx, srcs, jobs, m, func(cas.Ingested) error { return nil })
+		m.Done()
+		if err != nil {
+			return nil, fmt.Errorf("insert from %s: %w (the stream is unchanged)", source, err)
+		}
+	}
+	// Then the snapshot.
+	op := "insert " + src + " " + stream
+	for _, f := range o.Filters {
+		op += " " + f.String()
+	}
+	out, err := r.change(ctx, stream, op, false, func(st *Stream, e *editor) error {
+		for i := 0; i < len(cands); {
+			c := cands[i]
+			p, err := e.load(c.cid, c.product)
+			if err != nil {
+				return err
+			}
+			if p == nil {
+				p = &Product{Name: c.product, Fields: c.pfields}
+				e.newCatalog(c.cid, c.header)
+			}
+			for ; i < len(cands) && cands[i].cid == c.cid && cands[i].product == c.product; i++ {
+				v, err := parseVersion(cands[i].version, cands[i].raw)
+				if err != nil {
+					return err
+				}
+				ref := VersionRef{Product: c.product, Version: v.Name}
+				if p.AddVersion(v) {
+					e.res.Added = append(e.res.Added, ref)
+				} else {
+					e.res.Skipped = append(e.res.Skipped, ref)
+				}
+			}
+			if err := e.put(ctx, c.cid, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Result = *out
+	return res, nil
+}
+
+// collectFiles adds the files of a version's items to files, checking that
+// each has what is needed to fetch and verify it.
+func collectFiles(sc *SourceCatalog, p *Product, v *Version, files map[digest.Digest]fileRef) error {
+	s := Scope{Header: sc.Header, Product: p, Version: v}
+	for i := range v.Items {
+		s.Item = &v.Items[i]
+		where := fmt.Sprintf("%s: product %s version %s item %s", sc.Path, p.Name, v.Name, s.Item.Name)
+		pathv, _ := s.Get("path")
+		path, ok := jsonc.String(pathv)
+		if !ok || path == "" {
+			return fmt.Errorf("%s: %w: no path", where, ErrBadItem)
+		}
+		if err := checkRel(path); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		shav, _ := s.Get("sha256")
+		sum, _ := jsonc.String(shav)
+		if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+			return fmt.Errorf("%s: %w: sha256 %q is not 64 lowercase hex digits", where, ErrBadItem, sum)
+		}
+		sizev, _ := s.Get("size")
+		size, ok := jsonc.Int(sizev)
+		if !ok || size < 0 {
+			return fmt.Errorf("%s: %w: size %s is not a non-negative integer", where, ErrBadItem, sizev)
+		}
+		d := digest.NewDigestFromEncoded(digest.SHA256, sum)
+		if f, seen := files[d]; seen && f.size != size {
+			return fmt.Errorf("%s: %w: sha256 %s is listed with sizes %d and %d", where, ErrBadItem, sum, f.size, size)
+		}
+		files[d] = fileRef{path: path, size: size}
+	}
+	return nil
+}

@@ -1,0 +1,211 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/mephstore/mephstore/internal/fetch"
+	"github.com/mephstore/mephstore/internal/jsonc"
+	"github.com/mephstore/mephstore/internal/pgp"
+)
+
+// ErrBadSource is wrapped by errors in a source tree's layout or index.
+var ErrBadSource = errors.New("bad source tree")
+
+// Source is a simplestreams tree to read: a directory or an http(s) URL of
+// its root.
+type Source struct {
+	root   string   // directory, or URL ending in "/"
+	url    *url.URL // nil for a directory
+	index  string   // path of the index below root, as given (or default)
+	client *fetch.Client
+}
+
+// OpenSource parses where a tree is: a directory or URL of its root, or of
+// its streams/v1/index.json or index.sjson.
+func OpenSource(src string, client *fetch.Client) (*Source, error) {
+	s := &Source{client: client}
+	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+		u, err := url.Parse(src)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", src, err)
+		}
+		s.url = u
+		p := u.Path
+		if strings.HasSuffix(p, "/streams/v1/index.json") || strings.HasSuffix(p, "/streams/v1/index.sjson") {
+			s.index = "streams/v1/" + path.Base(p)
+			p = strings.TrimSuffix(p, s.index)
+		}
+		if !strings.HasSuffix(p, "/") {
+			p += "/"
+		}
+		u2 := *u
+		u2.Path, u2.RawQuery, u2.Fragment = p, "", ""
+		s.root = u2.String()
+		return s, nil
+	}
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", src, err)
+	}
+	if !fi.IsDir() {
+		base := filepath.Base(abs)
+		if (base != "index.json" && base != "index.sjson") || filepath.Base(filepath.Dir(abs)) != "v1" {
+			return nil, fmt.Errorf("source %s: %w: want a tree's root directory or its streams/v1/index.(s)json", src, ErrBadSource)
+		}
+		s.index = "streams/v1/" + base
+		abs = filepath.Dir(filepath.Dir(filepath.Dir(abs)))
+	}
+	s.root = abs
+	return s, nil
+}
+
+func (s *Source) String() string { return s.root }
+
+// checkRel refuses paths that could leave the tree.
+func checkRel(p string) error {
+	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || strings.ContainsAny(p, "?#") ||
+		path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") || strings.Contains(p, "://") {
+		return fmt.Errorf("path %q: %w: must be relative and stay inside the tree", p, ErrBadSource)
+	}
+	return nil
+}
+
+// Open opens the file at rel below the root; size is -1 when unknown.
+func (s *Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, error) {
+	if err := checkRel(rel); err != nil {
+		return nil, 0, err
+	}
+	if s.url == nil {
+		f, err := os.Open(filepath.Join(s.root, filepath.FromSlash(rel)))
+		if err != nil {
+			return nil, 0, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, fi.Size(), nil
+	}
+	u := s.root + (&url.URL{Path: rel}).EscapedPath()
+	return s.client.Get(ctx, u)
+}
+
+// readAll reads a metadata file (at most limit bytes).
+func (s *Source) readAll(ctx context.Context, rel string) ([]byte, error) {
+	r, _, err := s.Open(ctx, rel)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	defer r.Close()
+	const limit = 4 << 30
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("%s: larger than 4 GiB", rel)
+	}
+	return b, nil
+}
+
+// SourceCatalog is one products file read from a source.
+type SourceCatalog struct {
+	Path      string
+	ContentID string
+	Header    []jsonc.Field
+	Products  []jsonc.Field // raw product objects, by name
+}
+
+// ReadCatalogs reads the index and every image products file it lists.
+// With a keyring, the index must be index.sjson and every products file a
+// .sjson, each clear-signed by a key of the keyring; without one
+// (verify=false) the unsigned index.json is read.
+func (s *Source) ReadCatalogs(ctx context.Context, kr pgp.Keyring, verify bool) ([]SourceCatalog, error) {
+	idx := s.index
+	switch {
+	case idx == "" && verify:
+		idx = "streams/v1/index.sjson"
+	case idx == "":
+		idx = "streams/v1/index.json"
+	case verify && !strings.HasSuffix(idx, ".sjson"):
+		return nil, fmt.Errorf("source %s: %w: --keyring needs the signed index.sjson, not %s", s, ErrBadSource, idx)
+	}
+	raw, err := s.readMeta(ctx, idx, kr, verify)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := jsonc.Object(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", idx, ErrBadSource, err)
+	}
+	fs = jsonc.Sort(fs)
+	if f := StringField(fs, "format"); f != "index:1.0" {
+		return nil, fmt.Errorf("%s: %w: format %q, want index:1.0", idx, ErrBadSource, f)
+	}
+	iv, ok := jsonc.Get(fs, "index")
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: no index", idx, ErrBadSource)
+	}
+	entries, err := jsonc.Object(iv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: index: %w: %w", idx, ErrBadSource, err)
+	}
+	var out []SourceCatalog
+	for _, e := range jsonc.Sort(entries) {
+		efs, err := jsonc.Object(e.Value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: index entry %s: %w: %w", idx, e.Key, ErrBadSource, err)
+		}
+		efs = jsonc.Sort(efs)
+		if dt := StringField(efs, "datatype"); dt != "image-ids" && dt != "image-downloads" {
+			continue
+		}
+		p := StringField(efs, "path")
+		if err := checkRel(p); err != nil {
+			return nil, fmt.Errorf("%s: index entry %s: %w", idx, e.Key, err)
+		}
+		if verify && !strings.HasSuffix(p, ".sjson") {
+			return nil, fmt.Errorf("%s: index entry %s: %w: the signed index points at the unsigned %s", idx, e.Key, ErrBadSource, p)
+		}
+		body, err := s.readMeta(ctx, p, kr, verify)
+		if err != nil {
+			return nil, err
+		}
+		header, cid, prods, err := ParseCatalog(body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		if cid != e.Key {
+			return nil, fmt.Errorf("%s: %w: content_id %q, but the index lists it as %q", p, ErrBadSource, cid, e.Key)
+		}
+		out = append(out, SourceCatalog{Path: p, ContentID: cid, Header: header, Products: prods})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: %w: no image products files in the index", idx, ErrBadSource)
+	}
+	return out, nil
+}
+
+func (s *Source) readMeta(ctx context.Context, rel string, kr pgp.Keyring, verify bool) ([]byte, error) {
+	b, err := s.readAll(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	if !verify {
+		return b, nil
+	}
+	return pgp.VerifyClearsigned(rel, b, kr)
+}
