@@ -407,13 +407,19 @@ func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor) (*St
 }
 
 func summarize(added, removed int) string {
+	versions := func(n int) string {
+		if n == 1 {
+			return "1 version"
+		}
+		return fmt.Sprintf("%d versions", n)
+	}
 	switch {
 	case added > 0 && removed > 0:
-		return fmt.Sprintf("+%d versions, -%d", added, removed)
+		return fmt.Sprintf("+%s, -%d", versions(added), removed)
 	case added > 0:
-		return fmt.Sprintf("+%d versions", added)
+		return "+" + versions(added)
 	case removed > 0:
-		return fmt.Sprintf("-%d versions", removed)
+		return "-" + versions(removed)
 	}
 	return "no change"
 }

@@ -1,0 +1,79 @@
+package testtree
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// Tools is the directory of the shared tools (make-test-stream, ss-validate).
+func Tools(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "tools")
+	if v := os.Getenv("MEPHSTORE_SHARED_TOOLS"); v != "" {
+		dir = v
+	}
+	if _, err := os.Stat(filepath.Join(dir, "make-test-stream")); err != nil {
+		t.Fatalf("shared tools not found at %s (set MEPHSTORE_SHARED_TOOLS): %v", dir, err)
+	}
+	return dir
+}
+
+// Keys is a throwaway signing identity: a GnuPG home and its public keyring.
+type Keys struct {
+	Home    string
+	Keyring string
+	UID     string
+}
+
+var (
+	keysMu sync.Mutex
+	keys   = map[string]*Keys{}
+)
+
+// KeysFor returns the identity called name, created once per test binary
+// (key generation is the slow part of signing).
+func KeysFor(t testing.TB, name string) *Keys {
+	t.Helper()
+	keysMu.Lock()
+	defer keysMu.Unlock()
+	if k := keys[name]; k != nil {
+		return k
+	}
+	base, err := os.MkdirTemp("", "mephstore-gpg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &Keys{Home: filepath.Join(base, "gnupg"), Keyring: filepath.Join(base, "keyring.gpg"), UID: name + " <" + name + "@example.invalid>"}
+	os.Mkdir(k.Home, 0o700)
+	// A tiny tree signed with the new key also writes its keyring.
+	generate(t, filepath.Join(base, "seed"), k, "--keyring-out", k.Keyring)
+	keys[name] = k
+	return k
+}
+
+func generate(t testing.TB, out string, k *Keys, args ...string) {
+	t.Helper()
+	a := []string{filepath.Join(Tools(t), "make-test-stream"), "--out", out}
+	if k != nil {
+		// make-test-stream signs with the key of this uid (making it once).
+		a = append(a, "--sign", "--gnupghome", k.Home, "--uid", k.UID)
+	}
+	cmd := exec.Command("python3", append(a, args...)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make-test-stream %v: %v\n%s", args, err, b)
+	}
+}
+
+// Make writes a tree to a new temp directory and returns it. With k, the
+// tree is signed by k's key.
+func Make(t testing.TB, k *Keys, args ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "tree")
+	generate(t, out, k, args...)
+	return out
+}

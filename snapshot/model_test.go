@@ -1,0 +1,127 @@
+package snapshot
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/mephstore/mephstore/internal/jsonc"
+)
+
+func TestCompareVersions(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"20240101", "20240102", -1},
+		{"20240101.9", "20240101.10", -1},
+		{"20240101.10", "20240101.2", 1},
+		{"20240101", "20240101.1", -1},
+		{"20240101_01", "20240101_02", -1},
+		{"20240101", "20240101", 0},
+		{"20231231.99", "20240101", -1},
+		{"v2", "v10", -1},
+		{"007", "7", 1}, // same number: the longer spelling sorts after
+	} {
+		if got := CompareVersions(tc.a, tc.b); got != tc.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+		if got := CompareVersions(tc.b, tc.a); got != -tc.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.b, tc.a, got, -tc.want)
+		}
+	}
+}
+
+func testScope(t *testing.T) *Scope {
+	t.Helper()
+	p, err := ParseProduct("com.ubuntu.maas.daily:v3:boot:24.04:amd64:ga-24.04", []byte(`{
+	 "arch": "amd64", "release": "noble", "label": "daily", "num": 12, "flag": true,
+	 "versions": {"20240101": {"pubname": "noble-x", "items": {
+	   "boot-kernel": {"ftype": "boot-kernel", "size": 64, "arch": "override"}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Scope{Header: jsonc.Sort([]jsonc.Field{{Key: "content_id", Value: []byte(`"com.ubuntu.maas:daily:v3:download"`)}}),
+		Product: p, Version: &p.Versions[0], Item: &p.Versions[0].Items[0]}
+}
+
+func TestFilterSemantics(t *testing.T) {
+	s := testScope(t)
+	for _, tc := range []struct {
+		expr string
+		want bool
+	}{
+		{"release=noble", true},
+		{"release = noble", true},
+		{"release=jammy", false},
+		{"release!=jammy", true},
+		{"release~^no", true},
+		{"release~ble$", true},
+		{"release~oble", true}, // search, not full match
+		{"release!~^(jammy|focal)$", true},
+		{"arch=override", true}, // the item's own field wins
+		{"pubname=noble-x", true},
+		{"content_id~:daily:", true},
+		{"num=12", true},
+		{"flag=True", true},
+		{"missing=", true}, // a missing key is ""
+		{"missing!=", false},
+		{"product_name~amd64", true},
+		{"version_name=20240101", true},
+		{"item_name=boot-kernel", true},
+		{"size=64", true},
+	} {
+		f, err := ParseFilter(tc.expr)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.expr, err)
+		}
+		if got := MatchScope([]Filter{f}, s); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.expr, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "=x", "release", "release:noble", "release~(", "release!~[", "!=x"} {
+		if _, err := ParseFilter(bad); !errors.Is(err, ErrBadFilter) {
+			t.Errorf("ParseFilter(%q) = %v, want ErrBadFilter", bad, err)
+		}
+	}
+	fs, _ := ParseFilters([]string{"release=noble", "arch=amd64"}) // arch is overridden by the item
+	if MatchScope(fs, s) {
+		t.Error("all filters must match")
+	}
+}
+
+func TestProductRoundTripKeepsUnknownFields(t *testing.T) {
+	raw := `{"zeta":{"b":1,"a":[1,2]},"arch":"amd64","versions":{"2":{"x-new":"kept","items":{"i":{"size":1,"ftype":"f"}},"zz":null},"10":{"items":{}}},"_aliases":{"k":"v"}}`
+	p, err := ParseProduct("p", []byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Blob()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"_aliases":{"k":"v"},"arch":"amd64","versions":{"10":{"items":{}},"2":{"items":{"i":{"ftype":"f","size":1}},"x-new":"kept","zz":null}},"zeta":{"a":[1,2],"b":1}}`
+	if string(b) != want {
+		t.Fatalf("blob\n%s\nwant\n%s", b, want)
+	}
+	w := jsonc.Writer{Indent: " "}
+	if err := p.Encode(&w, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(w.Buf), "\n") {
+		if strings.HasPrefix(l, "-") {
+			t.Fatalf("indented output has a line starting with '-': %q", l)
+		}
+	}
+	p2, err := ParseProduct("p", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := p2.Blob()
+	if string(b2) != string(b) {
+		t.Fatal("encoding is not stable")
+	}
+	if _, err := ParseProduct("p", []byte(`{"versions": [1]}`)); !errors.Is(err, ErrBadCatalog) {
+		t.Fatalf("versions as a list: %v", err)
+	}
+}
