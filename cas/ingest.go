@@ -440,16 +440,14 @@ func (ss *Session) Commit(staged ...*Staged) ([]Committed, error) {
 	if err := ss.syncFiles(unsynced); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	// 1. Intents, so recovery can finish or undo a commit cut short.
+	// 1. One intent for the batch, so recovery can finish or undo a commit
+	// cut short. (One record per batch, not per blob: deleted records stay
+	// in badger as tombstones until compaction, and recovery scans them.)
+	ikey := intentKey()
 	if err := ss.db.Update(func(txn *badger.Txn) error {
-		for _, st := range staged {
-			if err := txn.Set(blobKey(PrefixIntent, st.Digest), nil); err != nil {
-				return err
-			}
-		}
-		return nil
+		return txn.Set(ikey, encodeIntent(staged))
 	}); err != nil {
-		return nil, fmt.Errorf("commit: record intents: %w", err)
+		return nil, fmt.Errorf("commit: record intent: %w", err)
 	}
 	// 2. Files into place, never replacing one.
 	out := make([]Committed, len(staged))
@@ -503,11 +501,8 @@ func (ss *Session) Commit(staged ...*Staged) ([]Committed, error) {
 			default:
 				return err
 			}
-			if err := txn.Delete(blobKey(PrefixIntent, out[i].Digest)); err != nil {
-				return err
-			}
 		}
-		return nil
+		return txn.Delete(ikey)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("commit: record blobs: %w", err)

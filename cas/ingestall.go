@@ -57,8 +57,8 @@ type Ingested struct {
 // many are pending or the oldest has waited this long, so that many small
 // files cost one session while large ones are committed as they finish.
 const (
-	batchMax  = 256
-	batchWait = 500 * time.Millisecond
+	batchMax  = 2048
+	batchWait = time.Second
 	smallFile = 1 << 20 // files below this size are synced with their batch
 )
 

@@ -17,8 +17,9 @@ package cas
 // Keys in the database (one byte of prefix, then binary):
 //
 //	'b' + sha256[32]  blob record: version byte, uvarint size, varint first-ingested unix ns
-//	'i' + sha256[32]  commit intent: written before the rename into the pool, dropped with
-//	                  the record; a leftover one is resolved by recovery
+//	'i' + random[12]  commit intent of a batch (its sha256s, 32 raw bytes each): written
+//	                  before the renames into the pool, dropped with the records; a
+//	                  leftover one is resolved by recovery
 //
 // Other packages keep their records under their own prefixes (see Prefix*).
 

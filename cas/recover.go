@@ -2,6 +2,7 @@ package cas
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -45,32 +46,48 @@ func (ss *Session) recover(ctx context.Context) (Recovery, error) {
 			rec.TempFiles++
 		}
 	}
-	var intents []digest.Digest
+	type intent struct {
+		key     []byte
+		digests []digest.Digest
+	}
+	var intents []intent
 	err = ss.db.View(func(txn *badger.Txn) error {
 		o := badger.DefaultIteratorOptions
 		o.Prefix = []byte{PrefixIntent}
-		o.PrefetchValues = false
 		it := txn.NewIterator(o)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			intents = append(intents, digestFromKey(it.Item().KeyCopy(nil)))
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			ds, err := decodeIntent(v)
+			if err != nil {
+				return err
+			}
+			intents = append(intents, intent{it.Item().KeyCopy(nil), ds})
 		}
 		return nil
 	})
 	if err != nil {
 		return rec, err
 	}
-	for _, d := range intents {
-		if err := ctx.Err(); err != nil {
-			return rec, err
+	for _, in := range intents {
+		for _, d := range in.digests {
+			if err := ctx.Err(); err != nil {
+				return rec, err
+			}
+			adopted, err := ss.resolveIntent(d)
+			if err != nil {
+				return rec, err
+			}
+			rec.Intents++
+			if adopted {
+				rec.Adopted++
+			}
 		}
-		adopted, err := ss.resolveIntent(d)
-		if err != nil {
+		if err := ss.db.Update(func(txn *badger.Txn) error { return txn.Delete(in.key) }); err != nil {
 			return rec, err
-		}
-		rec.Intents++
-		if adopted {
-			rec.Adopted++
 		}
 	}
 	return rec, nil
@@ -94,14 +111,43 @@ func isStale(p string) (bool, error) {
 	return got, nil
 }
 
-// resolveIntent finishes or drops the commit of d that a crash cut short.
+// intentKey is a new, unique key for a batch's commit intent.
+func intentKey() []byte {
+	var b [12]byte
+	rand.Read(b[:])
+	return append([]byte{PrefixIntent}, b[:]...)
+}
+
+// encodeIntent lists the digests of a batch: 32 raw bytes each.
+func encodeIntent(staged []*Staged) []byte {
+	out := make([]byte, 0, 32*len(staged))
+	for _, st := range staged {
+		raw, _ := hex.DecodeString(st.Digest.Encoded())
+		out = append(out, raw...)
+	}
+	return out
+}
+
+func decodeIntent(v []byte) ([]digest.Digest, error) {
+	if len(v)%32 != 0 {
+		return nil, fmt.Errorf("commit intent of %d bytes: not a list of sha256", len(v))
+	}
+	out := make([]digest.Digest, 0, len(v)/32)
+	for i := 0; i < len(v); i += 32 {
+		out = append(out, digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(v[i:i+32])))
+	}
+	return out, nil
+}
+
+// resolveIntent finishes the commit of d that a crash cut short, or drops
+// it (the caller deletes the intent).
 // The pool file is adopted only if it hashes to its name.
 func (ss *Session) resolveIntent(d digest.Digest) (adopted bool, err error) {
 	p := ss.s.BlobPath(d)
 	size, herr := hashFile(p, d)
 	err = ss.db.Update(func(txn *badger.Txn) error {
 		if _, err := GetBlob(txn, d); err == nil {
-			return txn.Delete(blobKey(PrefixIntent, d))
+			return nil
 		}
 		if herr == nil {
 			rec := Blob{Digest: d, Size: size, Ingested: ss.s.now().UTC()}
@@ -113,7 +159,7 @@ func (ss *Session) resolveIntent(d digest.Digest) (adopted bool, err error) {
 			// Leave the file for fsck to report; never delete bytes here.
 			ss.s.log.Warn("interrupted commit left a pool file that does not match its name", "blob", d, "err", herr)
 		}
-		return txn.Delete(blobKey(PrefixIntent, d))
+		return nil
 	})
 	return adopted, err
 }

@@ -231,13 +231,12 @@ func crashAfterRename(t *testing.T, s *Store, b []byte, ghosts ...[]byte) *Stage
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ss.Update(func(txn *badger.Txn) error { return txn.Set(blobKey(PrefixIntent, st.Digest), nil) }); err != nil {
-		t.Fatal(err)
+	batch := []*Staged{st}
+	for _, g := range ghosts { // in the batch, but their rename never happened
+		batch = append(batch, &Staged{Digest: sha(g)})
 	}
-	for _, g := range ghosts { // intents whose rename never happened
-		if err := ss.Update(func(txn *badger.Txn) error { return txn.Set(blobKey(PrefixIntent, sha(g)), nil) }); err != nil {
-			t.Fatal(err)
-		}
+	if err := ss.Update(func(txn *badger.Txn) error { return txn.Set(intentKey(), encodeIntent(batch)) }); err != nil {
+		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Dir(s.BlobPath(st.Digest)), 0o755)
 	if err := os.Rename(st.path, s.BlobPath(st.Digest)); err != nil {

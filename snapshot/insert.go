@@ -26,7 +26,7 @@ type InsertOptions struct {
 	Verify  bool        // read index.sjson and check every signature
 	Filters []Filter
 	DryRun  bool
-	Jobs    int // parallel downloads (default 4 for URLs, 2 for directories)
+	Jobs    int // parallel downloads (default 4 for URLs, 1 for directories)
 	Meters  progress.Factory
 	Client  *fetch.Client
 }
@@ -205,7 +205,11 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 		}
 		jobs := o.Jobs
 		if jobs <= 0 {
-			jobs = 2
+			// Downloads overlap network latency; a local tree gains nothing
+			// from parallel staging, and two threads creating files in the
+			// pool's temp directory spin on its lock (measured: 19 s of
+			// kernel time against 6 s for 60,000 small files).
+			jobs = 1
 			if source.url != nil {
 				jobs = 4
 			}

@@ -208,7 +208,7 @@ Filters: key=value, key!=value, key~regex, key!~regex (all must match an item of
 	f.BoolVar(&noVerify, "no-verify", false, "read the unsigned index.json; check no signatures")
 	f.BoolVar(&dryRun, "dry-run", false, "print what would be added and fetched; change nothing")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	f.IntVarP(&jobs, "jobs", "j", 0, "parallel downloads (default 4 for URLs, 2 for directories)")
+	f.IntVarP(&jobs, "jobs", "j", 0, "parallel downloads (default 4 for URLs, 1 for directories)")
 	return cmd
 }
 
