@@ -50,6 +50,7 @@ type Staged struct {
 	f      *os.File // kept open: its flock marks the temp file as live
 	path   string
 	synced bool // fsynced; Commit syncs the file system for the others
+	moved  bool // renamed into the pool: nothing left to remove
 }
 
 // Stage reads r once, writing it to a temp file in the pool while hashing
@@ -405,7 +406,9 @@ func (st *Staged) Discard() error {
 	if st.f == nil {
 		return nil
 	}
-	os.Remove(st.path)
+	if !st.moved {
+		os.Remove(st.path)
+	}
 	err := st.f.Close()
 	st.f = nil
 	return err
@@ -461,6 +464,7 @@ func (ss *Session) Commit(staged ...*Staged) ([]Committed, error) {
 		if err != nil {
 			return nil, fmt.Errorf("commit %s: %w", st.Digest, err)
 		}
+		st.moved = created
 		if !created {
 			fi, err := os.Stat(dst)
 			if err != nil {
