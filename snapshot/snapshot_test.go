@@ -181,9 +181,8 @@ func TestInsertFromURLWithBrokenTransfers(t *testing.T) {
 		files.ServeHTTP(w, req)
 	}))
 	defer srv.Close()
-	r := newRepo(t, "daily")
 	for _, u := range []string{srv.URL, srv.URL + "/streams/v1/index.sjson"} {
-		r = newRepo(t, "daily")
+		r := newRepo(t, "daily")
 		mustInsert(t, r, u, "daily", signedOpts(t, k))
 		if !reflect.DeepEqual(queryAll(t, r, "daily"), sourceItems(t, tree, "daily")) {
 			t.Fatalf("insert from %s: items differ", u)
