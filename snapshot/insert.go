@@ -75,30 +75,17 @@ func splitProduct(name string, raw []byte) (fields, versions []jsonc.Field, err 
 	return fields, versions, nil
 }
 
-// versionNames lists the versions of a product of the snapshot without
-// parsing its items.
-func (r *Repo) versionNames(doc *Doc, cid, name string) (map[string]bool, error) {
+// versionNames lists the versions of a product of the snapshot.
+func versionNames(doc *Doc, cid, name string) map[string]bool {
 	out := map[string]bool{}
-	cat := doc.Catalog(cid)
-	if cat == nil {
-		return out, nil
+	if cat := doc.Catalog(cid); cat != nil {
+		if ref := cat.Ref(name); ref != nil {
+			for _, v := range ref.VersionNames {
+				out[v] = true
+			}
+		}
 	}
-	ref := cat.Ref(name)
-	if ref == nil {
-		return out, nil
-	}
-	b, err := r.s.ReadBlob(ref.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("product %s: %w", name, err)
-	}
-	_, vs, err := splitProduct(name, b)
-	if err != nil {
-		return nil, err
-	}
-	for _, v := range vs {
-		out[v.Key] = true
-	}
-	return out, nil
+	return out
 }
 
 // Insert adds to the stream the product versions of the source tree that
@@ -139,10 +126,7 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", sc.Path, err)
 			}
-			have, err := r.versionNames(head, sc.ContentID, pf.Key)
-			if err != nil {
-				return nil, err
-			}
+			have := versionNames(head, sc.ContentID, pf.Key)
 			sp := &Product{Name: pf.Key, Fields: pfields}
 			for _, vf := range versions {
 				if have[vf.Key] {
@@ -234,16 +218,16 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 				return err
 			}
 			if p == nil {
-				p = &Product{Name: c.product, Fields: c.pfields}
+				p = &shallow{Name: c.product, Fields: c.pfields}
 				e.newCatalog(c.cid, c.header)
 			}
 			for ; i < len(cands) && cands[i].cid == c.cid && cands[i].product == c.product; i++ {
-				v, err := parseVersion(cands[i].version, cands[i].raw)
+				canon, err := canonicalVersion(cands[i].raw)
 				if err != nil {
-					return err
+					return fmt.Errorf("product %s: version %s: %w", c.product, cands[i].version, err)
 				}
-				ref := VersionRef{Product: c.product, Version: v.Name}
-				if p.AddVersion(v) {
+				ref := VersionRef{Product: c.product, Version: cands[i].version}
+				if p.add(cands[i].version, canon) {
 					e.res.Added = append(e.res.Added, ref)
 				} else {
 					e.res.Skipped = append(e.res.Skipped, ref)

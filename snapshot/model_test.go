@@ -125,3 +125,39 @@ func TestProductRoundTripKeepsUnknownFields(t *testing.T) {
 		t.Fatalf("versions as a list: %v", err)
 	}
 }
+
+func TestShallowEditEncodesLikeFullModel(t *testing.T) {
+	raw := []byte(`{"zeta": 1, "arch": "amd64", "versions": {"20240102": {"items": {"b": {"size": 2, "ftype": "x"}, "a": {"size": 1}}}}}`)
+	full, err := ParseProduct("p", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newRaw := []byte(`{"items": {"k": {"sha256": "ab", "size": 3}}, "label": "daily"}`)
+	v, _ := parseVersion("20240101", newRaw)
+	full.AddVersion(v)
+	want, _ := full.Blob()
+
+	orig, _ := ParseProduct("p", raw)
+	blob, _ := orig.Blob()
+	sh, err := parseShallow("p", blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	canon, err := canonicalVersion(newRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sh.add("20240101", canon) || sh.add("20240101", canon) {
+		t.Fatal("add")
+	}
+	got, items, err := sh.blob()
+	if err != nil || string(got) != string(want) || items != 3 {
+		t.Fatalf("shallow blob\n%s (%d items, %v)\nfull blob\n%s", got, items, err, want)
+	}
+	if !sh.remove("20240102") || sh.remove("20240102") {
+		t.Fatal("remove")
+	}
+	if _, items, _ := sh.blob(); items != 1 {
+		t.Fatalf("items after remove: %d", items)
+	}
+}

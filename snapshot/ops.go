@@ -63,12 +63,18 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 			}
 			dstID := relabel(scat.ContentID, "com.ubuntu.maas:", sst.Label, label)
 			for pi := range scat.Products {
-				sp, err := r.Product(&scat.Products[pi])
+				if !scat.Products[pi].Has(o.Version) {
+					continue
+				}
+				sp, err := r.shallow(&scat.Products[pi])
 				if err != nil {
 					return err
 				}
-				v := sp.Version(o.Version)
-				if v == nil || !VersionMatches(o.Filters, sheader, sp, v) {
+				v, err := sp.version(o.Version)
+				if err != nil {
+					return err
+				}
+				if v == nil || !VersionMatches(o.Filters, sheader, sp.product(), v) {
 					continue
 				}
 				found++
@@ -78,12 +84,13 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 					return err
 				}
 				if dp == nil {
-					dp = &Product{Name: dstName, Fields: jsonc.Set(append([]jsonc.Field(nil), sp.Fields...), "label", jsonc.Quote(label))}
+					dp = &shallow{Name: dstName, Fields: jsonc.Set(append([]jsonc.Field(nil), sp.Fields...), "label", jsonc.Quote(label))}
 					h := append([]jsonc.Field(nil), sheader...)
 					e.newCatalog(dstID, jsonc.Set(h, "content_id", jsonc.Quote(dstID)))
 				}
 				ref := VersionRef{Product: dstName, Version: v.Name}
-				if !dp.AddVersion(*v) {
+				i, _ := sp.find(o.Version)
+				if !dp.add(v.Name, sp.Versions[i].Value) {
 					e.res.Skipped = append(e.res.Skipped, ref)
 					continue
 				}
@@ -122,31 +129,38 @@ func (r *Repo) CleanMD(ctx context.Context, name string, max int, filters []Filt
 		op += " " + f.String()
 	}
 	return r.change(ctx, name, op, dryRun, func(st *Stream, e *editor) error {
-		return e.eachProduct(func(cat *Catalog, header []jsonc.Field, p *Product) error {
-			if len(p.Versions) <= max || !anyVersionMatches(filters, header, p) {
+		return e.eachProduct(func(cat *Catalog, header []jsonc.Field, p *shallow) error {
+			if len(p.Versions) <= max {
 				return nil
 			}
-			order := NewestFirst(p)
-			var drop []string
-			for _, i := range order[max:] {
-				drop = append(drop, p.Versions[i].Name)
+			if match, err := anyVersionMatches(filters, header, p); err != nil || !match {
+				return err
 			}
-			for _, n := range drop {
-				p.RemoveVersion(n)
-				e.res.Removed = append(e.res.Removed, VersionRef{Product: p.Name, Version: n})
+			names := p.names()
+			order := newestFirst(names)
+			for _, i := range order[max:] {
+				p.remove(names[i])
+				e.res.Removed = append(e.res.Removed, VersionRef{Product: p.Name, Version: names[i]})
 			}
 			return e.put(ctx, cat.ContentID, p)
 		})
 	})
 }
 
-func anyVersionMatches(fs []Filter, header []jsonc.Field, p *Product) bool {
-	for i := range p.Versions {
-		if VersionMatches(fs, header, p, &p.Versions[i]) {
-			return true
+func anyVersionMatches(fs []Filter, header []jsonc.Field, p *shallow) (bool, error) {
+	if len(fs) == 0 {
+		return true, nil
+	}
+	for _, v := range p.Versions {
+		pv, err := p.version(v.Key)
+		if err != nil {
+			return false, err
+		}
+		if VersionMatches(fs, header, p.product(), pv) {
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // Remove removes the version called version from every product where it
@@ -157,12 +171,15 @@ func (r *Repo) Remove(ctx context.Context, name, version string, filters []Filte
 		op += " " + f.String()
 	}
 	return r.change(ctx, name, op, dryRun, func(st *Stream, e *editor) error {
-		err := e.eachProduct(func(cat *Catalog, header []jsonc.Field, p *Product) error {
-			v := p.Version(version)
-			if v == nil || !VersionMatches(filters, header, p, v) {
+		err := e.eachProduct(func(cat *Catalog, header []jsonc.Field, p *shallow) error {
+			v, err := p.version(version)
+			if err != nil {
+				return err
+			}
+			if v == nil || !VersionMatches(filters, header, p.product(), v) {
 				return nil
 			}
-			p.RemoveVersion(version)
+			p.remove(version)
 			e.res.Removed = append(e.res.Removed, VersionRef{Product: p.Name, Version: version})
 			return e.put(ctx, cat.ContentID, p)
 		})
@@ -173,8 +190,8 @@ func (r *Repo) Remove(ctx context.Context, name, version string, filters []Filte
 	})
 }
 
-// eachProduct loads every product of the base snapshot in turn.
-func (e *editor) eachProduct(fn func(cat *Catalog, header []jsonc.Field, p *Product) error) error {
+// eachProduct loads every product of the base snapshot in turn, for editing.
+func (e *editor) eachProduct(fn func(cat *Catalog, header []jsonc.Field, p *shallow) error) error {
 	for ci := range e.base.Catalogs {
 		cat := &e.base.Catalogs[ci]
 		header, err := e.header(cat.ContentID)
@@ -182,7 +199,7 @@ func (e *editor) eachProduct(fn func(cat *Catalog, header []jsonc.Field, p *Prod
 			return err
 		}
 		for pi := range cat.Products {
-			p, err := e.r.Product(&cat.Products[pi])
+			p, err := e.r.shallow(&cat.Products[pi])
 			if err != nil {
 				return err
 			}

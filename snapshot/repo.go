@@ -179,8 +179,8 @@ func newEditor(r *Repo, base *Doc, res *Result, dryRun bool) *editor {
 	return &editor{r: r, base: base, cats: map[string]*catEdit{}, res: res, dryRun: dryRun, headers: map[string][]jsonc.Field{}}
 }
 
-// load returns a copy of a product of the base snapshot, or nil.
-func (e *editor) load(contentID, name string) (*Product, error) {
+// load returns a product of the base snapshot for editing, or nil.
+func (e *editor) load(contentID, name string) (*shallow, error) {
 	cat := e.base.Catalog(contentID)
 	if cat == nil {
 		return nil, nil
@@ -189,7 +189,16 @@ func (e *editor) load(contentID, name string) (*Product, error) {
 	if ref == nil {
 		return nil, nil
 	}
-	return e.r.Product(ref)
+	return e.r.shallow(ref)
+}
+
+// shallow reads a product blob for editing.
+func (r *Repo) shallow(ref *ProductRef) (*shallow, error) {
+	b, err := r.s.ReadBlob(ref.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("product %s: %w", ref.Name, err)
+	}
+	return parseShallow(ref.Name, b)
 }
 
 // header returns the header fields of a catalog of the base, or nil.
@@ -228,7 +237,7 @@ func (e *editor) newCatalog(contentID string, header []jsonc.Field) {
 
 // put records the final state of a product: staged as a blob, or removed
 // when it has no versions left.
-func (e *editor) put(ctx context.Context, contentID string, p *Product) error {
+func (e *editor) put(ctx context.Context, contentID string, p *shallow) error {
 	c := e.cat(contentID)
 	if len(p.Versions) == 0 {
 		delete(c.changed, p.Name)
@@ -236,16 +245,15 @@ func (e *editor) put(ctx context.Context, contentID string, p *Product) error {
 		return nil
 	}
 	delete(c.removed, p.Name)
-	ref := &ProductRef{Name: p.Name, Versions: len(p.Versions), Items: p.Items()}
+	b, items, err := p.blob()
+	if err != nil {
+		return err
+	}
+	ref := &ProductRef{Name: p.Name, Versions: len(p.Versions), Items: items, Digest: digest.FromBytes(b), VersionNames: p.names()}
 	if e.dryRun {
 		c.changed[p.Name] = ref
 		return nil
 	}
-	b, err := p.Blob()
-	if err != nil {
-		return err
-	}
-	ref.Digest = digest.FromBytes(b)
 	if cat := e.base.Catalog(contentID); cat != nil {
 		if old := cat.Ref(p.Name); old != nil && old.Digest == ref.Digest {
 			return nil // unchanged

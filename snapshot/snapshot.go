@@ -43,6 +43,15 @@ type ProductRef struct {
 	Digest   digest.Digest `json:"digest"`
 	Versions int           `json:"versions"`
 	Items    int           `json:"items"`
+	// Names of the versions, so that planning an insert or a promote needs
+	// no product blob.
+	VersionNames []string `json:"version_names"`
+}
+
+// Has reports whether the product has the version.
+func (r *ProductRef) Has(version string) bool {
+	_, ok := slices.BinarySearch(r.VersionNames, version)
+	return ok
 }
 
 // Counts of a snapshot.

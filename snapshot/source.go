@@ -105,12 +105,21 @@ func (s *Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, er
 
 // readAll reads a metadata file (at most limit bytes).
 func (s *Source) readAll(ctx context.Context, rel string) ([]byte, error) {
-	r, _, err := s.Open(ctx, rel)
+	r, size, err := s.Open(ctx, rel)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", rel, err)
 	}
 	defer r.Close()
 	const limit = 4 << 30
+	if size >= 0 && size <= limit {
+		// One allocation of the known size (io.ReadAll's regrowing cost a
+		// third of an 80k-item insert).
+		b := make([]byte, size)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, fmt.Errorf("%s: %w", rel, err)
+		}
+		return b, nil
+	}
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", rel, err)

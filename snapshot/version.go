@@ -59,10 +59,19 @@ func cmp(a, b int) int {
 
 // NewestFirst returns the version indexes of p ordered newest first.
 func NewestFirst(p *Product) []int {
-	idx := make([]int, len(p.Versions))
+	names := make([]string, len(p.Versions))
+	for i, v := range p.Versions {
+		names[i] = v.Name
+	}
+	return newestFirst(names)
+}
+
+// newestFirst returns the indexes of version names ordered newest first.
+func newestFirst(names []string) []int {
+	idx := make([]int, len(names))
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(i, j int) int { return CompareVersions(p.Versions[j].Name, p.Versions[i].Name) })
+	slices.SortStableFunc(idx, func(i, j int) int { return CompareVersions(names[j], names[i]) })
 	return idx
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,7 +24,9 @@ type app struct {
 	wait      time.Duration
 	verbose   int
 	noProg    bool
+	cpuprof   string
 	log       *slog.Logger
+	stopProf  func()
 }
 
 func newRoot(e env) *cobra.Command {
@@ -46,6 +49,17 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 				level = slog.LevelDebug
 			}
 			a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			if a.cpuprof != "" {
+				f, err := os.Create(a.cpuprof)
+				if err == nil && pprof.StartCPUProfile(f) == nil {
+					a.stopProf = func() { pprof.StopCPUProfile(); f.Close() }
+				}
+			}
+		},
+		PersistentPostRun: func(cmd *cobra.Command, args []string) {
+			if a.stopProf != nil {
+				a.stopProf()
+			}
 		},
 	}
 	root.SetOut(e.stdout)
@@ -57,6 +71,8 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 	pf.DurationVar(&a.wait, "wait", cas.DefaultWait, "how long to wait for a store locked by another writer")
 	pf.CountVarP(&a.verbose, "verbose", "v", "log more detail (debug level)")
 	pf.BoolVar(&a.noProg, "no-progress", false, "never draw progress meters (they are drawn only on a terminal anyway)")
+	pf.StringVar(&a.cpuprof, "cpuprofile", "", "write a CPU profile to this file (for performance work)")
+	pf.MarkHidden("cpuprofile")
 	root.SetVersionTemplate("mephstore {{.Version}}\n")
 
 	root.AddCommand(

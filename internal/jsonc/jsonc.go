@@ -527,3 +527,42 @@ func Canonical(v []byte, indent string) ([]byte, error) {
 	}
 	return w.Buf, nil
 }
+
+// Count returns the number of members of the JSON object v, scanning
+// without allocating.
+func Count(v []byte) (int, error) {
+	i := skipWS(v, 0)
+	if i >= len(v) || v[i] != '{' {
+		return 0, synErr(i, "want an object")
+	}
+	i = skipWS(v, i+1)
+	if i < len(v) && v[i] == '}' {
+		return 0, nil
+	}
+	n := 0
+	for {
+		end, err := scanString(v, i)
+		if err != nil {
+			return 0, err
+		}
+		i = skipWS(v, end)
+		if i >= len(v) || v[i] != ':' {
+			return 0, synErr(i, "want ':'")
+		}
+		if i, err = scanValue(v, skipWS(v, i+1), 0); err != nil {
+			return 0, err
+		}
+		n++
+		i = skipWS(v, i)
+		if i >= len(v) {
+			return 0, synErr(i, "unterminated object")
+		}
+		if v[i] == '}' {
+			return n, nil
+		}
+		if v[i] != ',' {
+			return 0, synErr(i, "want ',' or '}'")
+		}
+		i = skipWS(v, i+1)
+	}
+}

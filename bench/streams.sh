@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Stream benchmark: insert of one new version of every product, promote of
+# one version of every product, clean-md to 3 versions, query and diff, on
+# streams of about 8k, 80k and 400k items (make-test-stream --releases 12
+# --arches 5 --kernels 8 --versions 4 / 40 / 200: 480 products).
+#
+# The Python tools this replaces (meph2-util, sstream-query) are not
+# packaged for Debian 12, so they cannot run here; their figures on this
+# machine, as given in the issue, are printed next to ours as the
+# reference: at 80k items insert 6.7 s, promote 9.0 s, clean-md 3.0 s; at
+# 400k insert 45 s, promote 37 s, clean-md 16 s.
+#
+#   bench/streams.sh               # all three sizes (the 400k setup takes minutes)
+#   SIZES="4 40" bench/streams.sh  # versions per product to start from
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools=${MEPHSTORE_SHARED_TOOLS:-$(cd .. && pwd)/shared/tools}
+sizes=${SIZES:-4 40 200}
+base=$(mktemp -d "${BENCH_DIR:-/var/tmp}/mephstore-streams.XXXXXX")
+trap 'chmod -R u+w "$base" 2>/dev/null; rm -rf "$base"' EXIT
+go build -o "$base/mephstore" ./cmd/mephstore
+m=$base/mephstore
+
+declare -A ref=(
+  [40:insert]=6.7 [40:promote]=9.0 [40:clean-md]=3.0
+  [200:insert]=45 [200:promote]=37 [200:clean-md]=16
+)
+
+# run LABEL CMD...: prints "LABEL seconds maxrss_MiB"
+run() {
+  local label=$1; shift
+  /usr/bin/time -o "$base/time" -f '%e %M' "$@" >/dev/null 2>"$base/err" || { cat "$base/err" >&2; exit 1; }
+  set -- $(cat "$base/time")
+  printf '%s %s %s\n' "$label" "$1" "$(( $2 / 1024 ))"
+}
+
+printf '%-8s %-10s %9s %9s %10s %8s\n' items operation seconds "RSS MiB" "python s" speedup
+for v in $sizes; do
+  tree=$base/tree-$v
+  python3 "$tools/make-test-stream" --out "$tree" --releases 12 --arches 5 --kernels 8 --versions $((v + 1)) >/dev/null 2>&1
+  newest=$(date -u -d "2024-01-01 + $v days" +%Y%m%d)
+  store=$base/store-$v
+  "$m" --store "$store" init >/dev/null
+  "$m" --store "$store" stream create daily >/dev/null
+  "$m" --store "$store" stream create stable >/dev/null
+  sync
+  # Set-up (not timed): the stream gets every version but the newest.
+  "$m" --store "$store" insert --no-verify "$tree" daily "version_name!=$newest" >/dev/null
+  items=$((480 * 4 * v))
+  results=$(
+    run insert   "$m" --store "$store" insert --no-verify "$tree" daily
+    run promote  "$m" --store "$store" promote daily stable "$newest"
+    run clean-md "$m" --store "$store" clean-md daily --max 3
+    run query    "$m" --store "$store" query daily@2 --json
+    run diff     "$m" --store "$store" diff daily@1 daily
+  )
+  while read -r op secs rss; do
+    r=${ref[$v:$op]:-}
+    if [ -n "$r" ]; then
+      printf '%-8s %-10s %9.2f %9d %10s %7.1fx\n' "$items" "$op" "$secs" "$rss" "$r" "$(echo "$r / $secs" | bc -l)"
+    else
+      printf '%-8s %-10s %9.2f %9d %10s %8s\n' "$items" "$op" "$secs" "$rss" - -
+    fi
+  done <<< "$results"
+  rm -rf "$tree" "$store"
+done

@@ -1,0 +1,148 @@
+package snapshot
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mephstore/mephstore/internal/jsonc"
+)
+
+// shallow is a product parsed one level deep, for editing: its fields and
+// its versions as raw canonical JSON. Adding or removing a version splices
+// raw bytes; the items of the versions that stay are never parsed, so an
+// edit costs one scan of the product instead of a parse of every item.
+type shallow struct {
+	Name     string
+	Fields   []jsonc.Field // sorted, without "versions"
+	Versions []jsonc.Field // sorted by name; values canonical compact JSON
+}
+
+// parseShallow reads a product blob (canonical compact JSON).
+func parseShallow(name string, blob []byte) (*shallow, error) {
+	fields, versions, err := splitProduct(name, blob)
+	if err != nil {
+		return nil, err
+	}
+	return &shallow{Name: name, Fields: fields, Versions: versions}, nil
+}
+
+func (p *shallow) find(name string) (int, bool) {
+	return slices.BinarySearchFunc(p.Versions, name, func(f jsonc.Field, n string) int { return strings.Compare(f.Key, n) })
+}
+
+// version parses one version.
+func (p *shallow) version(name string) (*Version, error) {
+	i, ok := p.find(name)
+	if !ok {
+		return nil, nil
+	}
+	v, err := parseVersion(name, p.Versions[i].Value)
+	if err != nil {
+		return nil, fmt.Errorf("product %s: %w", p.Name, err)
+	}
+	return &v, nil
+}
+
+// product is the shallow product with no versions, for Scope lookups.
+func (p *shallow) product() *Product { return &Product{Name: p.Name, Fields: p.Fields} }
+
+// add inserts a version given as canonical compact JSON; false if present.
+func (p *shallow) add(name string, canonical []byte) bool {
+	i, ok := p.find(name)
+	if ok {
+		return false
+	}
+	p.Versions = slices.Insert(p.Versions, i, jsonc.Field{Key: name, Value: canonical})
+	return true
+}
+
+// remove drops a version; false if absent.
+func (p *shallow) remove(name string) bool {
+	i, ok := p.find(name)
+	if ok {
+		p.Versions = slices.Delete(p.Versions, i, i+1)
+	}
+	return ok
+}
+
+// names lists the version names.
+func (p *shallow) names() []string {
+	out := make([]string, len(p.Versions))
+	for i, v := range p.Versions {
+		out[i] = v.Key
+	}
+	return out
+}
+
+// blob encodes the product canonically: fields re-encoded (they are few),
+// versions copied as they are (they are canonical already).
+func (p *shallow) blob() ([]byte, int, error) {
+	w := jsonc.Writer{}
+	w.Buf = append(w.Buf, '{')
+	n := 0
+	sep := func() {
+		if n > 0 {
+			w.Buf = append(w.Buf, ',')
+		}
+		n++
+	}
+	items := 0
+	wrote := false
+	writeVersions := func() error {
+		sep()
+		w.Key("versions")
+		w.Buf = append(w.Buf, '{')
+		for i, v := range p.Versions {
+			if i > 0 {
+				w.Buf = append(w.Buf, ',')
+			}
+			w.Key(v.Key)
+			w.Buf = append(w.Buf, v.Value...)
+			c, err := countItems(v.Value)
+			if err != nil {
+				return fmt.Errorf("product %s: version %s: %w", p.Name, v.Key, err)
+			}
+			items += c
+		}
+		w.Buf = append(w.Buf, '}')
+		wrote = true
+		return nil
+	}
+	for _, f := range p.Fields {
+		if !wrote && f.Key > "versions" {
+			if err := writeVersions(); err != nil {
+				return nil, 0, err
+			}
+		}
+		sep()
+		w.Key(f.Key)
+		if err := w.Value(f.Value, 0); err != nil {
+			return nil, 0, fmt.Errorf("product %s: %q: %w", p.Name, f.Key, err)
+		}
+	}
+	if !wrote {
+		if err := writeVersions(); err != nil {
+			return nil, 0, err
+		}
+	}
+	w.Buf = append(w.Buf, '}')
+	return w.Buf, items, nil
+}
+
+// countItems counts the items of a raw version.
+func countItems(raw []byte) (int, error) {
+	fs, err := jsonc.Object(raw)
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range fs {
+		if f.Key == "items" {
+			return jsonc.Count(f.Value)
+		}
+	}
+	return 0, nil
+}
+
+// canonicalVersion re-encodes a version from a source file canonically.
+func canonicalVersion(raw []byte) ([]byte, error) { return jsonc.Canonical(raw, "") }
