@@ -60,14 +60,16 @@ func (a *app) report(res *snapshot.Result, asJSON, listAll bool, verb string) er
 	for _, r := range res.Skipped {
 		fmt.Fprintf(w, "= %s %s (already in %s; skipped)\n", r.Product, r.Version, res.Stream.Name)
 	}
-	c := res.Counts
 	if res.DryRun {
 		fmt.Fprintf(w, "%s: would %s: %s (dry run; nothing changed)\n", res.Stream.Name, verb, res.Summary)
 		return nil
 	}
-	fmt.Fprintf(w, "%s: %s -> snapshot %s (#%d): %d products, %d versions, %d items\n",
-		res.Stream.Name, res.Summary, short(res.Snapshot), res.Stream.Seq, c.Products, c.Versions, c.Items)
+	fmt.Fprintf(w, "%s: %s -> snapshot %s (#%d): %s\n", res.Stream.Name, res.Summary, short(res.Snapshot), res.Stream.Seq, countsText(res.Counts))
 	return nil
+}
+
+func countsText(c snapshot.Counts) string {
+	return plural(c.Products, "product") + ", " + plural(c.Versions, "version") + ", " + plural(c.Items, "item")
 }
 
 // nothingToDo turns ErrNothingToDo into a message and success.
@@ -281,13 +283,11 @@ unique prefix). The move is itself a history entry, so a rollback can be rolled 
 			if asJSON {
 				return jsonOut(a.stdout, res)
 			}
-			c := res.Counts
 			verb := "head now"
 			if dryRun {
 				verb = "would move head to"
 			}
-			fmt.Fprintf(a.stdout, "%s: %s snapshot %s, %s: %d products, %d versions, %d items\n",
-				res.Stream.Name, verb, short(res.Snapshot), res.Summary, c.Products, c.Versions, c.Items)
+			fmt.Fprintf(a.stdout, "%s: %s snapshot %s, %s: %s\n", res.Stream.Name, verb, short(res.Snapshot), res.Summary, countsText(res.Counts))
 			return nil
 		},
 	}
