@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mephstore/mephstore/internal/testtree"
 )
 
 // binary is the mephstore binary built once for the process-level tests.
@@ -32,6 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	testtree.Cleanup()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

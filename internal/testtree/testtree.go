@@ -33,7 +33,22 @@ type Keys struct {
 var (
 	keysMu sync.Mutex
 	keys   = map[string]*Keys{}
+	bases  []string
 )
+
+// Cleanup stops the gpg-agent that signing started in each GnuPG home made
+// by KeysFor and removes the homes. Call it from TestMain after m.Run.
+func Cleanup() {
+	keysMu.Lock()
+	defer keysMu.Unlock()
+	for _, k := range keys {
+		exec.Command("gpgconf", "--homedir", k.Home, "--kill", "gpg-agent").Run()
+	}
+	for _, b := range bases {
+		os.RemoveAll(b)
+	}
+	keys, bases = map[string]*Keys{}, nil
+}
 
 // KeysFor returns the identity called name, created once per test binary
 // (key generation is the slow part of signing).
@@ -48,6 +63,7 @@ func KeysFor(t testing.TB, name string) *Keys {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bases = append(bases, base)
 	k := &Keys{Home: filepath.Join(base, "gnupg"), Keyring: filepath.Join(base, "keyring.gpg"), UID: name + " <" + name + "@example.invalid>"}
 	os.Mkdir(k.Home, 0o700)
 	// A tiny tree signed with the new key also writes its keyring.
