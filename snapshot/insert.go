@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
@@ -96,6 +97,7 @@ func versionNames(doc *Doc, cid, name string) map[string]bool {
 // stream); only then is one new snapshot committed. Any failure leaves the
 // stream as it was.
 func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) (*InsertResult, error) {
+	start := time.Now()
 	st, err := r.Stream(ctx, stream)
 	if err != nil {
 		return nil, err
@@ -108,6 +110,7 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 	if err != nil {
 		return nil, err
 	}
+	r.log.Debug("insert: read source metadata", "catalogs", len(cats), "took", time.Since(start))
 	head, err := r.Doc(st.Head)
 	if err != nil {
 		return nil, err
@@ -175,6 +178,7 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 		res.Fetched++
 		res.FetchBytes += files[d].size
 	}
+	r.log.Debug("insert: planned", "versions", len(cands), "files", len(files), "missing", len(missing), "took", time.Since(start))
 	if o.DryRun {
 		res.Summary = summarize(len(res.Added), 0)
 		return res, nil
@@ -204,6 +208,7 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 		if err != nil {
 			return nil, fmt.Errorf("insert from %s: %w (the stream is unchanged)", source, err)
 		}
+		r.log.Debug("insert: fetched", "files", len(missing), "took", time.Since(start))
 	}
 	// Then the snapshot.
 	op := "insert " + src + " " + stream
@@ -227,7 +232,11 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 					return fmt.Errorf("product %s: version %s: %w", c.product, cands[i].version, err)
 				}
 				ref := VersionRef{Product: c.product, Version: cands[i].version}
-				if p.add(cands[i].version, canon) {
+				added, err := p.add(cands[i].version, canon)
+				if err != nil {
+					return err
+				}
+				if added {
 					e.res.Added = append(e.res.Added, ref)
 				} else {
 					e.res.Skipped = append(e.res.Skipped, ref)
@@ -242,6 +251,7 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 	if err != nil {
 		return nil, err
 	}
+	r.log.Debug("insert: committed", "took", time.Since(start))
 	res.Result = *out
 	return res, nil
 }

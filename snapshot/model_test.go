@@ -139,7 +139,7 @@ func TestShallowEditEncodesLikeFullModel(t *testing.T) {
 
 	orig, _ := ParseProduct("p", raw)
 	blob, _ := orig.Blob()
-	sh, err := parseShallow("p", blob)
+	sh, err := parseShallow("p", blob, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,15 +147,21 @@ func TestShallowEditEncodesLikeFullModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sh.add("20240101", canon) || sh.add("20240101", canon) {
+	if ok, _ := sh.add("20240101", canon); !ok {
 		t.Fatal("add")
+	}
+	if ok, _ := sh.add("20240101", canon); ok {
+		t.Fatal("second add")
 	}
 	got, items, err := sh.blob()
 	if err != nil || string(got) != string(want) || items != 3 {
 		t.Fatalf("shallow blob\n%s (%d items, %v)\nfull blob\n%s", got, items, err, want)
 	}
-	if !sh.remove("20240102") || sh.remove("20240102") {
+	if ok, _ := sh.remove("20240102"); !ok {
 		t.Fatal("remove")
+	}
+	if ok, _ := sh.remove("20240102"); ok {
+		t.Fatal("second remove")
 	}
 	if _, items, _ := sh.blob(); items != 1 {
 		t.Fatalf("items after remove: %d", items)

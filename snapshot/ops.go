@@ -90,7 +90,11 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 				}
 				ref := VersionRef{Product: dstName, Version: v.Name}
 				i, _ := sp.find(o.Version)
-				if !dp.add(v.Name, sp.Versions[i].Value) {
+				added, err := dp.add(v.Name, sp.Versions[i].Value)
+				if err != nil {
+					return err
+				}
+				if !added {
 					e.res.Skipped = append(e.res.Skipped, ref)
 					continue
 				}
@@ -139,7 +143,9 @@ func (r *Repo) CleanMD(ctx context.Context, name string, max int, filters []Filt
 			names := p.names()
 			order := newestFirst(names)
 			for _, i := range order[max:] {
-				p.remove(names[i])
+				if _, err := p.remove(names[i]); err != nil {
+					return err
+				}
 				e.res.Removed = append(e.res.Removed, VersionRef{Product: p.Name, Version: names[i]})
 			}
 			return e.put(ctx, cat.ContentID, p)
@@ -179,7 +185,9 @@ func (r *Repo) Remove(ctx context.Context, name, version string, filters []Filte
 			if v == nil || !VersionMatches(filters, header, p.product(), v) {
 				return nil
 			}
-			p.remove(version)
+			if _, err := p.remove(version); err != nil {
+				return err
+			}
 			e.res.Removed = append(e.res.Removed, VersionRef{Product: p.Name, Version: version})
 			return e.put(ctx, cat.ContentID, p)
 		})

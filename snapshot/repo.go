@@ -198,7 +198,7 @@ func (r *Repo) shallow(ref *ProductRef) (*shallow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("product %s: %w", ref.Name, err)
 	}
-	return parseShallow(ref.Name, b)
+	return parseShallow(ref.Name, b, ref.Items)
 }
 
 // header returns the header fields of a catalog of the base, or nil.

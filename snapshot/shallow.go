@@ -16,15 +16,17 @@ type shallow struct {
 	Name     string
 	Fields   []jsonc.Field // sorted, without "versions"
 	Versions []jsonc.Field // sorted by name; values canonical compact JSON
+	Items    int           // items of all versions, kept up to date by add and remove
 }
 
-// parseShallow reads a product blob (canonical compact JSON).
-func parseShallow(name string, blob []byte) (*shallow, error) {
+// parseShallow reads a product blob (canonical compact JSON) that has
+// items items.
+func parseShallow(name string, blob []byte, items int) (*shallow, error) {
 	fields, versions, err := splitProduct(name, blob)
 	if err != nil {
 		return nil, err
 	}
-	return &shallow{Name: name, Fields: fields, Versions: versions}, nil
+	return &shallow{Name: name, Fields: fields, Versions: versions, Items: items}, nil
 }
 
 func (p *shallow) find(name string) (int, bool) {
@@ -48,22 +50,33 @@ func (p *shallow) version(name string) (*Version, error) {
 func (p *shallow) product() *Product { return &Product{Name: p.Name, Fields: p.Fields} }
 
 // add inserts a version given as canonical compact JSON; false if present.
-func (p *shallow) add(name string, canonical []byte) bool {
+func (p *shallow) add(name string, canonical []byte) (bool, error) {
 	i, ok := p.find(name)
 	if ok {
-		return false
+		return false, nil
+	}
+	n, err := countItems(canonical)
+	if err != nil {
+		return false, fmt.Errorf("product %s: version %s: %w", p.Name, name, err)
 	}
 	p.Versions = slices.Insert(p.Versions, i, jsonc.Field{Key: name, Value: canonical})
-	return true
+	p.Items += n
+	return true, nil
 }
 
 // remove drops a version; false if absent.
-func (p *shallow) remove(name string) bool {
+func (p *shallow) remove(name string) (bool, error) {
 	i, ok := p.find(name)
-	if ok {
-		p.Versions = slices.Delete(p.Versions, i, i+1)
+	if !ok {
+		return false, nil
 	}
-	return ok
+	n, err := countItems(p.Versions[i].Value)
+	if err != nil {
+		return false, fmt.Errorf("product %s: version %s: %w", p.Name, name, err)
+	}
+	p.Versions = slices.Delete(p.Versions, i, i+1)
+	p.Items -= n
+	return true, nil
 }
 
 // names lists the version names.
@@ -76,7 +89,8 @@ func (p *shallow) names() []string {
 }
 
 // blob encodes the product canonically: fields re-encoded (they are few),
-// versions copied as they are (they are canonical already).
+// versions copied as they are (they are canonical already). It returns the
+// item count too.
 func (p *shallow) blob() ([]byte, int, error) {
 	w := jsonc.Writer{}
 	w.Buf = append(w.Buf, '{')
@@ -87,7 +101,6 @@ func (p *shallow) blob() ([]byte, int, error) {
 		}
 		n++
 	}
-	items := 0
 	wrote := false
 	writeVersions := func() error {
 		sep()
@@ -99,11 +112,6 @@ func (p *shallow) blob() ([]byte, int, error) {
 			}
 			w.Key(v.Key)
 			w.Buf = append(w.Buf, v.Value...)
-			c, err := countItems(v.Value)
-			if err != nil {
-				return fmt.Errorf("product %s: version %s: %w", p.Name, v.Key, err)
-			}
-			items += c
 		}
 		w.Buf = append(w.Buf, '}')
 		wrote = true
@@ -127,7 +135,7 @@ func (p *shallow) blob() ([]byte, int, error) {
 		}
 	}
 	w.Buf = append(w.Buf, '}')
-	return w.Buf, items, nil
+	return w.Buf, p.Items, nil
 }
 
 // countItems counts the items of a raw version.
