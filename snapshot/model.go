@@ -142,81 +142,35 @@ func (p *Product) Items() int {
 // Encode writes the product as canonical JSON (sorted keys; "versions"
 // in its place among the fields) at depth.
 func (p *Product) Encode(w *jsonc.Writer, depth int) error {
-	w.Buf = append(w.Buf, '{')
-	n := 0
-	sep := func() {
-		if n > 0 {
-			w.Buf = append(w.Buf, ',')
+	err := w.FieldsWith(p.Fields, "versions", func() error {
+		if len(p.Versions) == 0 {
+			w.Buf = append(w.Buf, '{', '}')
+			return nil
 		}
-		n++
-		w.Newline(depth + 1)
-	}
-	wroteVersions := false
-	writeVersions := func() error {
-		sep()
-		w.Key("versions")
-		wroteVersions = true
-		return p.encodeVersions(w, depth+1)
-	}
-	for _, f := range p.Fields {
-		if !wroteVersions && f.Key > "versions" {
-			if err := writeVersions(); err != nil {
-				return err
+		w.Buf = append(w.Buf, '{')
+		for i := range p.Versions {
+			v := &p.Versions[i]
+			if i > 0 {
+				w.Buf = append(w.Buf, ',')
+			}
+			w.Newline(depth + 2)
+			w.Key(v.Name)
+			if err := v.encode(w, depth+2); err != nil {
+				return fmt.Errorf("version %s: %w", v.Name, err)
 			}
 		}
-		sep()
-		w.Key(f.Key)
-		if err := w.Value(f.Value, depth+1); err != nil {
-			return fmt.Errorf("product %s: %q: %w", p.Name, f.Key, err)
-		}
-	}
-	if !wroteVersions {
-		if err := writeVersions(); err != nil {
-			return err
-		}
-	}
-	w.Newline(depth)
-	w.Buf = append(w.Buf, '}')
-	return nil
-}
-
-func (p *Product) encodeVersions(w *jsonc.Writer, depth int) error {
-	if len(p.Versions) == 0 {
-		w.Buf = append(w.Buf, '{', '}')
-		return nil
-	}
-	w.Buf = append(w.Buf, '{')
-	for i := range p.Versions {
-		v := &p.Versions[i]
-		if i > 0 {
-			w.Buf = append(w.Buf, ',')
-		}
 		w.Newline(depth + 1)
-		w.Key(v.Name)
-		if err := v.encode(w, depth+1); err != nil {
-			return fmt.Errorf("product %s: version %s: %w", p.Name, v.Name, err)
-		}
+		w.Buf = append(w.Buf, '}')
+		return nil
+	}, depth)
+	if err != nil {
+		return fmt.Errorf("product %s: %w", p.Name, err)
 	}
-	w.Newline(depth)
-	w.Buf = append(w.Buf, '}')
 	return nil
 }
 
 func (v *Version) encode(w *jsonc.Writer, depth int) error {
-	w.Buf = append(w.Buf, '{')
-	n := 0
-	sep := func() {
-		if n > 0 {
-			w.Buf = append(w.Buf, ',')
-		}
-		n++
-		w.Newline(depth + 1)
-	}
-	wroteItems := false
-	writeItems := func() error {
-		sep()
-		w.Key("items")
-		wroteItems = true
+	return w.FieldsWith(v.Fields, "items", func() error {
 		if len(v.Items) == 0 {
 			w.Buf = append(w.Buf, '{', '}')
 			return nil
@@ -235,27 +189,7 @@ func (v *Version) encode(w *jsonc.Writer, depth int) error {
 		w.Newline(depth + 1)
 		w.Buf = append(w.Buf, '}')
 		return nil
-	}
-	for _, f := range v.Fields {
-		if !wroteItems && f.Key > "items" {
-			if err := writeItems(); err != nil {
-				return err
-			}
-		}
-		sep()
-		w.Key(f.Key)
-		if err := w.Value(f.Value, depth+1); err != nil {
-			return err
-		}
-	}
-	if !wroteItems {
-		if err := writeItems(); err != nil {
-			return err
-		}
-	}
-	w.Newline(depth)
-	w.Buf = append(w.Buf, '}')
-	return nil
+	}, depth)
 }
 
 // Blob is the product's canonical compact encoding: what is stored in the

@@ -125,14 +125,7 @@ func (r *Repo) CreateStream(ctx context.Context, name, label string) (*Stream, e
 	if err != nil {
 		return nil, err
 	}
-	ds, err := ss.PutBytes(ctx, b)
-	if err != nil {
-		return nil, err
-	}
-	err = ss.Update(func(txn *badger.Txn) error {
-		return appendEntry(txn, st, Entry{Snapshot: ds[0], Time: now, Operation: doc.Operation, Summary: doc.Summary})
-	})
-	return st, err
+	return st, putHead(ctx, ss, st, b, doc)
 }
 
 // Result is what a change did.
@@ -401,17 +394,22 @@ func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor) (*St
 	if err != nil {
 		return nil, err
 	}
-	ds, err := ss.PutBytes(ctx, b)
-	if err != nil {
-		return nil, err
-	}
-	err = ss.Update(func(txn *badger.Txn) error {
-		return appendEntry(txn, cur, Entry{Snapshot: ds[0], Time: doc.Time, Operation: doc.Operation, Summary: doc.Summary})
-	})
-	if err != nil {
+	if err := putHead(ctx, ss, cur, b, doc); err != nil {
 		return nil, err
 	}
 	return cur, nil
+}
+
+// putHead stores the encoded snapshot document b and moves the stream's
+// head to it with a new history entry.
+func putHead(ctx context.Context, ss *cas.Session, st *Stream, b []byte, doc *Doc) error {
+	ds, err := ss.PutBytes(ctx, b)
+	if err != nil {
+		return err
+	}
+	return ss.Update(func(txn *badger.Txn) error {
+		return appendEntry(txn, st, Entry{Snapshot: ds[0], Time: doc.Time, Operation: doc.Operation, Summary: doc.Summary})
+	})
 }
 
 func summarize(added, removed int) string {

@@ -93,18 +93,7 @@ func (p *shallow) names() []string {
 // item count too.
 func (p *shallow) blob() ([]byte, int, error) {
 	w := jsonc.Writer{}
-	w.Buf = append(w.Buf, '{')
-	n := 0
-	sep := func() {
-		if n > 0 {
-			w.Buf = append(w.Buf, ',')
-		}
-		n++
-	}
-	wrote := false
-	writeVersions := func() error {
-		sep()
-		w.Key("versions")
+	err := w.FieldsWith(p.Fields, "versions", func() error {
 		w.Buf = append(w.Buf, '{')
 		for i, v := range p.Versions {
 			if i > 0 {
@@ -114,27 +103,11 @@ func (p *shallow) blob() ([]byte, int, error) {
 			w.Buf = append(w.Buf, v.Value...)
 		}
 		w.Buf = append(w.Buf, '}')
-		wrote = true
 		return nil
+	}, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("product %s: %w", p.Name, err)
 	}
-	for _, f := range p.Fields {
-		if !wrote && f.Key > "versions" {
-			if err := writeVersions(); err != nil {
-				return nil, 0, err
-			}
-		}
-		sep()
-		w.Key(f.Key)
-		if err := w.Value(f.Value, 0); err != nil {
-			return nil, 0, fmt.Errorf("product %s: %q: %w", p.Name, f.Key, err)
-		}
-	}
-	if !wrote {
-		if err := writeVersions(); err != nil {
-			return nil, 0, err
-		}
-	}
-	w.Buf = append(w.Buf, '}')
 	return w.Buf, p.Items, nil
 }
 

@@ -566,3 +566,45 @@ func Count(v []byte) (int, error) {
 		i = skipWS(v, i+1)
 	}
 }
+
+// FieldsWith writes an object of sorted fields at depth with one more member,
+// key, in its sorted place; value writes that member's value. Structured
+// documents use it to put a nested collection ("versions", "items") among
+// fields they keep raw.
+func (w *Writer) FieldsWith(fs []Field, key string, value func() error, depth int) error {
+	w.Buf = append(w.Buf, '{')
+	n := 0
+	member := func(k string) {
+		if n > 0 {
+			w.Buf = append(w.Buf, ',')
+		}
+		n++
+		w.Newline(depth + 1)
+		w.Key(k)
+	}
+	done := false
+	special := func() error {
+		member(key)
+		done = true
+		return value()
+	}
+	for _, f := range fs {
+		if !done && f.Key > key {
+			if err := special(); err != nil {
+				return err
+			}
+		}
+		member(f.Key)
+		if err := w.Value(f.Value, depth+1); err != nil {
+			return fmt.Errorf("%q: %w", f.Key, err)
+		}
+	}
+	if !done {
+		if err := special(); err != nil {
+			return err
+		}
+	}
+	w.Newline(depth)
+	w.Buf = append(w.Buf, '}')
+	return nil
+}
