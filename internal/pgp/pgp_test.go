@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -75,5 +77,70 @@ func TestVerifyClearsigned(t *testing.T) {
 	os.WriteFile(bad, []byte("not a keyring"), 0o644)
 	if _, err := ReadKeyring(bad); !errors.Is(err, ErrBadKeyring) {
 		t.Errorf("bad keyring: %v", err)
+	}
+}
+
+// Keys made here sign files that gpgv (the verifier MAAS uses) accepts.
+func TestGeneratedKeySignsForGpgv(t *testing.T) {
+	if _, err := exec.LookPath("gpgv"); err != nil {
+		t.Fatal("gpgv is needed (scripts/deps installs it)")
+	}
+	s, err := GenerateKey("test", "t@example.invalid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var sec, pub bytes.Buffer
+	s.WriteSecret(&sec)
+	s.WritePublic(&pub, false)
+	os.WriteFile(filepath.Join(dir, "key.asc"), sec.Bytes(), 0o600)
+	os.WriteFile(filepath.Join(dir, "keyring.gpg"), pub.Bytes(), 0o644)
+	s2, err := ReadSigningKey(filepath.Join(dir, "key.asc"), nil)
+	if err != nil || s2.Fingerprint() != s.Fingerprint() {
+		t.Fatalf("read back: %v", err)
+	}
+	text := "{\n \"a\": \"-1\"\n}\n"
+	var signed, det bytes.Buffer
+	if err := s2.ClearSign(&signed, strings.NewReader(text)); err != nil {
+		t.Fatal(err)
+	}
+	s2.DetachSign(&det, strings.NewReader(text))
+	os.WriteFile(filepath.Join(dir, "f.sjson"), signed.Bytes(), 0o644)
+	os.WriteFile(filepath.Join(dir, "f.json"), []byte(text), 0o644)
+	os.WriteFile(filepath.Join(dir, "f.json.gpg"), det.Bytes(), 0o644)
+	home := filepath.Join(dir, "gh")
+	os.Mkdir(home, 0o700)
+	for _, args := range [][]string{{"f.sjson"}, {"f.json.gpg", "f.json"}} {
+		cmd := exec.Command("gpgv", append([]string{"--homedir", home, "--keyring", filepath.Join(dir, "keyring.gpg")}, args...)...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("gpgv %v: %v\n%s", args, err, out)
+		}
+	}
+	kr, _ := ReadKeyring(filepath.Join(dir, "keyring.gpg"))
+	if got, err := VerifyClearsigned("f.sjson", signed.Bytes(), kr); err != nil || string(got) != text {
+		t.Fatalf("verify: %q %v", got, err)
+	}
+}
+
+func TestClearSignDashEscapes(t *testing.T) {
+	s, _ := GenerateKey("test", "t@example.invalid")
+	text := "-starts with a dash\nplain\n--\n"
+	var signed, pub bytes.Buffer
+	if err := s.ClearSign(&signed, strings.NewReader(text)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(signed.String(), "\n- -starts with a dash\n") || !strings.Contains(signed.String(), "\n- --\n") {
+		t.Fatalf("not dash-escaped:\n%s", signed.String())
+	}
+	s.WritePublic(&pub, true)
+	p := filepath.Join(t.TempDir(), "kr.asc")
+	os.WriteFile(p, pub.Bytes(), 0o644)
+	kr, _ := ReadKeyring(p)
+	if got, err := VerifyClearsigned("x", signed.Bytes(), kr); err != nil || string(got) != text {
+		t.Fatalf("verify: %q %v", got, err)
+	}
+	if err := s.ClearSign(&signed, strings.NewReader("no final newline")); err == nil {
+		t.Fatal("text without a final newline accepted")
 	}
 }
