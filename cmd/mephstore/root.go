@@ -90,6 +90,8 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 		a.logCmd(),
 		a.diffCmd(),
 		a.queryCmd(),
+		a.publishCmd(),
+		a.keyCmd(),
 	)
 	return root
 }

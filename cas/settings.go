@@ -1,0 +1,32 @@
+package cas
+
+import (
+	"errors"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Setting reads a setting remembered in the store ("" when unset).
+func (ss *Session) Setting(name string) (string, error) {
+	var v string
+	err := ss.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(append([]byte{PrefixConfig}, name...))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		b, err := it.ValueCopy(nil)
+		v = string(b)
+		return err
+	})
+	return v, err
+}
+
+// SetSetting remembers a setting in the store.
+func (ss *Session) SetSetting(name, value string) error {
+	return ss.Update(func(txn *badger.Txn) error {
+		return txn.Set(append([]byte{PrefixConfig}, name...), []byte(value))
+	})
+}

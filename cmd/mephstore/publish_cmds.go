@@ -1,0 +1,171 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mephstore/mephstore/internal/fsx"
+	"github.com/mephstore/mephstore/internal/pgp"
+	"github.com/mephstore/mephstore/internal/progress"
+	"github.com/mephstore/mephstore/publish"
+)
+
+func (a *app) publishCmd() *cobra.Command {
+	var (
+		root, signKey, passFile string
+		noSign, asJSON          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "publish STREAM",
+		Short: "Render a stream's head as a signed simplestreams tree under PUBLISH_ROOT/STREAM",
+		Long: `publish renders STREAM's head under PUBLISH_ROOT/STREAM/ (the URL a MAAS boot source or
+sstream-mirror points at): data files first (hard links into PUBLISH_ROOT/data, shared by every
+stream), then products files named by their content, signed (.sjson clear-signed, .json.gpg
+detached), then the index, replaced last by an atomic rename. Publishing an unchanged head
+writes nothing. The publish root and the signing key are remembered in the store.`,
+		Example: `  mephstore key generate --out /etc/mephstore
+  mephstore publish daily --publish-root /srv/images --sign-key /etc/mephstore/signing-key.asc
+  mephstore publish stable                  # same root and key as last time
+  mephstore publish daily --no-sign         # only .json files`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if noSign && signKey != "" {
+				return usageError{errors.New("--sign-key and --no-sign do not go together")}
+			}
+			r, err := a.repo()
+			if err != nil {
+				return err
+			}
+			ss, err := r.Store().Reader(ctxOf(cmd))
+			if err != nil {
+				return err
+			}
+			savedRoot, _ := ss.Setting(publish.SettingRoot)
+			savedKey, _ := ss.Setting(publish.SettingSignKey)
+			ss.Close()
+			if root == "" {
+				root = savedRoot
+			}
+			if root == "" {
+				return usageError{errors.New("no publish root yet: give --publish-root DIR (it is remembered)")}
+			}
+			o := publish.Options{Root: root, Meters: a.meters()}
+			if !noSign {
+				key := signKey
+				if key == "" {
+					key = savedKey
+				}
+				if key == "" {
+					return usageError{errors.New("give --sign-key FILE (it is remembered) or --no-sign; 'mephstore key generate' makes a key")}
+				}
+				pass := []byte(a.getenv("MEPHSTORE_SIGN_PASSPHRASE"))
+				if passFile != "" {
+					b, err := os.ReadFile(passFile)
+					if err != nil {
+						return err
+					}
+					pass = []byte(strings.TrimRight(string(b), "\r\n"))
+				}
+				if o.Signer, err = pgp.ReadSigningKey(key, pass); err != nil {
+					return err
+				}
+				if key != savedKey {
+					abs, _ := filepath.Abs(key)
+					w, err := r.Store().Writer(ctxOf(cmd), "publish: remember signing key")
+					if err != nil {
+						return err
+					}
+					err = w.SetSetting(publish.SettingSignKey, abs)
+					w.Close()
+					if err != nil {
+						return err
+					}
+				}
+			}
+			res, err := publish.Publish(ctxOf(cmd), r, args[0], o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return jsonOut(a.stdout, res)
+			}
+			if res.Unchanged {
+				fmt.Fprintf(a.stdout, "%s: snapshot %s is published already in %s; nothing written\n", res.Stream, short(res.Snapshot), res.Dir)
+				return nil
+			}
+			how := "signed"
+			if !res.Signed {
+				how = "UNSIGNED (--no-sign: only .json files)"
+			}
+			fmt.Fprintf(a.stdout, "%s: published snapshot %s to %s, %s: %s, %s; data: %d new files (%s, %d copied), %d metadata files written\n",
+				res.Stream, short(res.Snapshot), res.Dir, how, plural(res.Products, "product"), plural(res.Items, "item"),
+				res.DataNew, progress.HumanBytes(res.DataBytes), res.DataCopied, len(res.FilesWritten))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&root, "publish-root", "", "directory of the published trees (remembered in the store)")
+	f.StringVar(&signKey, "sign-key", "", "armoured or binary secret key file (gpg --export-secret-keys; remembered)")
+	f.StringVar(&passFile, "sign-passphrase-file", "", "file holding the key's passphrase (or MEPHSTORE_SIGN_PASSPHRASE)")
+	f.BoolVar(&noSign, "no-sign", false, "write only the .json files, unsigned")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func (a *app) keyCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "key", Short: "Signing keys"}
+	var out, name, email string
+	gen := &cobra.Command{
+		Use:   "generate --out DIR",
+		Short: "Make a signing key: DIR/signing-key.asc (secret) and DIR/keyring.gpg (public, for MAAS)",
+		Example: `  mephstore key generate --out /etc/mephstore --name "Example images" --email images@example.com
+  # give keyring.gpg to MAAS (boot source keyring_filename) and sstream-mirror (--keyring)`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usageError{errors.New("key generate needs --out DIR")}
+			}
+			files := map[string]string{"secret": filepath.Join(out, "signing-key.asc"), "public": filepath.Join(out, "keyring.gpg"), "armored": filepath.Join(out, "keyring.asc")}
+			for _, p := range files {
+				if _, err := os.Stat(p); err == nil {
+					return fmt.Errorf("%s exists: not overwriting a key", p)
+				}
+			}
+			s, err := pgp.GenerateKey(name, email)
+			if err != nil {
+				return err
+			}
+			if err := fsx.MkdirDurable(out, 0o700); err != nil {
+				return err
+			}
+			var sec, pub, arm strings.Builder
+			if err := s.WriteSecret(&sec); err != nil {
+				return err
+			}
+			s.WritePublic(&pub, false)
+			s.WritePublic(&arm, true)
+			if err := fsx.WriteFileAtomic(files["secret"], []byte(sec.String()), 0o600); err != nil {
+				return err
+			}
+			if err := fsx.WriteFileAtomic(files["public"], []byte(pub.String()), 0o644); err != nil {
+				return err
+			}
+			if err := fsx.WriteFileAtomic(files["armored"], []byte(arm.String()), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "key %s\n  secret:  %s (keep it; mode 0600, no passphrase)\n  keyring: %s (binary, for MAAS and gpgv)\n  keyring: %s (armoured)\n",
+				s.Fingerprint(), files["secret"], files["public"], files["armored"])
+			return nil
+		},
+	}
+	gen.Flags().StringVar(&out, "out", "", "directory to write the key files to")
+	gen.Flags().StringVar(&name, "name", "mephstore", "name in the key's user id")
+	gen.Flags().StringVar(&email, "email", "mephstore@localhost", "email in the key's user id")
+	cmd.AddCommand(gen)
+	return cmd
+}

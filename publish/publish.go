@@ -1,0 +1,448 @@
+package publish
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/fsx"
+	"github.com/mephstore/mephstore/internal/jsonc"
+	"github.com/mephstore/mephstore/internal/pgp"
+	"github.com/mephstore/mephstore/internal/progress"
+	"github.com/mephstore/mephstore/snapshot"
+)
+
+// Settings remembered in the store.
+const (
+	SettingRoot    = "publish-root"
+	SettingSignKey = "sign-key"
+)
+
+// ErrNoSHA256 is wrapped when an item cannot be served by content address.
+var ErrNoSHA256 = errors.New("item has no sha256")
+
+// Options tune Publish.
+type Options struct {
+	Root   string      // publish root (absolute or relative)
+	Signer *pgp.Signer // nil writes an unsigned tree
+	Meters progress.Factory
+}
+
+// Result says what a publish did.
+type Result struct {
+	Stream      string        `json:"stream"`
+	Snapshot    digest.Digest `json:"snapshot"`
+	Dir         string        `json:"dir"`
+	Signed      bool          `json:"signed"`
+	Unchanged   bool          `json:"unchanged"`
+	Products    int           `json:"products"`
+	Items       int           `json:"items"`
+	DataNew     int           `json:"data_new"`      // data files added to the shared pool
+	DataBytes   int64         `json:"data_bytes"`    // their bytes
+	DataCopied  int           `json:"data_copied"`   // of those, copied (not hard-linked)
+	FilesWritten []string      `json:"files_written"` // metadata files written, relative to Dir
+}
+
+// TimeFormat is how simplestreams writes "updated".
+const TimeFormat = "Mon, 02 Jan 2006 15:04:05 -0700"
+
+// Publish renders the head of the stream under Root/<stream>/.
+func Publish(ctx context.Context, r *snapshot.Repo, stream string, o Options) (*Result, error) {
+	st, err := r.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return PublishSnapshot(ctx, r, st, st.Head, o)
+}
+
+func publishKey(root, stream string) string { return "published:" + root + "\x00" + stream }
+
+// PublishSnapshot renders snapshot snap of the stream st under
+// Root/<stream>/ (rollback publishes an earlier snapshot this way).
+func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream, snap digest.Digest, o Options) (*Result, error) {
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, err
+	}
+	if err := snapshot.ValidName("stream name", st.Name); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, st.Name)
+	res := &Result{Stream: st.Name, Snapshot: snap, Dir: dir, Signed: o.Signer != nil}
+	mark := string(snap) + " unsigned"
+	if o.Signer != nil {
+		mark = string(snap) + " signed " + o.Signer.Fingerprint()
+	}
+	// An unchanged head published the same way: nothing to do.
+	s := r.Store()
+	if ss, err := s.Reader(ctx); err == nil {
+		prev, _ := ss.Setting(publishKey(root, st.Name))
+		ss.Close()
+		if prev == mark {
+			if _, err := os.Stat(filepath.Join(dir, "streams", "v1", "index.json")); err == nil {
+				res.Unchanged = true
+				return res, nil
+			}
+		}
+	}
+	doc, err := r.Doc(snap)
+	if err != nil {
+		return nil, err
+	}
+	c := doc.Counts()
+	res.Products, res.Items = c.Products, c.Items
+	meta := filepath.Join(dir, "streams", "v1")
+	for _, d := range []string{filepath.Join(root, "data", "sha256"), meta} {
+		if err := fsx.MkdirDurable(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := ensureDataLink(dir); err != nil {
+		return nil, err
+	}
+	p := &publisher{r: r, s: s, root: root, dir: dir, meta: meta, o: o, res: res,
+		updated: doc.Time.UTC().Format(TimeFormat), seen: map[string]bool{},
+		meter: o.Meters.New("publish "+st.Name, int64(c.Items), progress.Items)}
+	defer p.meter.Done()
+
+	type entry struct {
+		cid, path, datatype string
+		products            []string
+	}
+	var entries []entry
+	for ci := range doc.Catalogs {
+		cat := &doc.Catalogs[ci]
+		name, err := p.products(ctx, cat)
+		if err != nil {
+			return nil, err
+		}
+		header, _ := cat.HeaderFields()
+		dt := snapshot.StringField(header, "datatype")
+		if dt == "" {
+			dt = "image-ids"
+		}
+		e := entry{cid: cat.ContentID, path: "streams/v1/" + name, datatype: dt}
+		for _, pr := range cat.Products {
+			e.products = append(e.products, pr.Name)
+		}
+		entries = append(entries, e)
+	}
+	// Everything the index will name is in place: make it durable.
+	if err := syncfs(root); err != nil {
+		return nil, err
+	}
+	index := func(ext string) ([]byte, error) {
+		idx := map[string]any{}
+		for _, e := range entries {
+			idx[e.cid] = map[string]any{"datatype": e.datatype, "format": "products:1.0",
+				"path": strings.TrimSuffix(e.path, ".json") + ext, "products": e.products, "updated": p.updated}
+		}
+		raw, err := json.Marshal(map[string]any{"format": "index:1.0", "index": idx, "updated": p.updated})
+		if err != nil {
+			return nil, err
+		}
+		out, err := jsonc.Canonical(raw, " ")
+		return append(out, '\n'), err
+	}
+	ij, err := index(".json")
+	if err != nil {
+		return nil, err
+	}
+	var is []byte
+	if o.Signer != nil {
+		if is, err = index(".sjson"); err != nil {
+			return nil, err
+		}
+	}
+	// The index last: its detached signature, the signed index, then
+	// index.json, each by an atomic rename.
+	if o.Signer != nil {
+		if err := p.write("index.json.gpg", func(w io.Writer) error { return o.Signer.DetachSign(w, bytes.NewReader(ij)) }); err != nil {
+			return nil, err
+		}
+		if err := p.write("index.sjson", func(w io.Writer) error { return o.Signer.ClearSign(w, bytes.NewReader(is)) }); err != nil {
+			return nil, err
+		}
+	} else {
+		// An unsigned publish over a signed one: the stale signed index
+		// would still be what signed clients read.
+		for _, f := range []string{"index.sjson", "index.json.gpg"} {
+			if err := os.Remove(filepath.Join(meta, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+		}
+	}
+	if err := p.write("index.json", func(w io.Writer) error { _, err := w.Write(ij); return err }); err != nil {
+		return nil, err
+	}
+	if err := fsx.SyncDir(meta); err != nil {
+		return nil, err
+	}
+	ss, err := s.Writer(ctx, "publish "+st.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer ss.Close()
+	if err := ss.SetSetting(publishKey(root, st.Name), mark); err != nil {
+		return nil, err
+	}
+	if err := ss.SetSetting(SettingRoot, root); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+type publisher struct {
+	r       *snapshot.Repo
+	s       *cas.Store
+	root    string
+	dir     string
+	meta    string
+	o       Options
+	res     *Result
+	updated string
+	seen    map[string]bool
+	meter   progress.Meter
+}
+
+// ensureDataLink makes dir/data a symlink to ../data.
+func ensureDataLink(dir string) error {
+	p := filepath.Join(dir, "data")
+	if t, err := os.Readlink(p); err == nil {
+		if t == "../data" {
+			return nil
+		}
+		return fmt.Errorf("%s: is a link to %s, want ../data", p, t)
+	} else if _, serr := os.Lstat(p); serr == nil {
+		return fmt.Errorf("%s: exists and is not the link to ../data", p)
+	}
+	tmp := filepath.Join(dir, fsx.TempName(".data.", ".tmp"))
+	if err := os.Symlink("../data", tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return fsx.SyncDir(dir)
+}
+
+// dataPath is where an item's bytes are served, relative to a stream root.
+func dataPath(sum string) string { return "data/sha256/" + sum[:2] + "/" + sum }
+
+// products renders the products file of a catalog, linking the data of
+// every item first, and returns its file name.
+func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (string, error) {
+	header, err := cat.HeaderFields()
+	if err != nil {
+		return "", err
+	}
+	header = jsonc.Set(header, "updated", jsonc.Quote(p.updated))
+	header = jsonc.Set(header, "format", jsonc.Quote("products:1.0"))
+	if _, ok := jsonc.Get(header, "datatype"); !ok {
+		header = jsonc.Set(header, "datatype", jsonc.Quote("image-ids"))
+	}
+	tmp, err := os.CreateTemp(p.meta, ".products.*.tmp")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(tmp, h), 1<<20)
+	w := &jsonc.Writer{Indent: " "}
+	flush := func() error {
+		_, err := bw.Write(w.Buf)
+		w.Buf = w.Buf[:0]
+		return err
+	}
+	err = w.FieldsWith(header, "products", func() error {
+		w.Buf = append(w.Buf, '{')
+		for i := range cat.Products {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			pr, err := p.r.Product(&cat.Products[i])
+			if err != nil {
+				return err
+			}
+			if err := p.linkData(pr); err != nil {
+				return err
+			}
+			if i > 0 {
+				w.Buf = append(w.Buf, ',')
+			}
+			w.Newline(2)
+			w.Key(pr.Name)
+			if err := pr.Encode(w, 2); err != nil {
+				return err
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			p.meter.Add(int64(cat.Products[i].Items))
+		}
+		w.Newline(1)
+		w.Buf = append(w.Buf, '}')
+		return nil
+	}, 0)
+	if err != nil {
+		return "", fmt.Errorf("render %s: %w", cat.ContentID, err)
+	}
+	w.Buf = append(w.Buf, '\n')
+	if err := flush(); err != nil {
+		return "", err
+	}
+	if err := bw.Flush(); err != nil {
+		return "", err
+	}
+	stem := cat.ContentID + "." + hex.EncodeToString(h.Sum(nil))[:16]
+	final := filepath.Join(p.meta, stem+".json")
+	if _, err := os.Stat(final); err == nil {
+		return stem + ".json", nil // the same content is published already
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", err
+	}
+	if p.o.Signer != nil {
+		for _, ext := range []string{".sjson", ".json.gpg"} {
+			if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+				return "", err
+			}
+			sign := p.o.Signer.ClearSign
+			if ext == ".json.gpg" {
+				sign = p.o.Signer.DetachSign
+			}
+			if err := p.write(stem+ext, func(w io.Writer) error { return sign(w, tmp) }); err != nil {
+				return "", err
+			}
+		}
+	}
+	// The .json last: its presence says the three are complete.
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return "", err
+	}
+	p.res.FilesWritten = append(p.res.FilesWritten, "streams/v1/"+stem+".json")
+	return stem + ".json", nil
+}
+
+// linkData puts the bytes of every item of pr in the shared data pool and
+// points the items' paths at them.
+func (p *publisher) linkData(pr *snapshot.Product) error {
+	for vi := range pr.Versions {
+		v := &pr.Versions[vi]
+		for ii := range v.Items {
+			it := &v.Items[ii]
+			sum := snapshot.StringField(it.Fields, "sha256")
+			if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+				return fmt.Errorf("product %s version %s item %s: %w", pr.Name, v.Name, it.Name, ErrNoSHA256)
+			}
+			if !p.seen[sum] {
+				if err := p.ensureData(sum); err != nil {
+					return fmt.Errorf("product %s version %s item %s: %w", pr.Name, v.Name, it.Name, err)
+				}
+				p.seen[sum] = true
+			}
+			it.Fields = jsonc.Set(it.Fields, "path", jsonc.Quote(dataPath(sum)))
+		}
+	}
+	return nil
+}
+
+// ensureData links (or copies) the blob sum into the data pool.
+func (p *publisher) ensureData(sum string) error {
+	dst := filepath.Join(p.root, filepath.FromSlash(dataPath(sum)))
+	if _, err := os.Lstat(dst); err == nil {
+		return nil
+	}
+	d := digest.NewDigestFromEncoded(digest.SHA256, sum)
+	src := p.s.BlobPath(d)
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d, cas.ErrBlobNotFound)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	err = os.Link(src, dst)
+	switch {
+	case err == nil, errors.Is(err, fs.ErrExist):
+	case errors.Is(err, unix.EXDEV), errors.Is(err, unix.EPERM), errors.Is(err, unix.EMLINK):
+		if err := copyFile(src, dst); err != nil {
+			return err
+		}
+		p.res.DataCopied++
+	default:
+		return err
+	}
+	p.res.DataNew++
+	p.res.DataBytes += fi.Size()
+	return nil
+}
+
+// copyFile copies src to dst through a temp file: fsync, rename.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return writeAtomic(dst, 0o444, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
+}
+
+// write writes a metadata file of the stream atomically.
+func (p *publisher) write(name string, fn func(io.Writer) error) error {
+	if err := writeAtomic(filepath.Join(p.meta, name), 0o644, fn); err != nil {
+		return err
+	}
+	p.res.FilesWritten = append(p.res.FilesWritten, "streams/v1/"+name)
+	return nil
+}
+
+// writeAtomic writes path through a temp file in its directory: fn, fsync,
+// rename. The directory is synced by the caller.
+func writeAtomic(path string, perm fs.FileMode, fn func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	if err := fn(bw); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+func syncfs(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
+}
