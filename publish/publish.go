@@ -44,16 +44,16 @@ type Options struct {
 
 // Result says what a publish did.
 type Result struct {
-	Stream      string        `json:"stream"`
-	Snapshot    digest.Digest `json:"snapshot"`
-	Dir         string        `json:"dir"`
-	Signed      bool          `json:"signed"`
-	Unchanged   bool          `json:"unchanged"`
-	Products    int           `json:"products"`
-	Items       int           `json:"items"`
-	DataNew     int           `json:"data_new"`      // data files added to the shared pool
-	DataBytes   int64         `json:"data_bytes"`    // their bytes
-	DataCopied  int           `json:"data_copied"`   // of those, copied (not hard-linked)
+	Stream       string        `json:"stream"`
+	Snapshot     digest.Digest `json:"snapshot"`
+	Dir          string        `json:"dir"`
+	Signed       bool          `json:"signed"`
+	Unchanged    bool          `json:"unchanged"`
+	Products     int           `json:"products"`
+	Items        int           `json:"items"`
+	DataNew      int           `json:"data_new"`      // data files added to the shared pool
+	DataBytes    int64         `json:"data_bytes"`    // their bytes
+	DataCopied   int           `json:"data_copied"`   // of those, copied (not hard-linked)
 	FilesWritten []string      `json:"files_written"` // metadata files written, relative to Dir
 }
 
