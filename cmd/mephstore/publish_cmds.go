@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -167,5 +168,43 @@ func (a *app) keyCmd() *cobra.Command {
 	gen.Flags().StringVar(&name, "name", "mephstore", "name in the key's user id")
 	gen.Flags().StringVar(&email, "email", "mephstore@localhost", "email in the key's user id")
 	cmd.AddCommand(gen)
+	return cmd
+}
+
+func (a *app) serveCmd() *cobra.Command {
+	var addr, root string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the publish root over HTTP (for tests and small sites; use nginx in production)",
+		Example: `  mephstore serve --addr 127.0.0.1:8080
+  # MAAS boot source: http://HOST:8080/stable/   sstream-mirror: http://HOST:8080/stable/streams/v1/index.sjson`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if root == "" {
+				s, err := a.openStore()
+				if err != nil {
+					return err
+				}
+				ss, err := s.Reader(ctxOf(cmd))
+				if err != nil {
+					return err
+				}
+				root, _ = ss.Setting(publish.SettingRoot)
+				ss.Close()
+				if root == "" {
+					return usageError{errors.New("no publish root yet: give --publish-root DIR")}
+				}
+			}
+			err := publish.Serve(ctxOf(cmd), addr, root, a.log, func(at string) {
+				fmt.Fprintf(a.stdout, "serving %s on http://%s/ (Ctrl-C stops)\n", root, at)
+			})
+			if err == nil || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
+	cmd.Flags().StringVar(&root, "publish-root", "", "directory to serve (default: the store's publish root)")
 	return cmd
 }

@@ -92,6 +92,7 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 		a.queryCmd(),
 		a.publishCmd(),
 		a.keyCmd(),
+		a.serveCmd(),
 	)
 	return root
 }

@@ -1,0 +1,186 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Handler serves a publish root over HTTP the way the trees need: GET and
+// HEAD with Range, content types, ETags, immutable caching for
+// content-addressed files and a short one for the index, directory listings,
+// and no path that leaves the root (.., encoded or not, and symlinks that
+// point outside are refused).
+type Handler struct {
+	root string // absolute, symlinks resolved
+	log  *slog.Logger
+}
+
+// NewHandler serves root.
+func NewHandler(root string, log *slog.Logger) (*Handler, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, fmt.Errorf("publish root %s: %w", root, err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{root: real, log: log}, nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	// r.URL.Path is decoded: "%2e%2e" is ".." here.
+	p := r.URL.Path
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." || strings.ContainsRune(seg, 0) || strings.Contains(seg, "\\") {
+			h.refuse(w, r, http.StatusBadRequest, "path leaves the root")
+			return
+		}
+	}
+	full := filepath.Join(h.root, filepath.FromSlash(path.Clean("/"+p)))
+	real, err := filepath.EvalSymlinks(full)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			http.NotFound(w, r)
+			return
+		}
+		http.Error(w, "cannot read", http.StatusInternalServerError)
+		return
+	}
+	if real != h.root && !strings.HasPrefix(real, h.root+string(filepath.Separator)) {
+		h.refuse(w, r, http.StatusForbidden, "symlink points outside the root")
+		return
+	}
+	f, err := os.Open(real)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		http.Error(w, "cannot read", http.StatusInternalServerError)
+		return
+	}
+	if fi.IsDir() {
+		if !strings.HasSuffix(r.URL.Path, "/") {
+			http.Redirect(w, r, r.URL.Path+"/", http.StatusMovedPermanently)
+			return
+		}
+		h.list(w, r, f)
+		return
+	}
+	name := filepath.Base(real)
+	hd := w.Header()
+	hd.Set("Content-Type", contentType(name))
+	switch {
+	case strings.Contains(real, string(filepath.Separator)+"data"+string(filepath.Separator)+"sha256"+string(filepath.Separator)) && len(name) == 64:
+		hd.Set("ETag", `"`+name+`"`) // the name is the sha256 of the bytes
+		hd.Set("Cache-Control", "public, max-age=31536000, immutable")
+	case strings.HasPrefix(name, "index."):
+		hd.Set("ETag", etag(fi))
+		hd.Set("Cache-Control", "public, max-age=60, must-revalidate")
+	default: // products files are named by their content
+		hd.Set("ETag", etag(fi))
+		hd.Set("Cache-Control", "public, max-age=31536000, immutable")
+	}
+	http.ServeContent(w, r, name, fi.ModTime(), f)
+}
+
+func etag(fi os.FileInfo) string {
+	return `"` + strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatInt(fi.ModTime().UnixNano(), 16) + `"`
+}
+
+func contentType(name string) string {
+	switch {
+	case strings.HasSuffix(name, ".json"):
+		return "application/json"
+	case strings.HasSuffix(name, ".sjson"):
+		return "text/plain; charset=utf-8"
+	case strings.HasSuffix(name, ".gpg"):
+		return "application/pgp-signature"
+	default:
+		return "application/octet-stream"
+	}
+}
+
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, code int, why string) {
+	h.log.Warn("refused", "path", r.URL.Path, "remote", r.RemoteAddr, "why", why)
+	http.Error(w, why, code)
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request, d *os.File) {
+	ents, err := d.ReadDir(-1)
+	if err != nil {
+		http.Error(w, "cannot list", http.StatusInternalServerError)
+		return
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	var b strings.Builder
+	fmt.Fprintf(&b, "<!doctype html>\n<title>%s</title>\n<h1>%s</h1>\n<ul>\n", html.EscapeString(r.URL.Path), html.EscapeString(r.URL.Path))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // temp files of a publish in progress
+		}
+		n := e.Name()
+		if e.IsDir() || e.Type()&os.ModeSymlink != 0 {
+			n += "/"
+		}
+		fmt.Fprintf(&b, "<li><a href=\"%s\">%s</a></li>\n", (&url.URL{Path: n}).EscapedPath(), html.EscapeString(n))
+	}
+	b.WriteString("</ul>\n")
+	if r.Method == http.MethodGet {
+		w.Write([]byte(b.String()))
+	}
+}
+
+// Serve serves root on addr until ctx is done, then shuts down gracefully
+// (requests in flight get up to 10 seconds). ready, if not nil, gets the
+// address once listening.
+func Serve(ctx context.Context, addr, root string, log *slog.Logger, ready func(string)) error {
+	h, err := NewHandler(root, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}
