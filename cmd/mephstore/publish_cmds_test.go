@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mephstore/mephstore/internal/testtree"
+)
+
+func ssValidate(t *testing.T, args ...string) error {
+	t.Helper()
+	out, err := exec.Command("python3", append([]string{filepath.Join(testtree.Tools(t), "ss-validate"), "-q"}, args...)...).CombinedOutput()
+	if err != nil {
+		return &exec.ExitError{Stderr: out}
+	}
+	return nil
+}
+
+// TestPublishSurvivesSIGKILL kills publishes of a changing stream at
+// moments spread over twice the length of one; after each kill the
+// published tree is the last complete one and validates, signatures and
+// data included.
+func TestPublishSurvivesSIGKILL(t *testing.T) {
+	tree := testtree.Make(t, nil, "--releases", "3", "--arches", "3", "--kernels", "3", "--versions", "12")
+	_, s := newCLIStore(t)
+	keys := filepath.Join(t.TempDir(), "keys")
+	pub := filepath.Join(t.TempDir(), "pub")
+	for _, args := range [][]string{
+		{"stream", "create", "daily"}, {"stream", "create", "stable"},
+		{"insert", "--no-verify", tree, "daily"},
+		{"key", "generate", "--out", keys},
+		{"publish", "stable", "--publish-root", pub, "--sign-key", filepath.Join(keys, "signing-key.asc")},
+	} {
+		if r := cli(t, nil, append(s, args...)...); r.code != 0 && !strings.Contains(r.stderr, "nothing") {
+			t.Fatalf("%v: %+v", args, r)
+		}
+	}
+	versions := []string{}
+	for i := 1; i <= 12; i++ {
+		versions = append(versions, "202401"+pad(i))
+	}
+	// Each round changes stable, then publishes it (killed at some moment).
+	change := func(i int) {
+		args := []string{"promote", "daily", "stable", versions[i%12]}
+		if i%4 == 3 {
+			args = []string{"clean-md", "stable", "--max", "1"}
+		}
+		cli(t, nil, append(s, args...)...)
+	}
+	publish := func() *exec.Cmd { return exec.Command(binary, append(s, "publish", "stable")...) }
+	var slowest time.Duration
+	for i := range 3 {
+		change(i)
+		c := publish()
+		start := time.Now()
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("publish: %v %s", err, out)
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	const kills = 20
+	killed := 0
+	for i := range kills {
+		change(i + 3)
+		c := publish()
+		var out bytes.Buffer
+		c.Stdout, c.Stderr = &out, &out
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		slot := 2 * slowest / kills
+		timer := time.AfterFunc(time.Duration(i)*slot+time.Duration(rng.Int64N(int64(slot))), func() { c.Process.Signal(syscall.SIGKILL) })
+		err := c.Wait()
+		timer.Stop()
+		if err != nil {
+			if ws, ok := c.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+				t.Fatalf("publish failed on its own: %v %s", err, out.String())
+			}
+			killed++
+		}
+		if err := ssValidate(t, "--keyring", filepath.Join(keys, "keyring.gpg"), "--require-detached", filepath.Join(pub, "stable")); err != nil {
+			t.Fatalf("round %d: published tree broken after a kill:\n%s", i, err.(*exec.ExitError).Stderr)
+		}
+		if r := cli(t, nil, append(s, "fsck")...); r.code != 0 {
+			t.Fatalf("round %d: fsck: %+v", i, r)
+		}
+	}
+	if killed < kills/4 || killed == kills {
+		t.Fatalf("%d of %d publishes killed midway (one takes %v)", killed, kills, slowest)
+	}
+	t.Logf("%d of %d publishes killed midway; one takes %v", killed, kills, slowest)
+}
+
+func pad(i int) string {
+	if i < 10 {
+		return "0" + strconv.Itoa(i)
+	}
+	return strconv.Itoa(i)
+}
