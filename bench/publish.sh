@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Publish benchmark on streams of about 8k, 80k and 400k items (480
+# products; make-test-stream --releases 12 --arches 5 --kernels 8 --versions
+# 4 / 40 / 200): the first publish (renders, signs, and hard-links every
+# data file into the shared pool), a publish after one new version of every
+# product (render and sign again; the data pool has nearly everything), and
+# a publish of the unchanged head. Reference, from the issue: the Python
+# tool signs an 80k-item stream in 1.2 s and a 400k-item one in 5 s (signing
+# only, no rendering); it is not packaged for Debian 12 and cannot run here.
+#
+#   bench/publish.sh                 # SIZES="4 40" for the two smaller ones
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools=${MEPHSTORE_SHARED_TOOLS:-$(cd .. && pwd)/shared/tools}
+sizes=${SIZES:-4 40 200}
+base=$(mktemp -d "${BENCH_DIR:-/var/tmp}/mephstore-publish.XXXXXX")
+trap 'chmod -R u+w "$base" 2>/dev/null; rm -rf "$base"' EXIT
+go build -o "$base/mephstore" ./cmd/mephstore
+m=$base/mephstore
+"$m" key generate --out "$base/keys" >/dev/null
+declare -A ref=([40]=1.2 [200]=5)
+
+run() {
+  local label=$1; shift
+  /usr/bin/time -o "$base/time" -f '%e %M' "$@" >/dev/null 2>"$base/err" || { cat "$base/err" >&2; exit 1; }
+  set -- $(cat "$base/time")
+  printf '%s %s %s\n' "$label" "$1" "$(( $2 / 1024 ))"
+}
+
+printf '%-8s %-22s %9s %9s %10s\n' items operation seconds "RSS MiB" "python s"
+for v in $sizes; do
+  tree=$base/tree-$v
+  python3 "$tools/make-test-stream" --out "$tree" --releases 12 --arches 5 --kernels 8 --versions $((v + 1)) >/dev/null 2>&1
+  newest=$(date -u -d "2024-01-01 + $v days" +%Y%m%d)
+  store=$base/store-$v
+  "$m" --store "$store" init >/dev/null
+  "$m" --store "$store" stream create daily >/dev/null
+  "$m" --store "$store" insert --no-verify "$tree" daily "version_name!=$newest" >/dev/null
+  "$m" --store "$store" insert --no-verify "$tree" daily "version_name=$newest" --dry-run >/dev/null
+  sync
+  items=$((480 * 4 * v))
+  results=$(
+    run first-publish "$m" --store "$store" publish daily --publish-root "$base/pub-$v" --sign-key "$base/keys/signing-key.asc"
+    "$m" --store "$store" insert --no-verify "$tree" daily >/dev/null
+    run re-render+sign "$m" --store "$store" publish daily
+    run unchanged-head "$m" --store "$store" publish daily
+  )
+  while read -r op secs rss; do
+    r=-
+    [ "$op" = re-render+sign ] && r=${ref[$v]:--}
+    printf '%-8s %-22s %9s %9s %10s\n' "$items" "$op" "$secs" "$rss" "$r"
+  done <<< "$results"
+  rm -rf "$tree" "$store" "$base/pub-$v"
+done
