@@ -336,3 +336,26 @@ func readTree(root string) error {
 	}
 	return nil
 }
+
+// Keys exported from gpg, armoured or binary, sign trees that validate.
+func TestPublishWithGpgExportedKey(t *testing.T) {
+	k := testtree.KeysFor(t, "exported")
+	f := newFixture(t, "1", "daily")
+	for i, args := range [][]string{{"--armor"}, {}} {
+		out, err := exec.Command("gpg", append(append([]string{"--homedir", k.Home, "--batch", "--export-secret-keys"}, args...), k.UID)...).Output()
+		if err != nil || len(out) == 0 {
+			t.Fatalf("gpg export: %v", err)
+		}
+		p := filepath.Join(t.TempDir(), "secret")
+		os.WriteFile(p, out, 0o600)
+		s, err := pgp.ReadSigningKey(p, nil)
+		if err != nil {
+			t.Fatalf("read gpg-exported key %v: %v", args, err)
+		}
+		root := filepath.Join(t.TempDir(), "pub"+strconv.Itoa(i))
+		if _, err := Publish(ctx, f.r, "daily", Options{Root: root, Signer: s}); err != nil {
+			t.Fatal(err)
+		}
+		ssValidate(t, filepath.Join(root, "daily"), k.Keyring)
+	}
+}

@@ -144,3 +144,37 @@ func TestClearSignDashEscapes(t *testing.T) {
 		t.Fatal("text without a final newline accepted")
 	}
 }
+
+func TestPassphraseProtectedKey(t *testing.T) {
+	s, _ := GenerateKey("test", "t@example.invalid")
+	if err := s.e.PrivateKey.Encrypt([]byte("sesame")); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := s.e.SerializePrivateWithoutSigning(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "key.gpg")
+	os.WriteFile(p, buf.Bytes(), 0o600)
+	if _, err := ReadSigningKey(p, nil); !errors.Is(err, ErrNoSigningKey) || !strings.Contains(err.Error(), "passphrase") {
+		t.Fatalf("no passphrase: %v", err)
+	}
+	if _, err := ReadSigningKey(p, []byte("wrong")); !errors.Is(err, ErrNoSigningKey) {
+		t.Fatalf("wrong passphrase: %v", err)
+	}
+	s2, err := ReadSigningKey(p, []byte("sesame"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := s2.ClearSign(&out, strings.NewReader("x\n")); err != nil {
+		t.Fatalf("sign with the decrypted key: %v", err)
+	}
+	var pub bytes.Buffer
+	s.WritePublic(&pub, false)
+	kp := filepath.Join(t.TempDir(), "pub.gpg")
+	os.WriteFile(kp, pub.Bytes(), 0o644)
+	if _, err := ReadSigningKey(kp, nil); !errors.Is(err, ErrNoSigningKey) || !strings.Contains(err.Error(), "public keys only") {
+		t.Fatalf("public key as signing key: %v", err)
+	}
+}
