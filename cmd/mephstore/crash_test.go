@@ -53,23 +53,8 @@ func TestIngestSurvivesSIGKILL(t *testing.T) {
 	}
 	killedMidway := 0
 	for i := range kills {
-		cmd := exec.Command(binary, round(i)...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		// Kill moments sweep from 0 to twice the length of a run, one
-		// random moment in each slot, so every phase gets its share.
-		slot := 2 * full / time.Duration(kills)
-		delay := time.Duration(i)*slot + time.Duration(rng.Int64N(int64(slot)))
-		timer := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
-		err := cmd.Wait()
-		timer.Stop()
-		if err != nil {
-			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("round %d: ingest failed on its own: %v %s", i, err, out.String())
-			}
+		delay := killDelay(i, kills, full, rng)
+		if runKilled(t, exec.Command(binary, round(i)...), delay) {
 			killedMidway++
 		}
 		fsck := exec.Command(binary, append(s, "fsck")...)
@@ -137,4 +122,33 @@ func TestTwoProcessesIngestAtOnce(t *testing.T) {
 	if r := cli(t, nil, append(s, "fsck", "--deep")...); r.code != 0 {
 		t.Fatalf("fsck: %+v", r)
 	}
+}
+
+// killDelay spreads kills over twice the length of a run: kill i of n lands
+// at a random moment in its own slot of 2*run/n.
+func killDelay(i, n int, run time.Duration, rng *rand.Rand) time.Duration {
+	slot := 2 * run / time.Duration(n)
+	return time.Duration(i)*slot + time.Duration(rng.Int64N(int64(slot)))
+}
+
+// runKilled runs cmd and SIGKILLs it after delay. It reports whether the
+// kill interrupted it (false: it finished first); any other failure fails
+// the test.
+func runKilled(t *testing.T, cmd *exec.Cmd, delay time.Duration) bool {
+	t.Helper()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
+	err := cmd.Wait()
+	timer.Stop()
+	if err == nil {
+		return false
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("%v failed on its own: %v\n%s", cmd.Args[1:], err, out.String())
+	}
+	return true
 }

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,20 +68,7 @@ func TestPublishSurvivesSIGKILL(t *testing.T) {
 	killed := 0
 	for i := range kills {
 		change(i + 3)
-		c := publish()
-		var out bytes.Buffer
-		c.Stdout, c.Stderr = &out, &out
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		slot := 2 * slowest / kills
-		timer := time.AfterFunc(time.Duration(i)*slot+time.Duration(rng.Int64N(int64(slot))), func() { c.Process.Signal(syscall.SIGKILL) })
-		err := c.Wait()
-		timer.Stop()
-		if err != nil {
-			if ws, ok := c.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("publish failed on its own: %v %s", err, out.String())
-			}
+		if runKilled(t, publish(), killDelay(i, kills, slowest, rng)) {
 			killed++
 		}
 		if err := ssValidate(t, "--keyring", filepath.Join(keys, "keyring.gpg"), "--require-detached", filepath.Join(pub, "stable")); err != nil {

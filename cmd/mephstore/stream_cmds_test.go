@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"math/rand/v2"
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -173,20 +171,7 @@ func TestInsertSurvivesSIGKILL(t *testing.T) {
 	const kills = 20
 	killed := 0
 	for i := range kills {
-		c := insert()
-		var out bytes.Buffer
-		c.Stdout, c.Stderr = &out, &out
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		slot := 2 * slowest / kills
-		timer := time.AfterFunc(time.Duration(i)*slot+time.Duration(rng.Int64N(int64(slot))), func() { c.Process.Signal(syscall.SIGKILL) })
-		err := c.Wait()
-		timer.Stop()
-		if err != nil {
-			if ws, ok := c.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("insert failed on its own: %v %s", err, out.String())
-			}
+		if runKilled(t, insert(), killDelay(i, kills, slowest, rng)) {
 			killed++
 		}
 		if fout, err := exec.Command(binary, append(s, "fsck")...).CombinedOutput(); err != nil {

@@ -23,15 +23,9 @@ type Keyring = openpgp.EntityList
 // ReadKeyring reads a binary or ASCII-armoured keyring file (what
 // `gpg --export` and `gpg --export --armor` write).
 func ReadKeyring(path string) (Keyring, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
+	kr, err := readKeys(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("keyring %s: %w", path, err)
-	}
-	var kr Keyring
-	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN PGP")) {
-		kr, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
-	} else {
-		kr, err = openpgp.ReadKeyRing(bytes.NewReader(b))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keyring %s: %w: %v", path, ErrBadKeyring, err)
@@ -40,6 +34,18 @@ func ReadKeyring(path string) (Keyring, error) {
 		return nil, fmt.Errorf("keyring %s: %w: no keys", path, ErrBadKeyring)
 	}
 	return kr, nil
+}
+
+// readKeys reads an armoured or binary key file.
+func readKeys(path string) (openpgp.EntityList, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN PGP")) {
+		return openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
+	}
+	return openpgp.ReadKeyRing(bytes.NewReader(b))
 }
 
 const header = "-----BEGIN PGP SIGNED MESSAGE-----"

@@ -43,15 +43,9 @@ func GenerateKey(name, email string) (*Signer, error) {
 // `gpg --export-secret-keys [--armor]` writes), decrypting it with
 // passphrase when it is protected.
 func ReadSigningKey(path string, passphrase []byte) (*Signer, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
+	el, err := readKeys(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("signing key %s: %w", path, err)
-	}
-	var el openpgp.EntityList
-	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN PGP")) {
-		el, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
-	} else {
-		el, err = openpgp.ReadKeyRing(bytes.NewReader(b))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w: %v", path, ErrNoSigningKey, err)
