@@ -158,20 +158,20 @@ func TestInsertSurvivesSIGKILL(t *testing.T) {
 		exec.Command("sync").Run() // the new tree's write-back must not slow the insert
 		return exec.Command(binary, append(s, "insert", "--no-verify", tree, name)...)
 	}
-	var slowest time.Duration
+	var rs runs
 	for range 3 {
 		c := insert()
 		start := time.Now()
 		if out, err := c.CombinedOutput(); err != nil {
 			t.Fatalf("insert: %v %s", err, out)
 		}
-		slowest = max(slowest, time.Since(start))
+		rs = append(rs, time.Since(start))
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	const kills = 20
 	killed := 0
 	for i := range kills {
-		if runKilled(t, insert(), killDelay(i, kills, slowest, rng)) {
+		if runKilled(t, insert(), killDelay(i, kills, rs.median(), rng), &rs) {
 			killed++
 		}
 		if fout, err := exec.Command(binary, append(s, "fsck")...).CombinedOutput(); err != nil {
@@ -182,12 +182,12 @@ func TestInsertSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("round %d: stream half updated: %+v", round, l)
 		}
 	}
-	if killed < kills/4 || killed == kills {
-		t.Fatalf("%d of %d inserts killed midway (one takes %v)", killed, kills, slowest)
+	if killed < 3 || killed == kills {
+		t.Fatalf("%d of %d inserts killed midway (one takes %v)", killed, kills, rs.median())
 	}
 	if out, err := exec.Command(binary, append(s, "fsck", "--deep")...).CombinedOutput(); err != nil {
 		t.Fatalf("fsck --deep: %v %s", err, out)
 	}
 	checkPoolHashes(t, store)
-	t.Logf("%d of %d inserts killed midway; one takes %v", killed, kills, slowest)
+	t.Logf("%d of %d inserts killed midway; one takes %v", killed, kills, rs.median())
 }
