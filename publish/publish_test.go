@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/pgp"
@@ -358,4 +360,29 @@ func TestPublishWithGpgExportedKey(t *testing.T) {
 		}
 		ssValidate(t, filepath.Join(root, "daily"), k.Keyring)
 	}
+}
+
+// A publish root on another file system gets copies (hard links cannot
+// cross), made through temp files, and still validates.
+func TestPublishAcrossFileSystemsCopies(t *testing.T) {
+	f := newFixture(t, "1", "daily")
+	shm, err := os.MkdirTemp("/dev/shm", "mephstore-pub-")
+	if err != nil {
+		t.Fatalf("need /dev/shm (tmpfs) for a second file system: %v", err)
+	}
+	defer os.RemoveAll(shm)
+	var a, b unix.Statfs_t
+	unix.Statfs(shm, &a)
+	unix.Statfs(f.r.Store().Dir(), &b)
+	if a.Fsid == b.Fsid {
+		t.Fatalf("/dev/shm is on the store's file system here; this test needs two")
+	}
+	res, err := Publish(ctx, f.r, "daily", Options{Root: shm, Signer: f.signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DataNew != 8 || res.DataCopied != 8 {
+		t.Fatalf("data %d new, %d copied; want 8 copies", res.DataNew, res.DataCopied)
+	}
+	ssValidate(t, filepath.Join(shm, "daily"), f.keyring)
 }
