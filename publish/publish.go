@@ -14,11 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/flock"
 	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/pgp"
@@ -118,8 +120,8 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	}
 	c := doc.Counts()
 	res.Products, res.Items = c.Products, c.Items
-	meta := filepath.Join(dir, "streams", "v1")
-	for _, d := range []string{filepath.Join(root, "data", "sha256"), meta} {
+	streams := filepath.Join(dir, "streams")
+	for _, d := range []string{filepath.Join(root, "data", "sha256"), streams} {
 		if err := fsx.MkdirDurable(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -127,6 +129,19 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if err := ensureDataLink(dir); err != nil {
 		return nil, err
 	}
+	// One publish of a stream at a time; the lock also guards the staging
+	// directories that a killed publish left.
+	lk, err := flock.Acquire(ctx, filepath.Join(dir, ".publish.lock"), "publish of "+st.Name, flock.Exclusive, time.Minute, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	live := filepath.Join(streams, "v1")
+	meta, err := stage(streams, live)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(meta) // after the switch it holds the old state
 	p := &publisher{r: r, s: s, root: root, dir: dir, meta: meta, o: o, res: res,
 		updated: doc.Time.UTC().Format(TimeFormat), seen: map[string]bool{}, linked: linked, present: map[string]map[string]bool{},
 		meter: o.Meters.New("publish "+st.Name, int64(c.Items), progress.Items)}
@@ -181,8 +196,7 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 			return nil, err
 		}
 	}
-	// The index last: its detached signature, the signed index, then
-	// index.json, each by an atomic rename.
+	// The index files, in the staging directory too.
 	if o.Signer != nil {
 		if err := p.write("index.json.gpg", func(w io.Writer) error { return o.Signer.DetachSign(w, bytes.NewReader(ij)) }); err != nil {
 			return nil, err
@@ -190,19 +204,16 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 		if err := p.write("index.sjson", func(w io.Writer) error { return o.Signer.ClearSign(w, bytes.NewReader(is)) }); err != nil {
 			return nil, err
 		}
-	} else {
-		// An unsigned publish over a signed one: the stale signed index
-		// would still be what signed clients read.
-		for _, f := range []string{"index.sjson", "index.json.gpg"} {
-			if err := os.Remove(filepath.Join(meta, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
-			}
-		}
 	}
+	// (Unsigned: the staging directory has no signed index, so an
+	// unsigned publish over a signed one drops the stale signed index.)
 	if err := p.write("index.json", func(w io.Writer) error { _, err := w.Write(ij); return err }); err != nil {
 		return nil, err
 	}
 	if err := fsx.SyncDir(meta); err != nil {
+		return nil, err
+	}
+	if err := swap(meta, live); err != nil {
 		return nil, err
 	}
 	ss, err := s.Writer(ctx, "publish "+st.Name)
@@ -232,6 +243,62 @@ type publisher struct {
 	linked  map[digest.Digest]bool     // products whose data is in the pool
 	present map[string]map[string]bool // data/sha256/<2 hex>/ listings, read once each
 	meter   progress.Meter
+}
+
+// stage makes a new staging directory beside live (streams/v1) holding hard
+// links to live's products files, which readers of the current index may
+// still fetch after the switch. Staging directories left by a killed
+// publish are removed first (the caller holds the stream's publish lock).
+func stage(streams, live string) (string, error) {
+	ents, err := os.ReadDir(streams)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".v1.") {
+			if err := os.RemoveAll(filepath.Join(streams, e.Name())); err != nil {
+				return "", err
+			}
+		}
+	}
+	dir, err := os.MkdirTemp(streams, ".v1.")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
+	}
+	old, err := os.ReadDir(live)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	for _, e := range old {
+		if strings.HasPrefix(e.Name(), "index.") || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Link(filepath.Join(live, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// swap makes the staging directory the live streams/v1 in one atomic step:
+// renameat2 RENAME_EXCHANGE (the old state lands in the staging path), or a
+// plain rename for a first publish. A reader never sees an index without its
+// products files or a detached signature of another index, and a crash
+// leaves the old state or the new one.
+func swap(staging, live string) error {
+	if _, err := os.Lstat(live); errors.Is(err, fs.ErrNotExist) {
+		if err := os.Rename(staging, live); err != nil {
+			return err
+		}
+		return fsx.SyncDir(filepath.Dir(live))
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, live, unix.RENAME_EXCHANGE); err != nil {
+		return fmt.Errorf("switch %s: %w (the file system must support renameat2 RENAME_EXCHANGE)", live, err)
+	}
+	return fsx.SyncDir(filepath.Dir(live))
 }
 
 // ensureDataLink makes dir/data a symlink to ../data.

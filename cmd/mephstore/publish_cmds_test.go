@@ -2,6 +2,7 @@ package main
 
 import (
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -64,7 +65,10 @@ func TestPublishSurvivesSIGKILL(t *testing.T) {
 		rs = append(rs, time.Since(start))
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
-	const kills = 20
+	kills := 20
+	if n, err := strconv.Atoi(os.Getenv("MEPHSTORE_CRASH_ROUNDS")); err == nil && n > 0 {
+		kills = n // for soak runs by hand
+	}
 	killed := 0
 	for i := range kills {
 		change(i + 3)

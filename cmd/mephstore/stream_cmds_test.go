@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -168,7 +169,10 @@ func TestInsertSurvivesSIGKILL(t *testing.T) {
 		rs = append(rs, time.Since(start))
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
-	const kills = 20
+	kills := 20
+	if n, err := strconv.Atoi(os.Getenv("MEPHSTORE_CRASH_ROUNDS")); err == nil && n > 0 {
+		kills = n // for soak runs by hand
+	}
 	killed := 0
 	for i := range kills {
 		if runKilled(t, insert(), killDelay(i, kills, rs.median(), rng), &rs) {
