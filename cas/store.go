@@ -251,9 +251,6 @@ func (s *Store) Reader(ctx context.Context) (*Session, error) {
 	}
 }
 
-// Writable reports whether this is a writer session.
-func (ss *Session) Writable() bool { return ss.writable }
-
 // Store is the store this session belongs to.
 func (ss *Session) Store() *Store { return ss.s }
 
@@ -267,10 +264,6 @@ func (ss *Session) Update(fn func(txn *badger.Txn) error) error {
 	}
 	return ss.db.Update(fn)
 }
-
-// DB gives other packages of mephstore direct access for batch writes and
-// streaming iteration. Do not keep it past Close.
-func (ss *Session) DB() *badger.DB { return ss.db }
 
 // Close closes the database and releases the locks.
 func (ss *Session) Close() error {

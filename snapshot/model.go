@@ -119,26 +119,6 @@ func (p *Product) AddVersion(v Version) bool {
 	return true
 }
 
-// RemoveVersion removes the version called name and reports whether it was
-// there.
-func (p *Product) RemoveVersion(name string) bool {
-	i, ok := slices.BinarySearchFunc(p.Versions, name, func(x Version, n string) int { return strings.Compare(x.Name, n) })
-	if !ok {
-		return false
-	}
-	p.Versions = slices.Delete(p.Versions, i, i+1)
-	return true
-}
-
-// Items counts the items of all versions.
-func (p *Product) Items() int {
-	n := 0
-	for _, v := range p.Versions {
-		n += len(v.Items)
-	}
-	return n
-}
-
 // Encode writes the product as canonical JSON (sorted keys; "versions"
 // in its place among the fields) at depth.
 func (p *Product) Encode(w *jsonc.Writer, depth int) error {
@@ -200,13 +180,6 @@ func (p *Product) Blob() ([]byte, error) {
 		return nil, err
 	}
 	return w.Buf, nil
-}
-
-// Clone returns a copy whose slices can be changed without touching p (the
-// raw values are shared: they are never changed in place).
-func (p *Product) Clone() *Product {
-	q := &Product{Name: p.Name, Fields: slices.Clone(p.Fields), Versions: slices.Clone(p.Versions)}
-	return q
 }
 
 // Scope looks up a key in an item with simplestreams inheritance: the item's
