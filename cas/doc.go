@@ -16,10 +16,12 @@
 //     expects, sets the file read-only and fsyncs it. The temp file is flocked
 //     by its writer for as long as it lives, so recovery can tell a live
 //     ingest from a crashed one.
-//   - Session.Commit (under the writer lock) records an intent, renames the
-//     temp file into place without replacing anything (RENAME_NOREPLACE),
-//     fsyncs the directory, and writes the blob record in the same
-//     transaction that drops the intent.
+//   - Session.Commit (under the writer lock) records one intent for the
+//     batch (its digests), renames each temp file into place without
+//     replacing anything (RENAME_NOREPLACE), syncs the directories, and
+//     writes the blob records in the same transaction that drops the intent.
+//     Small blobs are staged without fsync; Commit makes a batch of them
+//     durable with one syncfs.
 //
 // A crash at any point leaves either no blob or a complete, correct one.
 // Opening a writer session runs recovery first: stale temp files (whose flock
