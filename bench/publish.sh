@@ -11,21 +11,10 @@
 #   bench/publish.sh                 # SIZES="4 40" for the two smaller ones
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools=${MEPHSTORE_SHARED_TOOLS:-$(cd .. && pwd)/shared/tools}
-sizes=${SIZES:-4 40 200}
-base=$(mktemp -d "${BENCH_DIR:-/var/tmp}/mephstore-publish.XXXXXX")
-trap 'chmod -R u+w "$base" 2>/dev/null; rm -rf "$base"' EXIT
-go build -o "$base/mephstore" ./cmd/mephstore
-m=$base/mephstore
+. bench/lib.sh
 "$m" key generate --out "$base/keys" >/dev/null
 declare -A ref=([40]=1.2 [200]=5)
 
-run() {
-  local label=$1; shift
-  /usr/bin/time -o "$base/time" -f '%e %M' "$@" >/dev/null 2>"$base/err" || { cat "$base/err" >&2; exit 1; }
-  set -- $(cat "$base/time")
-  printf '%s %s %s\n' "$label" "$1" "$(( $2 / 1024 ))"
-}
 
 printf '%-8s %-22s %9s %9s %10s\n' items operation seconds "RSS MiB" "python s"
 for v in $sizes; do

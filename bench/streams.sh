@@ -14,25 +14,13 @@
 #   SIZES="4 40" bench/streams.sh  # versions per product to start from
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools=${MEPHSTORE_SHARED_TOOLS:-$(cd .. && pwd)/shared/tools}
-sizes=${SIZES:-4 40 200}
-base=$(mktemp -d "${BENCH_DIR:-/var/tmp}/mephstore-streams.XXXXXX")
-trap 'chmod -R u+w "$base" 2>/dev/null; rm -rf "$base"' EXIT
-go build -o "$base/mephstore" ./cmd/mephstore
-m=$base/mephstore
+. bench/lib.sh
 
 declare -A ref=(
   [40:insert]=6.7 [40:promote]=9.0 [40:clean-md]=3.0
   [200:insert]=45 [200:promote]=37 [200:clean-md]=16
 )
 
-# run LABEL CMD...: prints "LABEL seconds maxrss_MiB"
-run() {
-  local label=$1; shift
-  /usr/bin/time -o "$base/time" -f '%e %M' "$@" >/dev/null 2>"$base/err" || { cat "$base/err" >&2; exit 1; }
-  set -- $(cat "$base/time")
-  printf '%s %s %s\n' "$label" "$1" "$(( $2 / 1024 ))"
-}
 
 printf '%-8s %-10s %9s %9s %10s %8s\n' items operation seconds "RSS MiB" "python s" speedup
 for v in $sizes; do
