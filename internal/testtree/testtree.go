@@ -12,15 +12,19 @@ import (
 // Tools is the directory of the shared tools (make-test-stream, ss-validate).
 func Tools(t testing.TB) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "tools")
 	if v := os.Getenv("MEPHSTORE_SHARED_TOOLS"); v != "" {
-		dir = v
+		return v
 	}
-	if _, err := os.Stat(filepath.Join(dir, "make-test-stream")); err != nil {
-		t.Fatalf("shared tools not found at %s (set MEPHSTORE_SHARED_TOOLS): %v", dir, err)
+	// Beside the clone (…/main and …/shared), or where the project's
+	// machines keep it.
+	_, file, _, _ := runtime.Caller(0)
+	for _, dir := range []string{filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "tools"), "/work/shared/tools"} {
+		if _, err := os.Stat(filepath.Join(dir, "make-test-stream")); err == nil {
+			return dir
+		}
 	}
-	return dir
+	t.Fatal("shared tools (make-test-stream, ss-validate) not found beside the clone: set MEPHSTORE_SHARED_TOOLS")
+	return ""
 }
 
 // Keys is a throwaway signing identity: a GnuPG home and its public keyring.
