@@ -26,9 +26,9 @@ func (a *app) publishCmd() *cobra.Command {
 		Short: "Render a stream's head as a signed simplestreams tree under PUBLISH_ROOT/STREAM",
 		Long: `publish renders STREAM's head under PUBLISH_ROOT/STREAM/ (the URL a MAAS boot source or
 sstream-mirror points at): data files first (hard links into PUBLISH_ROOT/data, shared by every
-stream), then products files named by their content, signed (.sjson clear-signed, .json.gpg
-detached), then the index, replaced last by an atomic rename. Publishing an unchanged head
-writes nothing. The publish root and the signing key are remembered in the store.`,
+stream), then a new streams/v1 (products files named by their content, signed: .sjson
+clear-signed, .json.gpg detached; then the index files) that replaces the live one in a single
+atomic directory exchange. Publishing an unchanged head writes nothing. The publish root and the signing key are remembered in the store.`,
 		Example: `  mephstore key generate --out /etc/mephstore
   mephstore publish daily --publish-root /srv/images --sign-key /etc/mephstore/signing-key.asc
   mephstore publish stable                  # same root and key as last time
