@@ -41,7 +41,10 @@ var ErrNoSHA256 = errors.New("item has no sha256")
 type Options struct {
 	Root   string      // publish root (absolute or relative)
 	Signer *pgp.Signer // nil writes an unsigned tree
-	Meters progress.Factory
+	// SignKeyPath, when set, is remembered in the store as the signing key
+	// for later publishes (with the publish root, once the publish is done).
+	SignKeyPath string
+	Meters      progress.Factory
 }
 
 // Result says what a publish did.
@@ -91,13 +94,17 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	}
 	// An unchanged head published the same way: nothing to do.
 	s := r.Store()
-	var prev string
+	var prev, savedKey string
 	if ss, err := s.Reader(ctx); err == nil {
 		prev, _ = ss.Setting(publishKey(root, st.Name))
+		savedKey, _ = ss.Setting(SettingSignKey)
 		ss.Close()
 		if prev == mark {
 			if _, err := os.Stat(filepath.Join(dir, "streams", "v1", "index.json")); err == nil {
 				res.Unchanged = true
+				if o.SignKeyPath != "" && o.SignKeyPath != savedKey {
+					return res, remember(ctx, s, "publish: remember signing key", map[string]string{SettingSignKey: o.SignKeyPath})
+				}
 				return res, nil
 			}
 		}
@@ -154,14 +161,9 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	var entries []entry
 	for ci := range doc.Catalogs {
 		cat := &doc.Catalogs[ci]
-		name, err := p.products(ctx, cat)
+		name, dt, err := p.products(ctx, cat)
 		if err != nil {
 			return nil, err
-		}
-		header, _ := cat.HeaderFields()
-		dt := snapshot.StringField(header, "datatype")
-		if dt == "" {
-			dt = "image-ids"
 		}
 		e := entry{cid: cat.ContentID, path: "streams/v1/" + name, datatype: dt}
 		for _, pr := range cat.Products {
@@ -216,18 +218,26 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if err := swap(meta, live); err != nil {
 		return nil, err
 	}
-	ss, err := s.Writer(ctx, "publish "+st.Name)
+	set := map[string]string{publishKey(root, st.Name): mark, SettingRoot: root}
+	if o.SignKeyPath != "" {
+		set[SettingSignKey] = o.SignKeyPath
+	}
+	return res, remember(ctx, s, "publish "+st.Name, set)
+}
+
+// remember stores settings in one writer session.
+func remember(ctx context.Context, s *cas.Store, op string, set map[string]string) error {
+	ss, err := s.Writer(ctx, op)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer ss.Close()
-	if err := ss.SetSetting(publishKey(root, st.Name), mark); err != nil {
-		return nil, err
+	for k, v := range set {
+		if err := ss.SetSetting(k, v); err != nil {
+			return err
+		}
 	}
-	if err := ss.SetSetting(SettingRoot, root); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return nil
 }
 
 type publisher struct {
@@ -327,20 +337,22 @@ func ensureDataLink(dir string) error {
 func dataPath(sum string) string { return "data/sha256/" + sum[:2] + "/" + sum }
 
 // products renders the products file of a catalog, linking the data of
-// every item first, and returns its file name.
-func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (string, error) {
+// every item first, and returns its file name and its datatype.
+func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (name, datatype string, err error) {
 	header, err := cat.HeaderFields()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	header = jsonc.Set(header, "updated", jsonc.Quote(p.updated))
 	header = jsonc.Set(header, "format", jsonc.Quote("products:1.0"))
-	if _, ok := jsonc.Get(header, "datatype"); !ok {
-		header = jsonc.Set(header, "datatype", jsonc.Quote("image-ids"))
+	datatype = snapshot.StringField(header, "datatype")
+	if datatype == "" {
+		datatype = "image-ids"
+		header = jsonc.Set(header, "datatype", jsonc.Quote(datatype))
 	}
 	tmp, err := os.CreateTemp(p.meta, ".products.*.tmp")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
@@ -383,43 +395,43 @@ func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (string
 		return nil
 	}, 0)
 	if err != nil {
-		return "", fmt.Errorf("render %s: %w", cat.ContentID, err)
+		return "", "", fmt.Errorf("render %s: %w", cat.ContentID, err)
 	}
 	w.Buf = append(w.Buf, '\n')
 	if err := flush(); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := bw.Flush(); err != nil {
-		return "", err
+		return "", "", err
 	}
 	stem := cat.ContentID + "." + hex.EncodeToString(h.Sum(nil))[:16]
 	final := filepath.Join(p.meta, stem+".json")
 	if _, err := os.Stat(final); err == nil {
-		return stem + ".json", nil // the same content is published already
+		return stem + ".json", datatype, nil // the same content is published already
 	}
 	if err := tmp.Sync(); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if p.o.Signer != nil {
 		for _, ext := range []string{".sjson", ".json.gpg"} {
 			if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-				return "", err
+				return "", "", err
 			}
 			sign := p.o.Signer.ClearSign
 			if ext == ".json.gpg" {
 				sign = p.o.Signer.DetachSign
 			}
 			if err := p.write(stem+ext, func(w io.Writer) error { return sign(w, tmp) }); err != nil {
-				return "", err
+				return "", "", err
 			}
 		}
 	}
 	// The .json last: its presence says the three are complete.
 	if err := os.Rename(tmp.Name(), final); err != nil {
-		return "", err
+		return "", "", err
 	}
 	p.res.FilesWritten = append(p.res.FilesWritten, "streams/v1/"+stem+".json")
-	return stem + ".json", nil
+	return stem + ".json", datatype, nil
 }
 
 // linkData puts the bytes of every item of pr in the shared data pool (when

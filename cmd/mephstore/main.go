@@ -77,24 +77,13 @@ func run(ctx context.Context, args []string, e env) int {
 	fmt.Fprintln(e.stderr, "mephstore: "+oneLine(err.Error()))
 	var ue usageError
 	switch {
-	case errors.As(err, &ue) || isCobraUsage(err):
+	case errors.As(err, &ue):
 		return exitUsage
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		return exitSignaled
 	default:
 		return exitFailure
 	}
-}
-
-// isCobraUsage recognises the argument errors cobra makes itself.
-func isCobraUsage(err error) bool {
-	s := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "requires at most", "invalid argument", "flag needs an argument", "bad flag syntax"} {
-		if strings.HasPrefix(s, p) || strings.Contains(s, " "+p) {
-			return true
-		}
-	}
-	return false
 }
 
 func oneLine(s string) string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"
@@ -42,13 +43,11 @@ atomic directory exchange. Publishing an unchanged head writes nothing. The publ
 			if err != nil {
 				return err
 			}
-			ss, err := r.Store().Reader(ctxOf(cmd))
+			saved, err := a.settings(cmd, r.Store(), publish.SettingRoot, publish.SettingSignKey)
 			if err != nil {
 				return err
 			}
-			savedRoot, _ := ss.Setting(publish.SettingRoot)
-			savedKey, _ := ss.Setting(publish.SettingSignKey)
-			ss.Close()
+			savedRoot, savedKey := saved[0], saved[1]
 			if root == "" {
 				root = savedRoot
 			}
@@ -75,17 +74,8 @@ atomic directory exchange. Publishing an unchanged head writes nothing. The publ
 				if o.Signer, err = pgp.ReadSigningKey(key, pass); err != nil {
 					return err
 				}
-				if key != savedKey {
-					abs, _ := filepath.Abs(key)
-					w, err := r.Store().Writer(ctxOf(cmd), "publish: remember signing key")
-					if err != nil {
-						return err
-					}
-					err = w.SetSetting(publish.SettingSignKey, abs)
-					w.Close()
-					if err != nil {
-						return err
-					}
+				if o.SignKeyPath, err = filepath.Abs(key); err != nil {
+					return err
 				}
 			}
 			res, err := publish.Publish(ctxOf(cmd), r, args[0], o)
@@ -116,6 +106,22 @@ atomic directory exchange. Publishing an unchanged head writes nothing. The publ
 	f.BoolVar(&noSign, "no-sign", false, "write only the .json files, unsigned")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
+}
+
+// settings reads settings remembered in the store ("" for unset ones).
+func (a *app) settings(cmd *cobra.Command, s *cas.Store, names ...string) ([]string, error) {
+	ss, err := s.Reader(ctxOf(cmd))
+	if err != nil {
+		return nil, err
+	}
+	defer ss.Close()
+	out := make([]string, len(names))
+	for i, n := range names {
+		if out[i], err = ss.Setting(n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (a *app) keyCmd() *cobra.Command {
@@ -185,13 +191,11 @@ func (a *app) serveCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				ss, err := s.Reader(ctxOf(cmd))
+				saved, err := a.settings(cmd, s, publish.SettingRoot)
 				if err != nil {
 					return err
 				}
-				root, _ = ss.Setting(publish.SettingRoot)
-				ss.Close()
-				if root == "" {
+				if root = saved[0]; root == "" {
 					return usageError{errors.New("no publish root yet: give --publish-root DIR")}
 				}
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -94,7 +95,37 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 		a.keyCmd(),
 		a.serveCmd(),
 	)
+	// Argument errors are usage errors (exit 2): the root refuses unknown
+	// commands, and every validator's error is marked where it is made.
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+		}
+		return nil
+	}
+	root.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+	markUsage(root)
 	return root
+}
+
+// markUsage wraps the argument validators of cmd and its subcommands so
+// that their errors are usage errors.
+func markUsage(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		if v := c.Args; v != nil {
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if err := v(cmd, args); err != nil {
+					var ue usageError
+					if errors.As(err, &ue) {
+						return err
+					}
+					return usageError{err}
+				}
+				return nil
+			}
+		}
+		markUsage(c)
+	}
 }
 
 // storeDir resolves the store directory from the flag, the environment and
