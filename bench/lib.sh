@@ -15,3 +15,19 @@ run() {
   set -- $(cat "$base/time")
   printf '%s %s %s\n' "$label" "$1" "$(( $2 / 1024 ))"
 }
+
+# prepare V: a tree of 480 products with V+1 versions each, and a store whose
+# stream daily holds every version but the newest (set-up, not timed).
+# Sets tree, newest, store and items.
+prepare() {
+  local v=$1
+  tree=$base/tree-$v
+  python3 "$tools/make-test-stream" --out "$tree" --releases 12 --arches 5 --kernels 8 --versions $((v + 1)) >/dev/null 2>&1
+  newest=$(date -u -d "2024-01-01 + $v days" +%Y%m%d)
+  store=$base/store-$v
+  "$m" --store "$store" init >/dev/null
+  "$m" --store "$store" stream create daily >/dev/null
+  "$m" --store "$store" insert --no-verify "$tree" daily "version_name!=$newest" >/dev/null
+  items=$((480 * 4 * v))
+  sync
+}

@@ -18,16 +18,7 @@ declare -A ref=([40]=1.2 [200]=5)
 
 printf '%-8s %-22s %9s %9s %10s\n' items operation seconds "RSS MiB" "python s"
 for v in $sizes; do
-  tree=$base/tree-$v
-  python3 "$tools/make-test-stream" --out "$tree" --releases 12 --arches 5 --kernels 8 --versions $((v + 1)) >/dev/null 2>&1
-  newest=$(date -u -d "2024-01-01 + $v days" +%Y%m%d)
-  store=$base/store-$v
-  "$m" --store "$store" init >/dev/null
-  "$m" --store "$store" stream create daily >/dev/null
-  "$m" --store "$store" insert --no-verify "$tree" daily "version_name!=$newest" >/dev/null
-  "$m" --store "$store" insert --no-verify "$tree" daily "version_name=$newest" --dry-run >/dev/null
-  sync
-  items=$((480 * 4 * v))
+  prepare "$v"
   results=$(
     run first-publish "$m" --store "$store" publish daily --publish-root "$base/pub-$v" --sign-key "$base/keys/signing-key.asc"
     "$m" --store "$store" insert --no-verify "$tree" daily >/dev/null

@@ -24,17 +24,8 @@ declare -A ref=(
 
 printf '%-8s %-10s %9s %9s %10s %8s\n' items operation seconds "RSS MiB" "python s" speedup
 for v in $sizes; do
-  tree=$base/tree-$v
-  python3 "$tools/make-test-stream" --out "$tree" --releases 12 --arches 5 --kernels 8 --versions $((v + 1)) >/dev/null 2>&1
-  newest=$(date -u -d "2024-01-01 + $v days" +%Y%m%d)
-  store=$base/store-$v
-  "$m" --store "$store" init >/dev/null
-  "$m" --store "$store" stream create daily >/dev/null
+  prepare "$v"
   "$m" --store "$store" stream create stable >/dev/null
-  sync
-  # Set-up (not timed): the stream gets every version but the newest.
-  "$m" --store "$store" insert --no-verify "$tree" daily "version_name!=$newest" >/dev/null
-  items=$((480 * 4 * v))
   results=$(
     run insert   "$m" --store "$store" insert --no-verify "$tree" daily
     run promote  "$m" --store "$store" promote daily stable "$newest"
