@@ -43,7 +43,7 @@ func BenchmarkCommitSmall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := ss.Commit(staged...); err != nil {
+		if _, err := ss.Commit(context.Background(), staged...); err != nil {
 			b.Fatal(err)
 		}
 		ss.Close()

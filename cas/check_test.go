@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"context"
 	"bytes"
 	"os"
 	"path/filepath"
@@ -120,7 +121,7 @@ func TestCheckManyBlobsMergeOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := ss.Commit(staged...)
+	out, err := ss.Commit(context.Background(), staged...)
 	ss.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -63,7 +63,7 @@ func ingest(t testing.TB, s *Store, b []byte, exp Expect) (Committed, error) {
 		t.Fatal(err)
 	}
 	defer ss.Close()
-	out, err := ss.Commit(st)
+	out, err := ss.Commit(context.Background(), st)
 	if err != nil {
 		return Committed{}, err
 	}

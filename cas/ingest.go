@@ -422,8 +422,15 @@ type Committed struct {
 
 // Commit moves staged blobs into the pool and records them, in order. A blob
 // already in the pool is left as it is and its temp file removed. Every
-// staged blob is consumed (committed or discarded) whatever happens.
-func (ss *Session) Commit(staged ...*Staged) ([]Committed, error) {
+// staged blob is consumed (committed or discarded) whatever happens. When
+// ctx carries a lease (WithLease), the blobs are added to it in the same
+// transaction as their records, and a lapsed lease fails the commit before
+// anything moves.
+func (ss *Session) Commit(ctx context.Context, staged ...*Staged) ([]Committed, error) {
+	return ss.commit(LeaseFrom(ctx), staged)
+}
+
+func (ss *Session) commit(lease *Lease, staged []*Staged) ([]Committed, error) {
 	defer func() {
 		for _, st := range staged {
 			st.Discard()
@@ -431,6 +438,11 @@ func (ss *Session) Commit(staged ...*Staged) ([]Committed, error) {
 	}()
 	if !ss.writable {
 		return nil, ErrReadOnly
+	}
+	if lease != nil {
+		if err := ss.db.View(func(txn *badger.Txn) error { return ss.liveLease(txn, lease) }); err != nil {
+			return nil, fmt.Errorf("commit: %w", err)
+		}
 	}
 	// 0. Make unsynced temp files durable: one fsync each when there are
 	// few, one sync of the whole file system when there are many.
@@ -506,6 +518,19 @@ func (ss *Session) Commit(staged ...*Staged) ([]Committed, error) {
 				return err
 			}
 		}
+		if lease != nil {
+			refs := make([]Ref, len(out))
+			for i := range out {
+				refs[i] = Ref{Kind: RefBlob, Digest: out[i].Digest}
+			}
+			k, err := leaseRefsKey(lease.ID)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(k, EncodeRefs(refs)); err != nil {
+				return err
+			}
+		}
 		return txn.Delete(ikey)
 	})
 	if err != nil {
@@ -552,7 +577,8 @@ func (ss *Session) syncfs() error {
 
 // PutBytes stores small blobs held in memory (snapshot documents, product
 // metadata) in this writer session: blobs the store has are skipped without
-// a write, the others are written unsynced and committed as one batch.
+// a write, the others are written unsynced and committed as one batch. When
+// ctx carries a lease, every blob (new or not) is added to it.
 func (ss *Session) PutBytes(ctx context.Context, blobs ...[]byte) ([]digest.Digest, error) {
 	if !ss.writable {
 		return nil, ErrReadOnly
@@ -589,11 +615,19 @@ func (ss *Session) PutBytes(ctx context.Context, blobs ...[]byte) ([]digest.Dige
 		}
 		staged = append(staged, st)
 	}
-	if len(staged) == 0 {
-		return out, nil
+	if len(staged) > 0 {
+		if _, err := ss.commit(nil, staged); err != nil {
+			return nil, err
+		}
 	}
-	if _, err := ss.Commit(staged...); err != nil {
-		return nil, err
+	if l := LeaseFrom(ctx); l != nil {
+		refs := make([]Ref, 0, len(seen))
+		for d := range seen {
+			refs = append(refs, Ref{Kind: RefBlob, Digest: d})
+		}
+		if err := ss.db.Update(func(txn *badger.Txn) error { return ss.addRefs(txn, l, refs) }); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

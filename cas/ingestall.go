@@ -129,7 +129,7 @@ func (s *Store) ingest(ctx context.Context, srcs []Source, jobs int, meters prog
 			return err
 		}
 		opened := time.Since(start)
-		out, err := ss.Commit(batch...)
+		out, err := ss.Commit(ctx, batch...)
 		cerr := ss.Close()
 		s.log.Debug("committed", "blobs", len(batch), "session_open", opened, "total", time.Since(start))
 		if err != nil {

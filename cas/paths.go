@@ -20,6 +20,11 @@ package cas
 //	'i' + random[12]  commit intent of a batch (its sha256s, 32 raw bytes each): written
 //	                  before the renames into the pool, dropped with the records; a
 //	                  leftover one is resolved by recovery
+//	'd' + random[12]  delete intent of a gc batch (its sha256s): written with the
+//	                  dropping of the records, before the unlinks; recovery unlinks
+//	                  the listed files that have no record
+//	'l' + id[8] + 0   a lease (JSON); 'l' + id[8] + 1 + random[8]: a batch of the
+//	                  references it protects (kind byte + sha256, 33 bytes each)
 //
 // Other packages keep their records under their own prefixes (see Prefix*).
 
@@ -42,15 +47,16 @@ const (
 )
 
 // Key prefixes of the records other packages keep in the store's database.
-// cas owns 'b' and 'i'; the rest are reserved here so that no two packages
+// cas owns 'b', 'i', 'd' and 'l'; the rest are reserved here so that no two packages
 // collide.
 const (
 	PrefixBlob    = 'b'
 	PrefixIntent  = 'i'
+	PrefixDelete  = 'd'
 	PrefixStream  = 's' // snapshot: stream records
 	PrefixHistory = 'h' // snapshot: stream history entries
 	PrefixOrphan  = 'o' // gc: orphan records
-	PrefixLease   = 'l' // gc: leases
+	PrefixLease   = 'l' // leases (cas.Lease; read by gc)
 	PrefixBuild   = 'p' // build: pending builds
 	PrefixConfig  = 'c' // settings remembered in the store
 )

@@ -23,6 +23,7 @@ type Recovery struct {
 	TempFiles int // stale temp files removed from pool/.ingest
 	Intents   int // leftover commit intents resolved
 	Adopted   int // of those, pool files that were complete and got their record
+	Deleted   int // pool files of an interrupted delete (gc) removed
 }
 
 // recover removes the temp files of dead ingests and resolves leftover
@@ -90,7 +91,8 @@ func (ss *Session) recover(ctx context.Context) (Recovery, error) {
 			return rec, err
 		}
 	}
-	return rec, nil
+	rec.Deleted, err = ss.recoverDeletes(ctx)
+	return rec, err
 }
 
 // isStale reports whether a temp file in pool/.ingest belongs to no live
@@ -120,9 +122,17 @@ func intentKey() []byte {
 
 // encodeIntent lists the digests of a batch: 32 raw bytes each.
 func encodeIntent(staged []*Staged) []byte {
-	out := make([]byte, 0, 32*len(staged))
-	for _, st := range staged {
-		raw, _ := hex.DecodeString(st.Digest.Encoded())
+	ds := make([]digest.Digest, len(staged))
+	for i, st := range staged {
+		ds[i] = st.Digest
+	}
+	return encodeDigests(ds)
+}
+
+func encodeDigests(ds []digest.Digest) []byte {
+	out := make([]byte, 0, 32*len(ds))
+	for _, d := range ds {
+		raw, _ := hex.DecodeString(d.Encoded())
 		out = append(out, raw...)
 	}
 	return out

@@ -30,3 +30,24 @@ func (ss *Session) SetSetting(name, value string) error {
 		return txn.Set(append([]byte{PrefixConfig}, name...), []byte(value))
 	})
 }
+
+// Settings calls fn for every setting whose name starts with prefix, in
+// name order.
+func (ss *Session) Settings(prefix string, fn func(name, value string) error) error {
+	return ss.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix = append([]byte{PrefixConfig}, prefix...)
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(string(it.Item().Key()[1:]), string(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

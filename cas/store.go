@@ -186,9 +186,10 @@ func (s *Store) Writer(ctx context.Context, op string) (*Session, error) {
 		return nil, fmt.Errorf("store %s: recovery: %w", s.dir, err)
 	}
 	ss.Recovered = rec
-	if rec.TempFiles > 0 || rec.Intents > 0 {
+	if rec.TempFiles > 0 || rec.Intents > 0 || rec.Deleted > 0 {
 		s.log.Info("recovered from an interrupted operation", "store", s.dir,
-			"temp_files_removed", rec.TempFiles, "commits_finished", rec.Adopted, "commits_dropped", rec.Intents-rec.Adopted)
+			"temp_files_removed", rec.TempFiles, "commits_finished", rec.Adopted, "commits_dropped", rec.Intents-rec.Adopted,
+			"deletes_finished", rec.Deleted)
 	}
 	return ss, nil
 }

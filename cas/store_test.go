@@ -211,7 +211,7 @@ func TestRecoveryRemovesOnlyStaleTempFiles(t *testing.T) {
 	if _, err := os.Stat(live.path); err != nil {
 		t.Errorf("live temp file removed: %v", err)
 	}
-	out, err := ss.Commit(live)
+	out, err := ss.Commit(context.Background(), live)
 	ss.Close()
 	if err != nil || out[0].Digest != sha([]byte("live")) {
 		t.Fatalf("commit of the live ingest: %v", err)

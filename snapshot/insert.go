@@ -98,6 +98,14 @@ func versionNames(doc *Doc, cid, name string) map[string]bool {
 // stream as it was.
 func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) (*InsertResult, error) {
 	start := time.Now()
+	if !o.DryRun {
+		lctx, release, err := r.Hold(ctx, "insert "+src+" "+stream)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		ctx = lctx
+	}
 	st, err := r.Stream(ctx, stream)
 	if err != nil {
 		return nil, err
@@ -154,23 +162,38 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 	if len(cands) == 0 {
 		return nil, fmt.Errorf("stream %s: %w: %s has no version the stream lacks%s", stream, ErrNothingToDo, source, filterNote(o.Filters))
 	}
-	// Which files the pool lacks.
+	// Which files the pool lacks. The ones it has are added to the lease
+	// in the same writer session, so that gc cannot reap them before the
+	// snapshot refers to them.
 	var missing []digest.Digest
-	ss, err := r.s.Reader(ctx)
+	var ss *cas.Session
+	if o.DryRun {
+		ss, err = r.s.Reader(ctx)
+	} else {
+		ss, err = r.s.Writer(ctx, "insert: plan")
+	}
 	if err != nil {
 		return nil, err
 	}
+	var present []cas.Ref
 	err = ss.View(func(txn *badger.Txn) error {
 		for d := range files {
 			if _, err := cas.GetBlob(txn, d); errors.Is(err, cas.ErrBlobNotFound) {
 				missing = append(missing, d)
 			} else if err != nil {
 				return err
+			} else {
+				present = append(present, cas.Ref{Kind: cas.RefBlob, Digest: d})
 			}
 		}
 		return nil
 	})
-	ss.Close()
+	if err == nil && !o.DryRun {
+		err = ss.AddRefs(cas.LeaseFrom(ctx), present...)
+	}
+	if cerr := ss.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, err
 	}

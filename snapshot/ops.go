@@ -264,6 +264,11 @@ func (r *Repo) Rollback(ctx context.Context, name, to string, steps int, dryRun 
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: cannot roll back to %s: %w", name, target.Snapshot, err)
 	}
+	// A snapshot out of gc's retained history may have lost its blobs;
+	// check under the writer lock, where gc cannot reap.
+	if err := ss.View(func(txn *badger.Txn) error { return r.checkComplete(txn, target.Snapshot, doc) }); err != nil {
+		return nil, fmt.Errorf("stream %s: cannot roll back: %w", name, err)
+	}
 	res := &Result{Stream: st, Snapshot: target.Snapshot, Counts: doc.Counts(), DryRun: dryRun,
 		Summary: fmt.Sprintf("back to #%d (%s)", target.Seq, target.Summary)}
 	if dryRun {

@@ -321,6 +321,16 @@ func mapsKeys(m map[string]bool) func(func(string) bool) {
 // session if the head has not moved; if it has, plan runs again on the new
 // head (a few times at most).
 func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan func(st *Stream, e *editor) error) (*Result, error) {
+	if !dryRun {
+		// The lease keeps every snapshot plan may read (heads from now
+		// on) from gc until the commit.
+		lctx, release, err := r.Hold(ctx, op)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		ctx = lctx
+	}
 	for attempt := 0; ; attempt++ {
 		st, err := r.Stream(ctx, name)
 		if err != nil {
@@ -385,7 +395,7 @@ func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor) (*St
 		return nil, ErrHeadMoved
 	}
 	if len(e.staged) > 0 {
-		if _, err := ss.Commit(e.staged...); err != nil {
+		if _, err := ss.Commit(ctx, e.staged...); err != nil {
 			return nil, err
 		}
 		e.staged = nil

@@ -1,0 +1,172 @@
+package cas
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	badger "github.com/dgraph-io/badger/v4"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/internal/fsx"
+)
+
+// Deleted is what Delete removed.
+type Deleted struct {
+	Blobs int
+	Bytes int64
+}
+
+// Delete removes blobs from the store in this writer session. It is gc's
+// sweep; callers decide what may go. keep, when not nil, is asked for each
+// blob inside the transaction that drops the records (the caller's last
+// check, under the writer lock) and may delete keys of its own there (gc
+// drops its orphan record). Blobs without a record are skipped.
+//
+// The order makes a crash harmless: one transaction records a delete
+// intent (the digests) and drops the records; the files are unlinked and
+// their directories synced; the intent is dropped. Recovery finishes a
+// leftover intent by unlinking every listed file that has no record, so the
+// pool never keeps a file that the records do not know, and a record never
+// names a missing file.
+func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn *badger.Txn, b Blob) (bool, error)) (Deleted, error) {
+	var res Deleted
+	if !ss.writable {
+		return res, ErrReadOnly
+	}
+	var gone []digest.Digest
+	ikey := deleteIntentKey()
+	err := ss.db.Update(func(txn *badger.Txn) error {
+		for _, d := range ds {
+			b, err := GetBlob(txn, d)
+			if errors.Is(err, ErrBlobNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if keep != nil {
+				k, err := keep(txn, b)
+				if err != nil {
+					return err
+				}
+				if k {
+					continue
+				}
+			}
+			if err := txn.Delete(blobKey(PrefixBlob, d)); err != nil {
+				return err
+			}
+			gone = append(gone, d)
+			res.Bytes += b.Size
+		}
+		if len(gone) == 0 {
+			return nil
+		}
+		return txn.Set(ikey, encodeDigests(gone))
+	})
+	if err != nil {
+		return Deleted{}, fmt.Errorf("delete: %w", err)
+	}
+	if len(gone) == 0 {
+		return res, nil
+	}
+	if err := ss.unlinkBlobs(ctx, gone); err != nil {
+		return res, err
+	}
+	if err := ss.db.Update(func(txn *badger.Txn) error { return txn.Delete(ikey) }); err != nil {
+		return res, fmt.Errorf("delete: drop intent: %w", err)
+	}
+	res.Blobs = len(gone)
+	return res, nil
+}
+
+// unlinkBlobs removes the pool files of blobs whose records are gone, then
+// makes the removals durable.
+func (ss *Session) unlinkBlobs(ctx context.Context, ds []digest.Digest) error {
+	dirs := map[string]bool{}
+	for _, d := range ds {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := ss.s.BlobPath(d)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", d, err)
+		}
+		dirs[filepath.Dir(p)] = true
+	}
+	if len(dirs) > syncfsAbove {
+		return ss.syncfs()
+	}
+	for d := range dirs {
+		if err := fsx.SyncDir(d); err != nil {
+			return fmt.Errorf("delete: %w", err)
+		}
+	}
+	return nil
+}
+
+func deleteIntentKey() []byte {
+	var b [12]byte
+	rand.Read(b[:])
+	return append([]byte{PrefixDelete}, b[:]...)
+}
+
+// recoverDeletes finishes the deletes a crash cut short.
+func (ss *Session) recoverDeletes(ctx context.Context) (int, error) {
+	type intent struct {
+		key []byte
+		ds  []digest.Digest
+	}
+	var intents []intent
+	err := ss.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix = []byte{PrefixDelete}
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			ds, err := decodeIntent(v)
+			if err != nil {
+				return err
+			}
+			intents = append(intents, intent{it.Item().KeyCopy(nil), ds})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, in := range intents {
+		var orphaned []digest.Digest
+		err := ss.db.View(func(txn *badger.Txn) error {
+			for _, d := range in.ds {
+				if _, err := GetBlob(txn, d); errors.Is(err, ErrBlobNotFound) {
+					orphaned = append(orphaned, d)
+				} else if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		if err := ss.unlinkBlobs(ctx, orphaned); err != nil {
+			return n, err
+		}
+		if err := ss.db.Update(func(txn *badger.Txn) error { return txn.Delete(in.key) }); err != nil {
+			return n, err
+		}
+		n += len(orphaned)
+	}
+	return n, nil
+}

@@ -1,0 +1,156 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	badger "github.com/dgraph-io/badger/v4"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/jsonc"
+)
+
+// LeaseData is what the lease of a snapshot operation records: the
+// sequence number of every stream's newest history entry when the lease was
+// taken. An operation reads heads only after taking its lease, so every
+// snapshot it may build on is an entry at or after those positions (or of a
+// stream created later); gc keeps all of them while the lease lives.
+type LeaseData struct {
+	Seqs map[string]uint64 `json:"seqs"`
+}
+
+// ParseLeaseData reads the data of a lease taken by Hold; ok is false for
+// leases of other operations (an ingest).
+func ParseLeaseData(b []byte) (ld LeaseData, ok bool) {
+	if len(b) == 0 || json.Unmarshal(b, &ld) != nil || ld.Seqs == nil {
+		return LeaseData{}, false
+	}
+	return ld, true
+}
+
+// Hold takes a lease for a snapshot operation (see LeaseData) unless ctx
+// carries one already; release it when the operation ends.
+func (r *Repo) Hold(ctx context.Context, op string) (context.Context, func(), error) {
+	if cas.LeaseFrom(ctx) != nil {
+		return ctx, func() {}, nil
+	}
+	return r.s.Hold(ctx, op, func(txn *badger.Txn) ([]byte, error) {
+		sts, err := Streams(txn)
+		if err != nil {
+			return nil, err
+		}
+		ld := LeaseData{Seqs: map[string]uint64{}}
+		for _, st := range sts {
+			ld.Seqs[st.Name] = st.Seq
+		}
+		return json.Marshal(ld)
+	})
+}
+
+// ItemDigests calls fn with the sha256 of every item of a product blob
+// (canonical JSON of one product). Items without a sha256 are skipped.
+func ItemDigests(raw []byte, fn func(sum [32]byte)) error {
+	fs, err := jsonc.Object(raw)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadCatalog, err)
+	}
+	vs, ok := jsonc.Get(fs, "versions")
+	if !ok {
+		return nil
+	}
+	vfs, err := jsonc.Object(vs)
+	if err != nil {
+		return fmt.Errorf("%w: versions: %w", ErrBadCatalog, err)
+	}
+	for _, vf := range vfs {
+		fs, err := jsonc.Object(vf.Value)
+		if err != nil {
+			return fmt.Errorf("%w: version %s: %w", ErrBadCatalog, vf.Key, err)
+		}
+		items, ok := jsonc.Get(fs, "items")
+		if !ok {
+			continue
+		}
+		ifs, err := jsonc.Object(items)
+		if err != nil {
+			return fmt.Errorf("%w: version %s: items: %w", ErrBadCatalog, vf.Key, err)
+		}
+		for _, it := range ifs {
+			fs, err := jsonc.Object(it.Value)
+			if err != nil {
+				return fmt.Errorf("%w: version %s: item %s: %w", ErrBadCatalog, vf.Key, it.Key, err)
+			}
+			v, ok := jsonc.Get(fs, "sha256")
+			if !ok {
+				continue
+			}
+			s, ok := jsonc.String(v)
+			var sum [32]byte
+			if !ok || len(s) != 64 {
+				return fmt.Errorf("%w: version %s: item %s: sha256 %s", ErrBadCatalog, vf.Key, it.Key, v)
+			}
+			if _, err := hex.Decode(sum[:], []byte(s)); err != nil {
+				return fmt.Errorf("%w: version %s: item %s: sha256 %s", ErrBadCatalog, vf.Key, it.Key, v)
+			}
+			fn(sum)
+		}
+	}
+	return nil
+}
+
+// ErrIncomplete is wrapped when a snapshot refers to blobs the store lacks
+// (gc reaped them: the snapshot was out of every stream's retained history
+// for longer than gc's age gate).
+var ErrIncomplete = errors.New("snapshot refers to blobs the store no longer has")
+
+// checkComplete makes sure that every blob the snapshot doc refers to has
+// its record in txn.
+func (r *Repo) checkComplete(txn *badger.Txn, d digest.Digest, doc *Doc) error {
+	missing := 0
+	var first string
+	note := func(s string) {
+		if missing == 0 {
+			first = s
+		}
+		missing++
+	}
+	for _, cat := range doc.Catalogs {
+		for _, p := range cat.Products {
+			if _, err := cas.GetBlob(txn, p.Digest); err != nil {
+				if !errors.Is(err, cas.ErrBlobNotFound) {
+					return err
+				}
+				note("product " + p.Name)
+				continue
+			}
+			raw, err := r.s.ReadBlob(p.Digest)
+			if err != nil {
+				return fmt.Errorf("product %s: %w", p.Name, err)
+			}
+			var gerr error
+			err = ItemDigests(raw, func(sum [32]byte) {
+				d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(sum[:]))
+				if _, err := cas.GetBlob(txn, d); err != nil {
+					if !errors.Is(err, cas.ErrBlobNotFound) {
+						gerr = err
+					}
+					note("item data " + d.String())
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("product %s: %w", p.Name, err)
+			}
+			if gerr != nil {
+				return gerr
+			}
+		}
+	}
+	if missing > 0 {
+		return fmt.Errorf("snapshot %s: %w (%d missing, first %s)", d, ErrIncomplete, missing, first)
+	}
+	return nil
+}
