@@ -1,8 +1,8 @@
 package cas
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"sort"
