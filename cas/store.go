@@ -324,3 +324,12 @@ func (b badgerLogger) Infof(f string, a ...any) {
 func (b badgerLogger) Debugf(f string, a ...any) {
 	b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
+
+// NewWriteBatch starts a batch of writes (many keys, one sync) in this
+// writer session.
+func (ss *Session) NewWriteBatch() (*badger.WriteBatch, error) {
+	if !ss.writable {
+		return nil, ErrReadOnly
+	}
+	return ss.db.NewWriteBatch(), nil
+}

@@ -74,7 +74,26 @@ func Publish(ctx context.Context, r *snapshot.Repo, stream string, o Options) (*
 	return PublishSnapshot(ctx, r, st, st.Head, o)
 }
 
-func publishKey(root, stream string) string { return "published:" + root + "\x00" + stream }
+// PublishedPrefix starts the names of the settings that remember what was
+// published where: PublishedPrefix + root + "\x00" + stream.
+const PublishedPrefix = "published:"
+
+func publishKey(root, stream string) string { return PublishedPrefix + root + "\x00" + stream }
+
+// RootLockFile is the lock of a publish root: publishes hold it shared, gc
+// exclusive while it sweeps the root.
+const RootLockFile = ".publish.lock"
+
+// LockRoot takes the lock of a publish root (see RootLockFile).
+func LockRoot(ctx context.Context, root string, mode flock.Mode) (*flock.Lock, error) {
+	what := "publish root " + root
+	if mode == flock.Exclusive {
+		what += " (a publish is writing it)"
+	} else {
+		what += " (gc is sweeping it)"
+	}
+	return flock.Acquire(ctx, filepath.Join(root, RootLockFile), what, mode, time.Minute, nil)
+}
 
 // PublishSnapshot renders snapshot snap of the stream st under
 // Root/<stream>/ (rollback publishes an earlier snapshot this way).
@@ -109,6 +128,15 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 			}
 		}
 	}
+	// A lease keeps the snapshot's blobs from gc while they are linked.
+	ctx, release, err := r.Hold(ctx, "publish "+st.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if err := protect(ctx, s, snap); err != nil {
+		return nil, err
+	}
 	// Products whose blob was in the snapshot last published here have
 	// their data in the pool already: no need to look for it again.
 	linked := map[digest.Digest]bool{}
@@ -136,6 +164,12 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if err := ensureDataLink(dir); err != nil {
 		return nil, err
 	}
+	// gc sweeps the root only when no publish is writing it.
+	rlk, err := LockRoot(ctx, root, flock.Shared)
+	if err != nil {
+		return nil, err
+	}
+	defer rlk.Unlock()
 	// One publish of a stream at a time; the lock also guards the staging
 	// directories that a killed publish left.
 	lk, err := flock.Acquire(ctx, filepath.Join(dir, ".publish.lock"), "publish of "+st.Name, flock.Exclusive, time.Minute, nil)
@@ -223,6 +257,22 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 		set[SettingSignKey] = o.SignKeyPath
 	}
 	return res, remember(ctx, s, "publish "+st.Name, set)
+}
+
+// protect adds the snapshot to the lease ctx carries.
+func protect(ctx context.Context, s *cas.Store, snap digest.Digest) error {
+	ss, err := s.Writer(ctx, "publish: lease "+snap.String())
+	if err != nil {
+		return err
+	}
+	err = ss.AddRefs(cas.LeaseFrom(ctx), cas.Ref{Kind: cas.RefSnapshot, Digest: snap})
+	if cerr := ss.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", snap, err)
+	}
+	return nil
 }
 
 // remember stores settings in one writer session.

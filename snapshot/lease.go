@@ -51,9 +51,9 @@ func (r *Repo) Hold(ctx context.Context, op string) (context.Context, func(), er
 	})
 }
 
-// ItemDigests calls fn with the sha256 of every item of a product blob
-// (canonical JSON of one product). Items without a sha256 are skipped.
-func ItemDigests(raw []byte, fn func(sum [32]byte)) error {
+// EachItem calls fn with the fields of every item of a product (its JSON
+// object, as in a products file or a product blob), unsorted.
+func EachItem(raw []byte, fn func(version, item string, fields []jsonc.Field) error) error {
 	fs, err := jsonc.Object(raw)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadCatalog, err)
@@ -84,22 +84,33 @@ func ItemDigests(raw []byte, fn func(sum [32]byte)) error {
 			if err != nil {
 				return fmt.Errorf("%w: version %s: item %s: %w", ErrBadCatalog, vf.Key, it.Key, err)
 			}
-			v, ok := jsonc.Get(fs, "sha256")
-			if !ok {
-				continue
+			if err := fn(vf.Key, it.Key, fs); err != nil {
+				return err
 			}
-			s, ok := jsonc.String(v)
-			var sum [32]byte
-			if !ok || len(s) != 64 {
-				return fmt.Errorf("%w: version %s: item %s: sha256 %s", ErrBadCatalog, vf.Key, it.Key, v)
-			}
-			if _, err := hex.Decode(sum[:], []byte(s)); err != nil {
-				return fmt.Errorf("%w: version %s: item %s: sha256 %s", ErrBadCatalog, vf.Key, it.Key, v)
-			}
-			fn(sum)
 		}
 	}
 	return nil
+}
+
+// ItemDigests calls fn with the sha256 of every item of a product blob
+// (canonical JSON of one product). Items without a sha256 are skipped.
+func ItemDigests(raw []byte, fn func(sum [32]byte)) error {
+	return EachItem(raw, func(version, item string, fs []jsonc.Field) error {
+		v, ok := jsonc.Get(fs, "sha256")
+		if !ok {
+			return nil
+		}
+		s, ok := jsonc.String(v)
+		var sum [32]byte
+		if !ok || len(s) != 64 {
+			return fmt.Errorf("%w: version %s: item %s: sha256 %s", ErrBadCatalog, version, item, v)
+		}
+		if _, err := hex.Decode(sum[:], []byte(s)); err != nil {
+			return fmt.Errorf("%w: version %s: item %s: sha256 %s", ErrBadCatalog, version, item, v)
+		}
+		fn(sum)
+		return nil
+	})
 }
 
 // ErrIncomplete is wrapped when a snapshot refers to blobs the store lacks

@@ -1,0 +1,545 @@
+package gc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mephstore/mephstore/internal/fsx"
+	"github.com/mephstore/mephstore/internal/jsonc"
+	"github.com/mephstore/mephstore/internal/pgp"
+	"github.com/mephstore/mephstore/snapshot"
+)
+
+// The meph2-util compatible commands: find-orphans and reap-orphans work on
+// a simplestreams tree that is not in a store, and share meph2-util's orphan
+// file: a JSON object mapping a path relative to DATA_DIR to the time it was
+// first found unreferenced, like "Sun, 22 Nov 2026 03:32:32 +0000".
+//
+// find-orphans also writes ORPHANS.streams.json beside the orphan file,
+// naming DATA_DIR and the stream indexes it read; reap-orphans reads the
+// same streams again and never deletes a file they refer to now.
+
+// OrphanTimeFormat is how the orphan file writes times.
+const OrphanTimeFormat = "Mon, 02 Jan 2006 15:04:05 -0700"
+
+// ErrBadOrphanFile is wrapped when an orphan file cannot be read.
+var ErrBadOrphanFile = errors.New("not a valid orphan file")
+
+// TreeOptions tune find-orphans and reap-orphans.
+type TreeOptions struct {
+	Keyring string // verifies .sjson indexes and products files; "" reads the .json twins
+	Older   time.Duration
+	DryRun  bool
+	Now     func() time.Time
+	Jobs    int
+	Plan    func(Action)
+}
+
+// streamsRecord is the sidecar of an orphan file.
+type streamsRecord struct {
+	DataDir string   `json:"data_dir"`
+	Streams []string `json:"streams"`
+	Keyring string   `json:"keyring,omitempty"`
+}
+
+// SidecarPath is where find-orphans records the streams it read.
+func SidecarPath(orphanFile string) string {
+	return strings.TrimSuffix(orphanFile, ".json") + ".streams.json"
+}
+
+// TreeReport is what find-orphans or reap-orphans did.
+type TreeReport struct {
+	Files        int     `json:"files"`      // files walked (find-orphans)
+	Referenced   int     `json:"referenced"` // item paths the streams name
+	Orphans      int     `json:"orphans"`    // entries in the orphan file afterwards
+	NewOrphans   int     `json:"new_orphans"`
+	Rereferenced int     `json:"rereferenced"` // entries dropped: referenced again
+	Vanished     int     `json:"vanished"`     // entries dropped: the file is gone
+	Reaped       int     `json:"reaped"`
+	Freed        int64   `json:"bytes_freed"`
+	Seconds      float64 `json:"seconds"`
+}
+
+// FindOrphans records in orphanFile every file under dataDir (but for its
+// streams/ and .data/ directories) that none of the streams refers to.
+// streams are index files (index.json, index.sjson) or directories holding
+// streams/v1/index.*; with none, dataDir itself.
+func FindOrphans(ctx context.Context, orphanFile, dataDir string, streams []string, o TreeOptions) (*TreeReport, error) {
+	start := time.Now()
+	now := o.now()
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(dataDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("data directory %s: not a directory", dataDir)
+	}
+	known := map[string]string{}
+	if _, err := os.Stat(orphanFile); err == nil {
+		if known, err = ReadOrphanFile(orphanFile); err != nil {
+			return nil, err
+		}
+	}
+	if len(streams) == 0 {
+		streams = []string{dataDir}
+	}
+	for i, s := range streams {
+		if streams[i], err = filepath.Abs(s); err != nil {
+			return nil, err
+		}
+	}
+	refs, err := treeRefs(ctx, streams, o)
+	if err != nil {
+		return nil, err
+	}
+	rep := &TreeReport{Referenced: len(refs)}
+	files, err := walkData(ctx, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	rep.Files = len(files)
+	out := map[string]string{}
+	stamp := now.Format(OrphanTimeFormat)
+	for _, f := range files {
+		if refs[f] {
+			continue
+		}
+		if t, ok := known[f]; ok {
+			out[f] = t
+			continue
+		}
+		out[f] = stamp
+		rep.NewOrphans++
+		if o.Plan != nil {
+			o.Plan(Action{Kind: "orphan", Name: f, Since: now})
+		}
+	}
+	for k := range known {
+		if _, ok := out[k]; !ok {
+			if refs[k] {
+				rep.Rereferenced++
+			} else {
+				rep.Vanished++
+			}
+		}
+	}
+	rep.Orphans = len(out)
+	if !o.DryRun {
+		side, err := json.MarshalIndent(streamsRecord{DataDir: dataDir, Streams: streams, Keyring: o.Keyring}, "", " ")
+		if err != nil {
+			return nil, err
+		}
+		if err := fsx.WriteFileAtomic(SidecarPath(orphanFile), append(side, '\n'), 0o644); err != nil {
+			return nil, err
+		}
+		if err := writeOrphanFile(orphanFile, out); err != nil {
+			return nil, err
+		}
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// ReapOrphans deletes the files of orphanFile orphaned for longer than
+// o.Older that the recorded streams (or streams, when given) do not refer
+// to now, and rewrites the orphan file without them. Directories emptied
+// are removed up to, never including, dataDir.
+func ReapOrphans(ctx context.Context, orphanFile, dataDir string, streams []string, o TreeOptions) (*TreeReport, error) {
+	start := time.Now()
+	now := o.now()
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	realData, err := filepath.EvalSymlinks(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	known, err := ReadOrphanFile(orphanFile)
+	if err != nil {
+		return nil, err
+	}
+	if len(streams) == 0 {
+		b, err := os.ReadFile(SidecarPath(orphanFile))
+		if err != nil {
+			return nil, fmt.Errorf("%s: no record of the streams the orphan file was made from (%w); run 'mephstore find-orphans' first, or name the stream indexes", orphanFile, err)
+		}
+		var side streamsRecord
+		if err := json.Unmarshal(b, &side); err != nil || len(side.Streams) == 0 {
+			return nil, fmt.Errorf("%s: not a streams record", SidecarPath(orphanFile))
+		}
+		streams = side.Streams
+		if o.Keyring == "" {
+			o.Keyring = side.Keyring
+		}
+	}
+	refs, err := treeRefs(ctx, streams, o)
+	if err != nil {
+		return nil, fmt.Errorf("re-reading the streams: %w (nothing deleted)", err)
+	}
+	rep := &TreeReport{Referenced: len(refs)}
+	keep := map[string]string{}
+	var reap []string
+	for rel, when := range known {
+		t, err := time.Parse(OrphanTimeFormat, when)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: %q: time %q: want like %q", orphanFile, ErrBadOrphanFile, rel, when, OrphanTimeFormat)
+		}
+		if err := safeRel(rel); err != nil {
+			return nil, fmt.Errorf("%s: %w: %w", orphanFile, ErrBadOrphanFile, err)
+		}
+		switch {
+		case refs[rel]:
+			rep.Rereferenced++
+		case !t.Add(o.Older).Before(now):
+			keep[rel] = when
+		default:
+			reap = append(reap, rel)
+			if o.Plan != nil {
+				o.Plan(Action{Kind: "reap", Name: rel, Since: t})
+			}
+		}
+	}
+	slices.Sort(reap)
+	if o.DryRun {
+		rep.Reaped = len(reap)
+		rep.Orphans = len(keep) + len(reap)
+		rep.Seconds = time.Since(start).Seconds()
+		return rep, nil
+	}
+	freed, gone, err := unlinkAll(ctx, dataDir, realData, reap, o.jobs())
+	rep.Reaped, rep.Freed = gone, freed
+	rep.Vanished = len(reap) - gone
+	if err != nil {
+		// Keep the entries not reaped for the next run.
+		for _, rel := range reap {
+			if _, serr := os.Lstat(filepath.Join(dataDir, rel)); serr == nil {
+				keep[rel] = known[rel]
+			}
+		}
+		if werr := writeOrphanFile(orphanFile, keep); werr != nil {
+			return rep, errors.Join(err, werr)
+		}
+		return rep, err
+	}
+	rep.Orphans = len(keep)
+	if err := writeOrphanFile(orphanFile, keep); err != nil {
+		return rep, err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+func (o TreeOptions) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+func (o TreeOptions) jobs() int {
+	if o.Jobs > 0 {
+		return o.Jobs
+	}
+	return 4
+}
+
+// safeRel refuses paths that could leave the data directory.
+func safeRel(rel string) error {
+	if rel == "" || filepath.IsAbs(rel) || filepath.Clean(rel) != rel || rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
+		return fmt.Errorf("path %q is not a plain path inside the data directory", rel)
+	}
+	return nil
+}
+
+// unlinkAll removes the files (in parallel, a directory per worker at a
+// time), then the directories left empty, up to dataDir. A file whose
+// directory resolves outside dataDir (a symlink) is refused.
+func unlinkAll(ctx context.Context, dataDir, realData string, rels []string, jobs int) (int64, int, error) {
+	byDir := map[string][]string{}
+	for _, rel := range rels {
+		d := filepath.Dir(rel)
+		byDir[d] = append(byDir[d], rel)
+	}
+	dirs := make([]string, 0, len(byDir))
+	for d := range byDir {
+		dirs = append(dirs, d)
+	}
+	slices.Sort(dirs)
+	var mu sync.Mutex
+	var freed int64
+	var gone int
+	var errs []error
+	next := make(chan string)
+	var wg sync.WaitGroup
+	for range jobs {
+		wg.Go(func() {
+			for d := range next {
+				real, err := filepath.EvalSymlinks(filepath.Join(dataDir, d))
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				if err == nil && real != realData && !strings.HasPrefix(real, realData+string(filepath.Separator)) {
+					err = fmt.Errorf("directory %s leads out of %s (a symlink); not reaping there", d, dataDir)
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					continue
+				}
+				var f int64
+				var g int
+				for _, rel := range byDir[d] {
+					p := filepath.Join(real, filepath.Base(rel))
+					fi, err := os.Lstat(p)
+					if err != nil || fi.IsDir() {
+						continue
+					}
+					if err := os.Remove(p); err != nil {
+						if !errors.Is(err, fs.ErrNotExist) {
+							mu.Lock()
+							errs = append(errs, fmt.Errorf("reap %s: %w", p, err))
+							mu.Unlock()
+						}
+						continue
+					}
+					f += fi.Size()
+					g++
+				}
+				fsx.SyncDir(real)
+				mu.Lock()
+				freed += f
+				gone += g
+				mu.Unlock()
+			}
+		})
+	}
+	for _, d := range dirs {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- d
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	// Empty directories, deepest first, never dataDir or above.
+	slices.SortFunc(dirs, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	for _, d := range dirs {
+		for ; d != "." && d != "/" && d != ""; d = filepath.Dir(d) {
+			if os.Remove(filepath.Join(dataDir, d)) != nil {
+				break
+			}
+		}
+	}
+	return freed, gone, errors.Join(errs...)
+}
+
+// ReadOrphanFile reads an orphan file.
+func ReadOrphanFile(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("orphan file %s: %w", path, err)
+	}
+	out := map[string]string{}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", path, ErrBadOrphanFile, err)
+	}
+	for rel, when := range out {
+		if _, err := time.Parse(OrphanTimeFormat, when); err != nil {
+			return nil, fmt.Errorf("%s: %w: %q: time %q: want like %q", path, ErrBadOrphanFile, rel, when, OrphanTimeFormat)
+		}
+	}
+	return out, nil
+}
+
+// writeOrphanFile writes the orphan file atomically, sorted, indented by
+// one space as meph2-util writes it.
+func writeOrphanFile(path string, m map[string]string) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString("{")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("\n \"")
+		b.WriteString(jsonEscape(k))
+		b.WriteString("\": \"")
+		b.WriteString(jsonEscape(m[k]))
+		b.WriteString("\"")
+	}
+	if len(keys) > 0 {
+		b.WriteString("\n")
+	}
+	b.WriteString("}\n")
+	if path == "-" {
+		_, err := io.WriteString(os.Stdout, b.String())
+		return err
+	}
+	return fsx.WriteFileAtomic(path, []byte(b.String()), 0o644)
+}
+
+func jsonEscape(s string) string {
+	q := jsonc.Quote(s)
+	return string(q[1 : len(q)-1])
+}
+
+// walkData lists the files under dataDir (relative, slash-separated),
+// skipping its top-level streams/ and .data/ like meph2-util, and not
+// following symlinks to directories.
+func walkData(ctx context.Context, dataDir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		rel, _ := filepath.Rel(dataDir, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel == "streams" || rel == ".data" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				return nil
+			}
+		}
+		out = append(out, rel)
+		return nil
+	})
+	return out, err
+}
+
+// treeRefs reads the streams and returns every item path they name.
+func treeRefs(ctx context.Context, streams []string, o TreeOptions) (map[string]bool, error) {
+	var kr pgp.Keyring
+	if o.Keyring != "" {
+		var err error
+		if kr, err = pgp.ReadKeyring(o.Keyring); err != nil {
+			return nil, err
+		}
+	}
+	refs := map[string]bool{}
+	for _, s := range streams {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		idx, err := findIndex(s, kr != nil)
+		if err != nil {
+			return nil, err
+		}
+		// Paths in an index are relative to the mirror root: the
+		// directory holding streams/.
+		mroot := filepath.Dir(filepath.Dir(filepath.Dir(idx)))
+		b, err := readMeta(idx, kr)
+		if err != nil {
+			return nil, err
+		}
+		var index struct {
+			Index map[string]struct {
+				Path string `json:"path"`
+			} `json:"index"`
+		}
+		if err := json.Unmarshal(b, &index); err != nil {
+			return nil, fmt.Errorf("%s: %w", idx, err)
+		}
+		for cid, e := range index.Index {
+			if err := safeRel(e.Path); err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", idx, cid, err)
+			}
+			p := filepath.Join(mroot, e.Path)
+			if kr == nil && strings.HasSuffix(p, ".sjson") {
+				p = strings.TrimSuffix(p, ".sjson") + ".json"
+			}
+			pb, err := readMeta(p, kr)
+			if err != nil {
+				return nil, err
+			}
+			_, _, prods, err := snapshot.ParseCatalog(pb)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p, err)
+			}
+			for _, pf := range prods {
+				err := snapshot.EachItem(pf.Value, func(_, _ string, fs []jsonc.Field) error {
+					if v, ok := jsonc.Get(fs, "path"); ok {
+						if s, ok := jsonc.String(v); ok {
+							refs[s] = true
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					return nil, fmt.Errorf("%s: product %s: %w", p, pf.Key, err)
+				}
+			}
+		}
+	}
+	return refs, nil
+}
+
+// findIndex resolves a stream argument to its index file: the file itself,
+// or DIR/streams/v1/index.sjson (signed) or index.json.
+func findIndex(s string, signed bool) (string, error) {
+	fi, err := os.Stat(s)
+	if err != nil {
+		return "", fmt.Errorf("stream %s: %w", s, err)
+	}
+	if !fi.IsDir() {
+		if signed || !strings.HasSuffix(s, ".sjson") {
+			return s, nil
+		}
+		twin := strings.TrimSuffix(s, ".sjson") + ".json"
+		if _, err := os.Stat(twin); err == nil {
+			return twin, nil
+		}
+		return "", fmt.Errorf("stream %s: signed index without a .json twin: give --keyring", s)
+	}
+	names := []string{"index.json", "index.sjson"}
+	if signed {
+		names = []string{"index.sjson", "index.json"}
+	}
+	for _, n := range names {
+		p := filepath.Join(s, "streams", "v1", n)
+		if _, err := os.Stat(p); err == nil {
+			if strings.HasSuffix(p, ".sjson") && !signed {
+				return "", fmt.Errorf("stream %s: signed index only: give --keyring", s)
+			}
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("stream %s: no streams/v1/index.json or index.sjson", s)
+}
+
+func readMeta(p string, kr pgp.Keyring) ([]byte, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	if kr != nil && strings.HasSuffix(p, ".sjson") {
+		return pgp.VerifyClearsigned(p, b, kr)
+	}
+	return b, nil
+}
