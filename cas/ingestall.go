@@ -86,6 +86,16 @@ type stagedSource struct {
 }
 
 func (s *Store) ingest(ctx context.Context, srcs []Source, jobs int, meters progress.Factory, shared progress.Meter, keepGood bool, emit func(Ingested) error) error {
+	// A lease keeps what this ingest commits from gc until it ends (an
+	// insert or a build passes its own).
+	if LeaseFrom(ctx) == nil {
+		lctx, release, err := s.Hold(ctx, "ingest", nil)
+		if err != nil {
+			return err
+		}
+		defer release()
+		ctx = lctx
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	todo := make(chan Source)

@@ -31,7 +31,7 @@ const (
 // Options tune a gc run.
 type Options struct {
 	Older       time.Duration // reap what has been orphaned at least this long
-	KeepHistory int           // history entries kept per stream; 0: the remembered value or DefaultKeepHistory
+	KeepHistory int           // history entries kept per stream, remembered; 0: the remembered value or DefaultKeepHistory
 	DryRun      bool          // plan only; change nothing
 	Jobs        int           // parallel product readers; 0: GOMAXPROCS
 	// Plan, when not nil, is told every orphan recorded and every deletion
@@ -329,6 +329,11 @@ func sweepRecords(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o 
 	}
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("gc: record orphans: %w", err)
+	}
+	if o.KeepHistory > 0 {
+		if err := ss.SetSetting(SettingKeepHistory, strconv.Itoa(o.KeepHistory)); err != nil {
+			return fmt.Errorf("gc: remember keep-history: %w", err)
+		}
 	}
 	for _, id := range roots.Expired {
 		if err := ss.DeleteLease(id); err != nil {

@@ -94,6 +94,10 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 		a.publishCmd(),
 		a.keyCmd(),
 		a.serveCmd(),
+		a.gcCmd(),
+		a.leasesCmd(),
+		a.findOrphansCmd(),
+		a.reapOrphansCmd(),
 	)
 	// Argument errors are usage errors (exit 2): the root refuses unknown
 	// commands, and every validator's error is marked where it is made.
