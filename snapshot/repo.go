@@ -439,3 +439,34 @@ func summarize(added, removed int) string {
 	}
 	return "no change"
 }
+
+// CommitDoc makes doc the new head of the stream name in the writer
+// session ss, with the current head as its parent, and returns its digest.
+// Every blob doc refers to must be in the store already (the caller holds
+// them under a lease or in this session). For builds and test fixtures;
+// the snapshot operations plan and commit through change.
+func CommitDoc(ctx context.Context, ss *cas.Session, name string, doc *Doc) (digest.Digest, error) {
+	var st *Stream
+	if err := ss.View(func(txn *badger.Txn) error {
+		var err error
+		st, err = GetStream(txn, name)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	doc.Format, doc.Stream, doc.Parent = DocFormat, name, st.Head
+	if doc.Time.IsZero() {
+		doc.Time = ss.Store().Now().UTC()
+	}
+	if doc.Catalogs == nil {
+		doc.Catalogs = []Catalog{}
+	}
+	b, err := doc.encode()
+	if err != nil {
+		return "", err
+	}
+	if err := putHead(ctx, ss, st, b, doc); err != nil {
+		return "", err
+	}
+	return st.Head, nil
+}
