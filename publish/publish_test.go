@@ -88,14 +88,7 @@ func (f *fixture) publish(t *testing.T, stream string, signed bool) *Result {
 // ssValidate runs the shared validator on a published stream.
 func ssValidate(t *testing.T, target, keyring string, args ...string) {
 	t.Helper()
-	a := []string{filepath.Join(testtree.Tools(t), "ss-validate"), "-q"}
-	if keyring != "" {
-		a = append(a, "--keyring", keyring, "--require-detached")
-	}
-	out, err := exec.Command("python3", append(append(a, args...), target)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ss-validate %s: %v\n%s", target, err, out)
-	}
+	testtree.Validate(t, target, keyring, args...)
 }
 
 func counts(t *testing.T, r *snapshot.Repo, stream string) snapshot.Counts {

@@ -97,3 +97,18 @@ func Make(t testing.TB, k *Keys, args ...string) string {
 	generate(t, out, k, args...)
 	return out
 }
+
+// Validate runs the shared ss-validate on a published stream (a directory
+// or URL); with a keyring it checks signatures and requires the detached
+// ones.
+func Validate(t testing.TB, target, keyring string, args ...string) {
+	t.Helper()
+	a := []string{filepath.Join(Tools(t), "ss-validate"), "-q"}
+	if keyring != "" {
+		a = append(a, "--keyring", keyring, "--require-detached")
+	}
+	out, err := exec.Command("python3", append(append(a, args...), target)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss-validate %s: %v\n%s", target, err, out)
+	}
+}
