@@ -1,0 +1,186 @@
+package gc
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mephstore/mephstore/internal/testtree"
+)
+
+func writeFile(t *testing.T, p, s string) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFindAndReapOrphans(t *testing.T) {
+	tree := testtree.Make(t, nil, "--versions", "2")
+	writeFile(t, filepath.Join(tree, "extra", "deep", "x"), "x")
+	writeFile(t, filepath.Join(tree, "noble", "stray"), "stray")
+	writeFile(t, filepath.Join(tree, "streams", "v1", "old.json"), "{}") // metadata: never an orphan
+	orphans := filepath.Join(t.TempDir(), "orphans.json")
+	c := newClock()
+	o := TreeOptions{Now: c.Now}
+
+	rep, err := FindOrphans(ctx, orphans, tree, []string{filepath.Join(tree, "streams", "v1", "index.json")}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadOrphanFile(orphans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamp := c.Now().Format(OrphanTimeFormat)
+	want := map[string]string{"extra/deep/x": stamp, "noble/stray": stamp}
+	if !reflect.DeepEqual(got, want) || rep.NewOrphans != 2 {
+		t.Fatalf("orphans %v (%+v), want %v", got, rep, want)
+	}
+	// meph2-util's layout: one-space indent, one entry a line.
+	b, _ := os.ReadFile(orphans)
+	if !strings.HasPrefix(string(b), "{\n \"extra/deep/x\": \""+stamp+"\",\n") {
+		t.Fatalf("orphan file:\n%s", b)
+	}
+
+	// A day later: first-seen times are kept; a file that vanished is
+	// dropped; a new one gets the new time.
+	c.Add(day)
+	os.Remove(filepath.Join(tree, "noble", "stray"))
+	writeFile(t, filepath.Join(tree, "late"), "late")
+	if _, err := FindOrphans(ctx, orphans, tree, nil, o); err != nil { // DATA_DIR's own streams/v1
+		t.Fatal(err)
+	}
+	got, _ = ReadOrphanFile(orphans)
+	want = map[string]string{"extra/deep/x": stamp, "late": c.Now().Format(OrphanTimeFormat)}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("second run: %v, want %v", got, want)
+	}
+
+	// An entry whose file the streams refer to now (it was orphaned when
+	// recorded) must never be deleted.
+	got["noble/arm64/20240101/squashfs"] = "Sun, 01 Nov 2026 00:00:00 +0000"
+	if err := writeOrphanFile(orphans, got); err != nil {
+		t.Fatal(err)
+	}
+	// Dry run: plans, changes nothing.
+	c.Add(2 * day)
+	var planned []string
+	o.Older, o.DryRun, o.Plan = 3*day-time.Hour, true, func(a Action) { planned = append(planned, a.Name) }
+	if _, err := ReapOrphans(ctx, orphans, tree, nil, o); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(planned, []string{"extra/deep/x"}) {
+		t.Fatalf("planned %v", planned)
+	}
+	if _, err := os.Stat(filepath.Join(tree, "extra", "deep", "x")); err != nil {
+		t.Fatal("dry run deleted")
+	}
+	o.DryRun, o.Plan = false, nil
+	rep, err = ReapOrphans(ctx, orphans, tree, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Reaped != 1 || rep.Rereferenced != 1 || rep.Orphans != 1 {
+		t.Fatalf("reap: %+v", rep)
+	}
+	if _, err := os.Stat(filepath.Join(tree, "noble", "arm64", "20240101", "squashfs")); err != nil {
+		t.Fatal("deleted a file the streams refer to")
+	}
+	if _, err := os.Stat(filepath.Join(tree, "extra")); !os.IsNotExist(err) {
+		t.Fatal("emptied directories kept")
+	}
+	got, _ = ReadOrphanFile(orphans)
+	if !reflect.DeepEqual(got, map[string]string{"late": want["late"]}) {
+		t.Fatalf("left %v", got)
+	}
+	testtree.Validate(t, tree, "")
+}
+
+func TestReapNeverLeavesDataDir(t *testing.T) {
+	tree := testtree.Make(t, nil, "--versions", "1")
+	data := filepath.Join(t.TempDir(), "data")
+	writeFile(t, filepath.Join(data, "a", "b", "c"), "c")
+	outside := filepath.Join(t.TempDir(), "outside")
+	writeFile(t, outside, "keep me")
+	os.Symlink(filepath.Dir(outside), filepath.Join(data, "link"))
+	orphans := filepath.Join(t.TempDir(), "o.json")
+	c := newClock()
+	o := TreeOptions{Now: c.Now}
+	if _, err := FindOrphans(ctx, orphans, data, []string{tree}, o); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := ReadOrphanFile(orphans)
+	if len(got) != 1 {
+		t.Fatalf("orphans %v (a symlinked directory must not be walked)", got)
+	}
+	c.Add(time.Second)
+	if _, err := ReapOrphans(ctx, orphans, data, nil, o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(data); err != nil {
+		t.Fatal("DATA_DIR removed")
+	}
+	if _, err := os.Stat(filepath.Join(data, "a")); !os.IsNotExist(err) {
+		t.Fatal("emptied directory kept")
+	}
+	// Entries that lead out of DATA_DIR are refused, and nothing goes.
+	for _, bad := range []string{"../outside", "link/outside", "/etc/passwd"} {
+		writeOrphanFile(orphans, map[string]string{bad: "Sun, 01 Nov 2026 00:00:00 +0000"})
+		_, err := ReapOrphans(ctx, orphans, data, nil, o)
+		if err == nil {
+			t.Errorf("%s: reaped", bad)
+		}
+		if _, serr := os.Stat(outside); serr != nil {
+			t.Fatalf("%s: deleted a file outside DATA_DIR", bad)
+		}
+	}
+}
+
+func TestBadOrphanFiles(t *testing.T) {
+	tree := testtree.Make(t, nil, "--versions", "1")
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"malformed": "{not json",
+		"list":      `["a"]`,
+		"bad time":  `{"a": "yesterday"}`,
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".json")
+		writeFile(t, p, body)
+		if _, err := ReapOrphans(ctx, p, tree, []string{tree}, TreeOptions{}); !errors.Is(err, ErrBadOrphanFile) {
+			t.Errorf("%s: got %v", name, err)
+		}
+		if _, err := FindOrphans(ctx, p, tree, nil, TreeOptions{}); !errors.Is(err, ErrBadOrphanFile) {
+			t.Errorf("find-orphans over %s: got %v", name, err)
+		}
+	}
+	// No record of the streams and none named.
+	p := filepath.Join(dir, "meph2.json")
+	writeFile(t, p, "{}")
+	if _, err := ReapOrphans(ctx, p, tree, nil, TreeOptions{}); err == nil || !strings.Contains(err.Error(), "find-orphans") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestFindOrphansSignedTree(t *testing.T) {
+	k := testtree.KeysFor(t, "orphans")
+	tree := testtree.Make(t, k, "--versions", "1")
+	writeFile(t, filepath.Join(tree, "stray"), "s")
+	orphans := filepath.Join(t.TempDir(), "o.json")
+	if _, err := FindOrphans(ctx, orphans, tree, nil, TreeOptions{Keyring: k.Keyring}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := ReadOrphanFile(orphans)
+	if len(got) != 1 {
+		t.Fatalf("%v", got)
+	}
+	other := testtree.KeysFor(t, "someone-else")
+	if _, err := FindOrphans(ctx, orphans, tree, nil, TreeOptions{Keyring: other.Keyring}); err == nil {
+		t.Fatal("a tree signed by another key was read")
+	}
+}
