@@ -139,8 +139,10 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	}
 	// Products whose blob was in the snapshot last published here have
 	// their data in the pool already: no need to look for it again.
+	// (Only while that tree is there: a root removed by hand is rebuilt.)
 	linked := map[digest.Digest]bool{}
-	if prevSnap, _, ok := strings.Cut(prev, " "); ok {
+	_, ierr := os.Stat(filepath.Join(dir, "streams", "v1", "index.json"))
+	if prevSnap, _, ok := strings.Cut(prev, " "); ok && ierr == nil {
 		if pdoc, err := r.Doc(digest.Digest(prevSnap)); err == nil {
 			for _, c := range pdoc.Catalogs {
 				for _, pr := range c.Products {
