@@ -403,7 +403,8 @@ func jsonEscape(s string) string {
 }
 
 // walkData lists the files under dataDir (relative, slash-separated),
-// skipping its top-level streams/ and .data/ like meph2-util, and not
+// skipping its top-level streams/ and .data/ like meph2-util (and any other
+// top-level dot file or directory, such as a publish lock), and not
 // following symlinks to directories.
 func walkData(ctx context.Context, dataDir string) ([]string, error) {
 	var out []string
@@ -417,10 +418,13 @@ func walkData(ctx context.Context, dataDir string) ([]string, error) {
 		rel, _ := filepath.Rel(dataDir, p)
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if rel == "streams" || rel == ".data" {
+			if rel == "streams" || (rel != "." && !strings.Contains(rel, "/") && strings.HasPrefix(rel, ".")) {
 				return filepath.SkipDir
 			}
 			return nil
+		}
+		if !strings.Contains(rel, "/") && strings.HasPrefix(rel, ".") {
+			return nil // DATA_DIR's own dot files (a publish lock)
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
 			if fi, err := os.Stat(p); err == nil && fi.IsDir() {

@@ -25,6 +25,7 @@ func TestFindAndReapOrphans(t *testing.T) {
 	writeFile(t, filepath.Join(tree, "extra", "deep", "x"), "x")
 	writeFile(t, filepath.Join(tree, "noble", "stray"), "stray")
 	writeFile(t, filepath.Join(tree, "streams", "v1", "old.json"), "{}") // metadata: never an orphan
+	writeFile(t, filepath.Join(tree, ".publish.lock"), "")               // nor DATA_DIR's dot files
 	orphans := filepath.Join(t.TempDir(), "orphans.json")
 	c := newClock()
 	o := TreeOptions{Now: c.Now}
