@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
@@ -90,14 +91,36 @@ func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn
 func (ss *Session) unlinkBlobs(ctx context.Context, ds []digest.Digest) error {
 	dirs := map[string]bool{}
 	for _, d := range ds {
-		if err := ctx.Err(); err != nil {
-			return err
+		dirs[filepath.Dir(ss.s.BlobPath(d))] = true
+	}
+	// Unlinks in parallel: each waits on the disk, and the files are
+	// spread over 256 directories.
+	jobs := min(unlinkJobs, 1+len(ds)/64)
+	next := make(chan digest.Digest)
+	errs := make([]error, jobs)
+	var wg sync.WaitGroup
+	for j := range jobs {
+		wg.Go(func() {
+			for d := range next {
+				if errs[j] != nil {
+					continue
+				}
+				if err := os.Remove(ss.s.BlobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					errs[j] = fmt.Errorf("delete %s: %w", d, err)
+				}
+			}
+		})
+	}
+	for _, d := range ds {
+		if ctx.Err() != nil {
+			break
 		}
-		p := ss.s.BlobPath(d)
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("delete %s: %w", d, err)
-		}
-		dirs[filepath.Dir(p)] = true
+		next <- d
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return err
 	}
 	if len(dirs) > syncfsAbove {
 		return ss.syncfs()
@@ -109,6 +132,8 @@ func (ss *Session) unlinkBlobs(ctx context.Context, ds []digest.Digest) error {
 	}
 	return nil
 }
+
+const unlinkJobs = 4
 
 func deleteIntentKey() []byte {
 	var b [12]byte

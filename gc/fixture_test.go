@@ -25,11 +25,10 @@ type clock struct {
 	now time.Time
 }
 
-func (c *clock) Now() time.Time         { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration)    { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-func newClock() *clock                  { return &clock{now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)} }
-func (f *fixture) at(d time.Duration)   { f.clock.Add(d) }
-func (f *fixture) repo() *snapshot.Repo { return f.r }
+func (c *clock) Now() time.Time       { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration)  { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+func newClock() *clock                { return &clock{now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)} }
+func (f *fixture) at(d time.Duration) { f.clock.Add(d) }
 
 // fixture is a store built blob by blob: data blobs named by a label,
 // products made of data, snapshots made of products, stream histories.
