@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/pgp"
@@ -317,7 +319,6 @@ func unlinkAll(ctx context.Context, dataDir, realData string, rels []string, job
 					f += fi.Size()
 					g++
 				}
-				fsx.SyncDir(real)
 				mu.Lock()
 				freed += f
 				gone += g
@@ -335,6 +336,12 @@ func unlinkAll(ctx context.Context, dataDir, realData string, rels []string, job
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, err)
+	}
+	// One sync of the file system instead of one per directory (a tree of
+	// 400k items has 100k of them).
+	if d, err := os.Open(dataDir); err == nil {
+		unix.Syncfs(int(d.Fd()))
+		d.Close()
 	}
 	// Empty directories, deepest first, never dataDir or above.
 	slices.SortFunc(dirs, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
