@@ -143,29 +143,7 @@ func deleteIntentKey() []byte {
 
 // recoverDeletes finishes the deletes a crash cut short.
 func (ss *Session) recoverDeletes(ctx context.Context) (int, error) {
-	type intent struct {
-		key []byte
-		ds  []digest.Digest
-	}
-	var intents []intent
-	err := ss.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte{PrefixDelete}
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			ds, err := decodeIntent(v)
-			if err != nil {
-				return err
-			}
-			intents = append(intents, intent{it.Item().KeyCopy(nil), ds})
-		}
-		return nil
-	})
+	intents, err := ss.readIntents(PrefixDelete)
 	if err != nil {
 		return 0, err
 	}

@@ -47,34 +47,12 @@ func (ss *Session) recover(ctx context.Context) (Recovery, error) {
 			rec.TempFiles++
 		}
 	}
-	type intent struct {
-		key     []byte
-		digests []digest.Digest
-	}
-	var intents []intent
-	err = ss.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte{PrefixIntent}
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			ds, err := decodeIntent(v)
-			if err != nil {
-				return err
-			}
-			intents = append(intents, intent{it.Item().KeyCopy(nil), ds})
-		}
-		return nil
-	})
+	intents, err := ss.readIntents(PrefixIntent)
 	if err != nil {
 		return rec, err
 	}
 	for _, in := range intents {
-		for _, d := range in.digests {
+		for _, d := range in.ds {
 			if err := ctx.Err(); err != nil {
 				return rec, err
 			}
@@ -190,4 +168,34 @@ func hashFile(p string, d digest.Digest) (int64, error) {
 		return n, fmt.Errorf("content hashes to sha256:%s: %w", got, ErrCorrupt)
 	}
 	return n, nil
+}
+
+// intent is a leftover commit or delete intent.
+type intent struct {
+	key []byte
+	ds  []digest.Digest
+}
+
+// readIntents lists the intents under prefix (PrefixIntent or PrefixDelete).
+func (ss *Session) readIntents(prefix byte) ([]intent, error) {
+	var out []intent
+	err := ss.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix = []byte{prefix}
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			ds, err := decodeIntent(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, intent{it.Item().KeyCopy(nil), ds})
+		}
+		return nil
+	})
+	return out, err
 }

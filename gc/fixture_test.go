@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,7 +135,7 @@ func (f *fixture) commit(stream, label string, prods ...snapshot.ProductRef) dig
 			f.t.Fatal(err)
 		}
 	}
-	slices.SortFunc(prods, func(a, b snapshot.ProductRef) int { return cmpStr(a.Name, b.Name) })
+	slices.SortFunc(prods, func(a, b snapshot.ProductRef) int { return strings.Compare(a.Name, b.Name) })
 	doc := &snapshot.Doc{Operation: "fixture " + label, Catalogs: []snapshot.Catalog{{
 		ContentID: "com.ubuntu.maas:daily:v3:download", Header: []byte(`{"content_id":"com.ubuntu.maas:daily:v3:download","datatype":"image-ids","format":"products:1.0"}`),
 		Products: prods}}}
@@ -150,16 +151,6 @@ func (f *fixture) commit(stream, label string, prods ...snapshot.ProductRef) dig
 	})
 	f.names[d] = "snapshot " + label
 	return d
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // present lists the labels of the blobs the store has (unnamed ones by

@@ -404,15 +404,9 @@ func reapBatch(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o Opt
 func blobSize(it *badger.Item, sum Sum) (int64, error) {
 	var size int64
 	err := it.Value(func(v []byte) error {
-		if len(v) < 2 {
-			return fmt.Errorf("blob record %s: too short", digestOf(sum))
-		}
-		n, k := binary.Uvarint(v[1:])
-		if k <= 0 {
-			return fmt.Errorf("blob record %s: bad size", digestOf(sum))
-		}
-		size = int64(n)
-		return nil
+		b, err := cas.DecodeRecord(digestOf(sum), v)
+		size = b.Size
+		return err
 	})
 	return size, err
 }
