@@ -95,11 +95,7 @@ func EachItem(raw []byte, fn func(version, item string, fields []jsonc.Field) er
 // ItemDigests calls fn with the sha256 of every item of a product blob
 // (canonical JSON of one product). Items without a sha256 are skipped.
 func ItemDigests(raw []byte, fn func(sum [32]byte)) error {
-	return EachItem(raw, func(version, item string, fs []jsonc.Field) error {
-		v, ok := jsonc.Get(fs, "sha256")
-		if !ok {
-			return nil
-		}
+	end, err := itemValues(raw, 0, "sha256", func(version, item, v []byte) error {
 		s, ok := jsonc.String(v)
 		var sum [32]byte
 		if !ok || len(s) != 64 {
@@ -111,6 +107,93 @@ func ItemDigests(raw []byte, fn func(sum [32]byte)) error {
 		fn(sum)
 		return nil
 	})
+	if err == nil {
+		err = trailing(raw, end)
+	}
+	return err
+}
+
+// EachItemPath calls fn with the path of every item of a products file, in
+// one pass over it and without building field lists: find-orphans reads
+// products files of a hundred megabytes and more. An item named twice
+// (a duplicate key) is visited twice.
+func EachItemPath(catalog []byte, fn func(path string) error) error {
+	var haveID, haveProducts bool
+	end, err := jsonc.Members(catalog, 0, func(k []byte, v int) (int, error) {
+		switch string(k) {
+		case "content_id":
+			haveID = true
+			return -1, nil
+		case "products":
+			haveProducts = true
+			return jsonc.Members(catalog, v, func(_ []byte, v int) (int, error) {
+				return itemValues(catalog, v, "path", func(version, item, v []byte) error {
+					s, ok := jsonc.String(v)
+					if !ok {
+						return fmt.Errorf("%w: version %s: item %s: path %s is not a string", ErrBadCatalog, version, item, v)
+					}
+					return fn(s)
+				})
+			})
+		}
+		return -1, nil
+	})
+	switch {
+	case err != nil:
+		if !errors.Is(err, ErrBadCatalog) {
+			err = fmt.Errorf("%w: %w", ErrBadCatalog, err)
+		}
+	case !haveID:
+		err = fmt.Errorf("%w: no content_id", ErrBadCatalog)
+	case !haveProducts:
+		err = fmt.Errorf("%w: no products", ErrBadCatalog)
+	default:
+		err = trailing(catalog, end)
+	}
+	return err
+}
+
+// itemValues calls fn with the raw value of field key of every item of the
+// product object at raw[i:] and returns the offset just past the product.
+func itemValues(raw []byte, i int, key string, fn func(version, item, v []byte) error) (int, error) {
+	end, err := jsonc.Members(raw, i, func(k []byte, v int) (int, error) {
+		if string(k) != "versions" {
+			return -1, nil
+		}
+		return jsonc.Members(raw, v, func(version []byte, v int) (int, error) {
+			return jsonc.Members(raw, v, func(k []byte, v int) (int, error) {
+				if string(k) != "items" {
+					return -1, nil
+				}
+				return jsonc.Members(raw, v, func(item []byte, v int) (int, error) {
+					return jsonc.Members(raw, v, func(k []byte, v int) (int, error) {
+						if string(k) != key {
+							return -1, nil
+						}
+						end, err := jsonc.Skip(raw, v)
+						if err != nil {
+							return v, err
+						}
+						return end, fn(version, item, raw[v:end])
+					})
+				})
+			})
+		})
+	})
+	if err != nil && !errors.Is(err, ErrBadCatalog) {
+		err = fmt.Errorf("%w: %w", ErrBadCatalog, err)
+	}
+	return end, err
+}
+
+// trailing refuses anything but white space after the value ending at end.
+func trailing(b []byte, end int) error {
+	for _, c := range b[end:] {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return fmt.Errorf("%w: data after the object at byte %d", ErrBadCatalog, end)
+		}
+	}
+	return nil
 }
 
 // ErrIncomplete is wrapped when a snapshot refers to blobs the store lacks

@@ -167,3 +167,32 @@ func TestShallowEditEncodesLikeFullModel(t *testing.T) {
 		t.Fatalf("items after remove: %d", items)
 	}
 }
+
+func TestEachItemPath(t *testing.T) {
+	cat := []byte(`{"content_id": "c", "format": "products:1.0", "products": {
+	 "p1": {"arch": "amd64", "versions": {
+	   "v1": {"items": {"k": {"path": "a/k", "sha256": "x"}, "i": {"path": "a/i"}}},
+	   "v2": {"label": "x", "items": {"k": {"ftype": "root-tgz"}}}}},
+	 "p2": {"versions": {"v1": {"items": {"k": {"path": "b\/k"}, "k": {"path": "b/dup"}}}}},
+	 "p3": {"arch": "arm64"}}}`)
+	var got []string
+	if err := EachItemPath(cat, func(p string) error { got = append(got, p); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if s := strings.Join(got, ","); s != "a/k,a/i,b/k,b/dup" {
+		t.Fatalf("paths %s", s)
+	}
+	for name, bad := range map[string]string{
+		"no content_id":  `{"products": {}}`,
+		"no products":    `{"content_id": "c"}`,
+		"path number":    `{"content_id": "c", "products": {"p": {"versions": {"v": {"items": {"i": {"path": 1}}}}}}}`,
+		"versions list":  `{"content_id": "c", "products": {"p": {"versions": []}}}`,
+		"trailing data":  `{"content_id": "c", "products": {}} x`,
+		"truncated file": `{"content_id": "c", "products": {"p": {"versions": {`,
+		"truncated head": `{"content_id": `,
+	} {
+		if err := EachItemPath([]byte(bad), func(string) error { return nil }); !errors.Is(err, ErrBadCatalog) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

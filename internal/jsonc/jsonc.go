@@ -608,3 +608,65 @@ func (w *Writer) FieldsWith(fs []Field, key string, value func() error, depth in
 	w.Buf = append(w.Buf, '}')
 	return nil
 }
+
+// Members reads the object that begins at b[i] (after optional white
+// space) in one pass without building a field list. It calls fn for each
+// member in document order with the key (decoded) and the offset of its
+// value; fn returns the offset just past the value when it read the value
+// itself (with Members or Skip), or -1 to have Members skip it. Members
+// returns the offset just past the object.
+func Members(b []byte, i int, fn func(key []byte, v int) (int, error)) (int, error) {
+	i = skipWS(b, i)
+	if i >= len(b) || b[i] != '{' {
+		return i, synErr(i, "want an object")
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return i, synErr(i, "want a string key")
+		}
+		kend, err := scanString(b, i)
+		if err != nil {
+			return i, err
+		}
+		key := b[i+1 : kend-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			k, err := unquote(b[i:kend], i)
+			if err != nil {
+				return i, err
+			}
+			key = []byte(k)
+		}
+		i = skipWS(b, kend)
+		if i >= len(b) || b[i] != ':' {
+			return i, synErr(i, "want ':' after key %q", key)
+		}
+		i = skipWS(b, i+1)
+		end, err := fn(key, i)
+		if err != nil {
+			return i, err
+		}
+		if end < 0 {
+			if end, err = scanValue(b, i, 0); err != nil {
+				return i, err
+			}
+		}
+		i = skipWS(b, end)
+		if i >= len(b) {
+			return i, synErr(i, "unterminated object")
+		}
+		if b[i] == '}' {
+			return i + 1, nil
+		}
+		if b[i] != ',' {
+			return i, synErr(i, "want ',' or '}'")
+		}
+		i = skipWS(b, i+1)
+	}
+}
+
+// Skip returns the offset just past the JSON value that begins at b[i].
+func Skip(b []byte, i int) (int, error) { return scanValue(b, i, 0) }

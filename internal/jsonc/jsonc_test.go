@@ -126,3 +126,37 @@ func FuzzObject(f *testing.F) {
 		}
 	})
 }
+
+func TestMembersVisitsInOrderAndSkips(t *testing.T) {
+	in := []byte(` {"a": {"x": [1, {"y": 2}]}, "p\u0061th": "v", "c": 3} `)
+	var keys []string
+	end, err := Members(in, 0, func(k []byte, v int) (int, error) {
+		keys = append(keys, string(k))
+		if string(k) == "a" {
+			// Read this one ourselves.
+			return Members(in, v, func(k []byte, v int) (int, error) {
+				keys = append(keys, "a."+string(k))
+				return -1, nil
+			})
+		}
+		return -1, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(keys, ","); got != "a,a.x,path,c" {
+		t.Fatalf("keys %s", got)
+	}
+	if strings.TrimSpace(string(in[end:])) != "" || in[end-1] != '}' {
+		t.Fatalf("end %d", end)
+	}
+	for _, bad := range []string{``, `[]`, `{"a":}`, `{"a":1,}`, `{"a" 1}`, `{"a":1`, `{"a":"\x01"}`, `{1:2}`} {
+		if _, err := Members([]byte(bad), 0, func([]byte, int) (int, error) { return -1, nil }); !errors.Is(err, ErrSyntax) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	stop := errors.New("stop")
+	if _, err := Members(in, 0, func([]byte, int) (int, error) { return 0, stop }); !errors.Is(err, stop) {
+		t.Fatalf("callback error: %v", err)
+	}
+}
