@@ -351,16 +351,54 @@ func unlinkAll(ctx context.Context, dataDir, realData string, rels []string, job
 		unix.Syncfs(int(d.Fd()))
 		d.Close()
 	}
-	// Empty directories, deepest first, never dataDir or above.
-	slices.SortFunc(dirs, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	removeEmptyDirs(ctx, dataDir, dirs, jobs)
+	return freed, gone, errors.Join(errs...)
+}
+
+// removeEmptyDirs removes the directories (relative to dataDir) that are
+// empty, then their parents that became empty, level by level from the
+// deepest, each level in parallel: on a disk where a removal waits for the
+// journal, one at a time costs as much as the unlinks of the files did.
+// It never removes dataDir or anything above it.
+func removeEmptyDirs(ctx context.Context, dataDir string, dirs []string, jobs int) {
+	byDepth := map[int][]string{}
+	deepest := 0
+	seen := map[string]bool{}
+	add := func(d string) {
+		if d == "." || d == "/" || d == "" || seen[d] {
+			return
+		}
+		seen[d] = true
+		n := strings.Count(d, "/")
+		byDepth[n] = append(byDepth[n], d)
+		deepest = max(deepest, n)
+	}
 	for _, d := range dirs {
-		for ; d != "." && d != "/" && d != ""; d = filepath.Dir(d) {
-			if os.Remove(filepath.Join(dataDir, d)) != nil {
-				break
+		add(d)
+	}
+	for depth := deepest; depth >= 0 && ctx.Err() == nil; depth-- {
+		level := byDepth[depth]
+		removed := make([]bool, len(level))
+		next := make(chan int)
+		var wg sync.WaitGroup
+		for range jobs {
+			wg.Go(func() {
+				for i := range next {
+					removed[i] = os.Remove(filepath.Join(dataDir, level[i])) == nil
+				}
+			})
+		}
+		for i := range level {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		for i, d := range level {
+			if removed[i] {
+				add(filepath.Dir(d))
 			}
 		}
 	}
-	return freed, gone, errors.Join(errs...)
 }
 
 // ReadOrphanFile reads an orphan file.
