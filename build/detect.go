@@ -89,4 +89,3 @@ func describe(f Format, head []byte) string {
 	}
 	return fmt.Sprintf("data starting with % x", head[:n])
 }
-

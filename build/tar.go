@@ -2,14 +2,12 @@ package build
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -175,62 +173,16 @@ func xzCommand(ctx context.Context, path string, r io.Reader) (io.Reader, func()
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}
-	wait := func() error {
+	wait := sync.OnceValue(func() error {
 		out.Close() // a reader that stops early must not block xz
-		err := cmd.Wait()
-		if err != nil {
+		if err := cmd.Wait(); err != nil {
 			msg := strings.TrimSpace(stderr.String())
 			if msg == "" {
 				msg = err.Error()
 			}
-			return fmt.Errorf("xz: %s", msg)
+			return fmt.Errorf("%w: xz: %s", ErrCorrupt, msg)
 		}
 		return nil
-	}
-	return &xzOut{r: out, wait: wait}, wait, nil
-}
-
-// xzOut reports xz's own error (a corrupt stream) instead of a bare EOF
-// when the output ends early.
-type xzOut struct {
-	r    io.Reader
-	wait func() error
-	err  error
-}
-
-func (x *xzOut) Read(p []byte) (int, error) {
-	if x.err != nil {
-		return 0, x.err
-	}
-	n, err := x.r.Read(p)
-	if err == io.EOF {
-		if werr := x.wait(); werr != nil {
-			x.err = werr
-			return n, werr
-		}
-		x.err = io.EOF
-		x.wait = func() error { return nil }
-	}
-	return n, err
-}
-
-// errTruncated is returned for sources that end inside a structure.
-var errTruncated = errors.New("unexpected end of data")
-
-// openFile opens a local source.
-func openFile(path string) (*os.File, *bufio.Reader, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	if fi.IsDir() {
-		f.Close()
-		return nil, nil, fmt.Errorf("%s: is a directory, not an image", path)
-	}
-	return f, bufio.NewReaderSize(f, 1<<20), nil
+	})
+	return &cmdOut{r: out, wait: wait}, wait, nil
 }

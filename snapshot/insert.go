@@ -1,10 +1,12 @@
 package snapshot
 
 import (
+	cmpp "cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -239,37 +241,7 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 		op += " " + f.String()
 	}
 	out, err := r.change(ctx, stream, op, false, func(st *Stream, e *editor) error {
-		for i := 0; i < len(cands); {
-			c := cands[i]
-			p, err := e.load(c.cid, c.product)
-			if err != nil {
-				return err
-			}
-			if p == nil {
-				p = &shallow{Name: c.product, Fields: c.pfields}
-				e.newCatalog(c.cid, c.header)
-			}
-			for ; i < len(cands) && cands[i].cid == c.cid && cands[i].product == c.product; i++ {
-				canon, err := canonicalVersion(cands[i].raw)
-				if err != nil {
-					return fmt.Errorf("product %s: version %s: %w", c.product, cands[i].version, err)
-				}
-				ref := VersionRef{Product: c.product, Version: cands[i].version}
-				added, err := p.add(cands[i].version, canon)
-				if err != nil {
-					return err
-				}
-				if added {
-					e.res.Added = append(e.res.Added, ref)
-				} else {
-					e.res.Skipped = append(e.res.Skipped, ref)
-				}
-			}
-			if err := e.put(ctx, c.cid, p); err != nil {
-				return err
-			}
-		}
-		return nil
+		return e.addVersions(ctx, cands)
 	})
 	if err != nil {
 		return nil, err
@@ -311,4 +283,70 @@ func collectFiles(sc *SourceCatalog, p *Product, v *Version, files map[digest.Di
 		files[d] = fileRef{path: path, size: size}
 	}
 	return nil
+}
+
+// addVersions adds the candidates (sorted by content id and product) to
+// their products; a version the product already has is reported skipped.
+func (e *editor) addVersions(ctx context.Context, cands []candidate) error {
+	for i := 0; i < len(cands); {
+		c := cands[i]
+		p, err := e.load(c.cid, c.product)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			p = &shallow{Name: c.product, Fields: c.pfields}
+			e.newCatalog(c.cid, c.header)
+		}
+		for ; i < len(cands) && cands[i].cid == c.cid && cands[i].product == c.product; i++ {
+			canon, err := canonicalVersion(cands[i].raw)
+			if err != nil {
+				return fmt.Errorf("product %s: version %s: %w", c.product, cands[i].version, err)
+			}
+			ref := VersionRef{Product: c.product, Version: cands[i].version}
+			added, err := p.add(cands[i].version, canon)
+			if err != nil {
+				return err
+			}
+			if added {
+				e.res.Added = append(e.res.Added, ref)
+			} else {
+				e.res.Skipped = append(e.res.Skipped, ref)
+			}
+		}
+		if err := e.put(ctx, c.cid, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NewVersion is a version to add to a stream, with what a product new to
+// the stream needs: its catalog's header and its fields.
+type NewVersion struct {
+	ContentID     string
+	Header        []jsonc.Field // the catalog's header, for a catalog new to the stream
+	Product       string
+	ProductFields []jsonc.Field // the product's fields, for a product new to the stream
+	Version       string
+	Raw           []byte // the version object (with its items)
+}
+
+// AddVersions commits the versions into the stream's next snapshot (one
+// snapshot for all). A version the stream already has is left as it is
+// and reported in Skipped; with none added, the stream is unchanged and
+// ErrNothingToDo is returned. The caller holds a lease that protects the
+// blobs the versions refer to.
+func (r *Repo) AddVersions(ctx context.Context, stream, op string, adds []NewVersion) (*Result, error) {
+	cands := make([]candidate, len(adds))
+	for i, a := range adds {
+		cands[i] = candidate{cid: a.ContentID, header: jsonc.Sort(slices.Clone(a.Header)), product: a.Product,
+			pfields: jsonc.Sort(slices.Clone(a.ProductFields)), version: a.Version, raw: a.Raw}
+	}
+	slices.SortStableFunc(cands, func(a, b candidate) int {
+		return cmpp.Or(strings.Compare(a.cid, b.cid), strings.Compare(a.product, b.product), strings.Compare(a.version, b.version))
+	})
+	return r.change(ctx, stream, op, false, func(st *Stream, e *editor) error {
+		return e.addVersions(ctx, cands)
+	})
 }

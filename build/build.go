@@ -1,0 +1,470 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/progress"
+	"github.com/mephstore/mephstore/snapshot"
+)
+
+// ErrNoKernel is wrapped when the image lacks a configured row's kernel.
+var ErrNoKernel = errors.New("no kernel for a configured row")
+
+// Options tune Build.
+type Options struct {
+	Stream  string // default "daily"
+	Arch    string
+	Release string
+	Serial  string
+	Config  *Config
+	Jobs    int // tar2sqfs compressor jobs; default: every core
+	Meters  progress.Factory
+	Log     *slog.Logger
+	// SourceName is how the source is named in the pending build (the URL
+	// it came from); default: its path.
+	SourceName string
+}
+
+// ItemResult is one item a build made.
+type ItemResult struct {
+	Product string `json:"product,omitempty"`
+	Name    string `json:"name"`
+	Path    string `json:"path"`
+	Digest  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	New     bool   `json:"new"` // its bytes were new to the pool
+}
+
+// Result is what Build did.
+type Result struct {
+	Pending  *Pending     `json:"pending"`
+	Items    []ItemResult `json:"items"`
+	Reused   bool         `json:"squashfs_reused"` // the source squashfs is published as it is
+	Entries  int64        `json:"entries"`
+	NewBytes int64        `json:"new_bytes"`
+	Seconds  float64      `json:"seconds"`
+}
+
+var serialRe = regexp.MustCompile(`^[0-9]{8}(\.[0-9]+)?$`)
+
+// captured is a file of the image kept on the way: staged into the pool
+// (kernels, initrds, dtbs) or held in memory (the dpkg status).
+type captured struct {
+	staged *cas.Staged
+	data   []byte
+}
+
+// Build reads the image at src once and makes a pending build for
+// o.Stream: the squashfs, the manifest and each configured kernel row's
+// kernel, initrd and dtb, all in the pool. Nothing is committed on any
+// failure.
+func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Result, error) {
+	start := time.Now()
+	if o.Stream == "" {
+		o.Stream = "daily"
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = runtime.NumCPU()
+	}
+	if !serialRe.MatchString(o.Serial) {
+		return nil, fmt.Errorf("serial %q: want YYYYMMDD or YYYYMMDD.N", o.Serial)
+	}
+	rel, err := o.Config.Release(o.Release)
+	if err != nil {
+		return nil, err
+	}
+	rows := rel.Rows(o.Arch)
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%w: release %s has no kernel rows for arch %s", ErrConfig, o.Release, o.Arch)
+	}
+	st, err := repo.Stream(ctx, o.Stream)
+	if err != nil {
+		return nil, err
+	}
+	ctx, release, err := repo.Hold(ctx, fmt.Sprintf("build %s %s %s %s", o.Arch, o.Release, o.Serial, o.Stream))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	store := repo.Store()
+
+	in, err := Open(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	res := &Result{}
+
+	// What to keep from the stream.
+	knames := map[string]bool{}
+	for _, r := range rows {
+		knames[r.kname(o.Config)] = true
+	}
+	var staged []*cas.Staged
+	defer func() {
+		for _, s := range staged {
+			s.Discard()
+		}
+	}()
+	caps := map[string]*captured{}
+	var bootFiles []string
+	wanted := func(e *Entry) bool {
+		if e.Type != TypeRegular {
+			return false
+		}
+		if e.Path == StatusPath {
+			return true
+		}
+		dir, name := path.Split(e.Path)
+		if dir == "boot/" {
+			if strings.HasPrefix(name, "initrd.img-") {
+				return true
+			}
+			for k := range knames {
+				if strings.HasPrefix(name, k+"-") {
+					return true
+				}
+			}
+		}
+		for _, r := range rows {
+			if r.DTB != "" && dtbMatch(r.DTB, e.Path) {
+				return true
+			}
+		}
+		return false
+	}
+
+	var sq *squasher
+	var tmp *cas.Temp
+	if in.Squashfs == "" {
+		if tmp, err = store.CreateTemp(); err != nil {
+			return nil, err
+		}
+		defer tmp.Discard()
+		if sq, err = newSquasher(ctx, tmp.Path, o.Config.Compressor, o.Jobs); err != nil {
+			return nil, err
+		}
+		defer sq.abort()
+	}
+	meter := o.Meters.New("build: read "+in.Describe()+" (entries)", 0, progress.Items)
+	for {
+		if err := ctx.Err(); err != nil {
+			meter.Done()
+			return nil, err
+		}
+		e, err := in.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			meter.Done()
+			return nil, err
+		}
+		res.Entries++
+		meter.Add(1)
+		if strings.HasPrefix(e.Path, "boot/") && strings.Count(e.Path, "/") == 1 {
+			bootFiles = append(bootFiles, path.Base(e.Path))
+		}
+		body := e.Body
+		var finish func() error
+		if wanted(e) {
+			body, finish = capture(ctx, store, e, caps, &staged)
+		}
+		if sq != nil {
+			err = sq.add(e, body)
+		} else if body != nil {
+			_, err = io.Copy(io.Discard, body)
+		}
+		if finish != nil {
+			if ferr := finish(); err == nil {
+				err = ferr
+			}
+		}
+		if err != nil {
+			meter.Done()
+			return nil, err
+		}
+	}
+	meter.Done()
+	if err := in.Drain(); err != nil {
+		return nil, fmt.Errorf("source %s: %w", src, err)
+	}
+
+	// The squashfs.
+	var sqfs *cas.Staged
+	if sq != nil {
+		if err := sq.finish(); err != nil {
+			return nil, err
+		}
+		if sqfs, err = tmp.Stage(ctx, nil); err != nil {
+			return nil, err
+		}
+	} else {
+		f, err := os.Open(in.Squashfs)
+		if err != nil {
+			return nil, err
+		}
+		sqfs, err = store.Stage(ctx, f, cas.Unknown, nil)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		res.Reused = true
+	}
+	staged = append(staged, sqfs)
+
+	// The manifest, and each row's kernel.
+	status := caps[StatusPath]
+	if status == nil {
+		return nil, fmt.Errorf("source %s: no /%s: not an image of a Debian-based system", src, StatusPath)
+	}
+	pkgs, err := ParseStatus(status.data)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", src, err)
+	}
+	manifest, err := store.Stage(ctx, bytes.NewReader(Manifest(pkgs, o.Arch)), cas.Unknown, nil)
+	if err != nil {
+		return nil, err
+	}
+	staged = append(staged, manifest)
+
+	base := path.Join(o.Release, o.Arch, o.Serial)
+	item := func(ftype, p string, s *cas.Staged, extra map[string]string) map[string]any {
+		m := map[string]any{"ftype": ftype, "path": p, "sha256": s.Digest.Encoded(), "size": s.Size}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	pend := &Pending{
+		Stream: o.Stream, Label: st.Label, Arch: o.Arch, Release: o.Release, Serial: o.Serial,
+		Source: cmpOr(o.SourceName, src), SourceDigest: in.Digest(), SourceFormat: in.Describe(),
+		ConfigDigest: o.Config.Digest, ContentID: strings.ReplaceAll(o.Config.ContentID, "{label}", st.Label),
+	}
+	for _, r := range rows {
+		kver, kernel, initrd, err := pickKernel(pkgs, r, r.kname(o.Config), caps, bootFiles)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", src, err)
+		}
+		dir := path.Join(base, r.Subarch, r.Flavor)
+		kp := map[string]string{"kpackage": r.KPackage}
+		items := map[string]any{
+			"boot-kernel": item("boot-kernel", path.Join(dir, "boot-kernel"), kernel, kp),
+			"boot-initrd": item("boot-initrd", path.Join(dir, "boot-initrd"), initrd, kp),
+			"squashfs":    item("squashfs", path.Join(base, "squashfs"), sqfs, nil),
+			"manifest":    item("manifest", path.Join(base, "squashfs.manifest"), manifest, nil),
+		}
+		if r.DTB != "" {
+			want := strings.ReplaceAll(strings.TrimPrefix(r.DTB, "/"), "{kver}", kver)
+			c := caps[want]
+			if c == nil || c.staged == nil {
+				return nil, fmt.Errorf("source %s: %w: row %s: no device tree /%s", src, ErrNoKernel, r, want)
+			}
+			items["boot-dtb"] = item("boot-dtb", path.Join(dir, "boot-dtb"), c.staged, kp)
+		}
+		fields := map[string]string{
+			"arch": o.Arch, "label": st.Label, "os": rel.OS, "release": rel.Release,
+			"release_title": rel.ReleaseTitle, "release_codename": rel.ReleaseCodename,
+			"subarch": r.Subarch, "subarches": strings.Join(r.Subarches, ","),
+			"kflavor": r.Flavor, "krel": r.KRel, "version": rel.Version,
+			"support_eol": rel.SupportEOL, "support_esm_eol": rel.SupportESMEOL,
+		}
+		for k, v := range r.Extra {
+			fields[k] = v
+		}
+		name := strings.ReplaceAll(o.Config.ProductIDPre, "{label}", st.Label) + rel.Version + ":" + o.Arch + ":" + r.Subarch
+		pend.Products = append(pend.Products, PendingProduct{Name: name, Fields: fields, Items: items})
+	}
+	slices.SortFunc(pend.Products, func(a, b PendingProduct) int { return strings.Compare(a.Name, b.Name) })
+
+	// Commit the blobs and record the pending build, in one writer session.
+	ss, err := store.Writer(ctx, "build")
+	if err != nil {
+		return nil, err
+	}
+	defer ss.Close()
+	used := usedStaged(pend)
+	var commit []*cas.Staged
+	for _, s := range staged {
+		if used[s.Digest.Encoded()] {
+			commit = append(commit, s)
+			delete(used, s.Digest.Encoded())
+		} else {
+			s.Discard() // an unused kernel, or a second copy of a blob
+		}
+	}
+	staged = nil // Commit consumes the rest, whatever happens
+	done, err := ss.Commit(ctx, commit...)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range done {
+		if c.New {
+			res.NewBytes += c.Size
+		}
+	}
+	if err := putPending(ctx, ss, pend); err != nil {
+		return nil, err
+	}
+	if err := ss.Close(); err != nil {
+		return nil, err
+	}
+	for _, p := range pend.Products {
+		for _, name := range slices.Sorted(mapKeys(p.Items)) {
+			it := p.Items[name].(map[string]any)
+			sum := it["sha256"].(string)
+			isNew := false
+			for _, c := range done {
+				if c.Digest.Encoded() == sum && c.New {
+					isNew = true
+				}
+			}
+			res.Items = append(res.Items, ItemResult{Product: p.Name, Name: name, Path: it["path"].(string), Digest: sum, Size: it["size"].(int64), New: isNew})
+		}
+	}
+	res.Pending = pend
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// usedStaged lists the sha256s the pending build's items name.
+func usedStaged(p *Pending) map[string]bool {
+	out := map[string]bool{}
+	for _, pr := range p.Products {
+		for _, it := range pr.Items {
+			out[it.(map[string]any)["sha256"].(string)] = true
+		}
+	}
+	return out
+}
+
+// capture tees a file of interest: kernels, initrds and dtbs are staged
+// into the pool while they pass to the squashfs; the dpkg status is kept in
+// memory. finish waits for the staging.
+func capture(ctx context.Context, store *cas.Store, e *Entry, caps map[string]*captured, staged *[]*cas.Staged) (io.Reader, func() error) {
+	if e.Path == StatusPath {
+		const limit = 256 << 20
+		if e.Size > limit {
+			return e.Body, func() error { return fmt.Errorf("/%s: %d bytes: larger than %d", StatusPath, e.Size, limit) }
+		}
+		buf := bytes.NewBuffer(make([]byte, 0, e.Size))
+		caps[e.Path] = &captured{}
+		return io.TeeReader(e.Body, buf), func() error {
+			caps[e.Path].data = buf.Bytes()
+			return nil
+		}
+	}
+	pr, pw := io.Pipe()
+	type result struct {
+		st  *cas.Staged
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := store.Stage(ctx, pr, cas.Expect{Size: e.Size}, nil)
+		pr.CloseWithError(cmpErr(err, io.ErrClosedPipe))
+		done <- result{st, err}
+	}()
+	return io.TeeReader(e.Body, pw), func() error {
+		pw.Close()
+		r := <-done
+		if r.err != nil {
+			return fmt.Errorf("entry %q: %w", e.Path, r.err)
+		}
+		if old := caps[e.Path]; old != nil && old.staged != nil {
+			old.staged.Discard() // a later entry of the same path wins
+		}
+		caps[e.Path] = &captured{staged: r.st}
+		*staged = append(*staged, r.st)
+		return nil
+	}
+}
+
+func cmpErr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// dtbMatch says whether p matches a row's dtb path, {kver} standing for
+// any one path component.
+func dtbMatch(pattern, p string) bool {
+	pattern = strings.TrimPrefix(pattern, "/")
+	ps, xs := strings.Split(pattern, "/"), strings.Split(p, "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i := range ps {
+		if ps[i] == "{kver}" {
+			continue
+		}
+		if ps[i] != xs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// kname is the row's kernel file name.
+func (k KernelRow) kname(c *Config) string {
+	if k.KName != "" {
+		return k.KName
+	}
+	return c.KName
+}
+
+// pickKernel finds the row's kernel and initrd among the captured files.
+func pickKernel(pkgs []Package, r KernelRow, kname string, caps map[string]*captured, boot []string) (string, *cas.Staged, *cas.Staged, error) {
+	holds := "/boot holds " + strings.Join(boot, ", ")
+	if len(boot) == 0 {
+		holds = "/boot is empty or missing"
+	}
+	kvers, err := KernelVersions(pkgs, r.KPackage)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("%w: row %s: %w; %s", ErrNoKernel, r, err, holds)
+	}
+	for _, kver := range kvers {
+		k, i := caps["boot/"+kname+"-"+kver], caps["boot/initrd.img-"+kver]
+		if k != nil && k.staged != nil {
+			if i == nil || i.staged == nil {
+				return "", nil, nil, fmt.Errorf("%w: row %s: no /boot/initrd.img-%s for kernel %s; %s", ErrNoKernel, r, kver, kver, holds)
+			}
+			return kver, k.staged, i.staged, nil
+		}
+	}
+	return "", nil, nil, fmt.Errorf("%w: row %s: %s brings kernel %s but there is no /boot/%s-%s; %s", ErrNoKernel, r, r.KPackage, strings.Join(kvers, ", "), kname, kvers[0], holds)
+}

@@ -1,0 +1,325 @@
+package build
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/testtree"
+	"github.com/mephstore/mephstore/publish"
+)
+
+// lsMode renders a mode the way ls -l (and unsquashfs -lln) does.
+func lsMode(typ byte, mode int64) string {
+	kinds := map[byte]byte{tar.TypeReg: '-', tar.TypeDir: 'd', tar.TypeSymlink: 'l', tar.TypeChar: 'c', tar.TypeBlock: 'b', tar.TypeFifo: 'p'}
+	b := []byte{kinds[typ]}
+	rwx := "rwxrwxrwx"
+	for i := range 9 {
+		if mode&(1<<(8-i)) != 0 {
+			b = append(b, rwx[i])
+		} else {
+			b = append(b, '-')
+		}
+	}
+	special := func(bit int64, pos int, set, unset byte) {
+		if mode&bit != 0 {
+			if b[pos] == '-' {
+				b[pos] = unset
+			} else {
+				b[pos] = set
+			}
+		}
+	}
+	special(0o4000, 3, 's', 'S')
+	special(0o2000, 6, 's', 'S')
+	special(0o1000, 9, 't', 'T')
+	return string(b)
+}
+
+// expectedListing is what unsquashfs -lln should print for the entries.
+func expectedListing(es []fixEntry) []string {
+	byName := map[string]tar.Header{}
+	var out []string
+	for _, e := range es {
+		h := e.h
+		name := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
+		if h.Typeflag == tar.TypeLink {
+			t := byName[strings.TrimPrefix(h.Linkname, "./")]
+			h.Typeflag, h.Mode, h.Uid, h.Gid, h.Size, h.Linkname = t.Typeflag, t.Mode, t.Uid, t.Gid, t.Size, ""
+		}
+		byName[name] = h
+		size := fmt.Sprint(h.Size)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			size = "-" // squashfs's own directory size
+		case tar.TypeFifo:
+			size = "0"
+		case tar.TypeSymlink:
+			size = fmt.Sprint(len(h.Linkname))
+		case tar.TypeChar, tar.TypeBlock:
+			size = fmt.Sprintf("%d,%d", h.Devmajor, h.Devminor)
+		}
+		p := "squashfs-root"
+		if name != "" {
+			p += "/" + name
+		}
+		line := fmt.Sprintf("%s %d/%d %s %s %s", lsMode(h.Typeflag, h.Mode), h.Uid, h.Gid, size, time.Unix(fixtureTime, 0).UTC().Format("2006-01-02 15:04"), p)
+		if h.Typeflag == tar.TypeSymlink {
+			line += " -> " + h.Linkname
+		}
+		out = append(out, line)
+	}
+	slices.Sort(out)
+	return out
+}
+
+var lsRe = regexp.MustCompile(`^(\S{10}) (\d+)/(\d+)\s+(\d+|\d+,\s*\d+) (\d{4}-\d\d-\d\d \d\d:\d\d) (.*)$`)
+
+// listing runs unsquashfs -lln on an image, normalised like expectedListing.
+func listing(t testing.TB, image string) []string {
+	t.Helper()
+	cmd := exec.Command("unsquashfs", "-lln", image)
+	cmd.Env = append(os.Environ(), "TZ=UTC")
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("unsquashfs -lln: %v", err)
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		m := lsRe.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		size := strings.ReplaceAll(m[4], " ", "")
+		if m[1][0] == 'd' {
+			size = "-"
+		}
+		out = append(out, fmt.Sprintf("%s %s/%s %s %s %s", m[1], m[2], m[3], size, m[5], m[6]))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestBuildEverySourceFormat(t *testing.T) {
+	es := fixtureEntries()
+	srcs := fixtures(t, es)
+	want := expectedListing(es)
+	wantManifest := dpkgQuery(t)
+	digests := map[string]string{}
+	for _, name := range []string{"root.tar", "root.tar.gz", "root.tar.xz", "root.tar.zst", "root.squashfs"} {
+		t.Run(name, func(t *testing.T) {
+			repo := newRepo(t)
+			res, err := Build(ctx, repo, srcs[name], testOptions(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			items := map[string]ItemResult{}
+			for _, it := range res.Items {
+				items[it.Name] = it
+			}
+			store := repo.Store()
+			read := func(item string) string {
+				it, ok := items[item]
+				if !ok {
+					t.Fatalf("no %s item in %+v", item, res.Items)
+				}
+				b, err := os.ReadFile(store.BlobPath(digestOf(it.Digest)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return string(b)
+			}
+			if got := read("boot-kernel"); got != "KERNEL "+kver+"\n" {
+				t.Errorf("kernel %q", got)
+			}
+			if got := read("boot-initrd"); got != "INITRD "+kver+"\n" {
+				t.Errorf("initrd %q", got)
+			}
+			if got := read("manifest"); wantManifest != "" && got != wantManifest {
+				t.Errorf("manifest\n%s\nwant (dpkg-query --show)\n%s", got, wantManifest)
+			}
+			sq := store.BlobPath(digestOf(items["squashfs"].Digest))
+			if got := listing(t, sq); !slices.Equal(got, want) {
+				t.Errorf("unsquashfs -lln:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if name == "root.squashfs" {
+				if !res.Reused {
+					t.Error("the upstream squashfs was not used as it is")
+				}
+				orig, _ := os.ReadFile(srcs[name])
+				if got := read("squashfs"); got != string(orig) {
+					t.Error("the published squashfs differs from the source squashfs")
+				}
+			} else {
+				digests[name] = items["squashfs"].Digest
+				// Read back through sqfs2tar: the xattr survived.
+				o, err := Open(ctx, sq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer o.Close()
+				found := false
+				for {
+					e, err := o.Next()
+					if err != nil {
+						break
+					}
+					if e.Path == "usr/bin/ping" {
+						found = e.Xattrs["user.mephstore"] == "ping"
+					}
+				}
+				if !found {
+					t.Error("usr/bin/ping lost its xattr user.mephstore")
+				}
+			}
+			// Published, the build validates as a MAAS v3 stream.
+			c, err := CommitPending(ctx, repo, "daily")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c == nil || len(c.Result.Added) != 1 {
+				t.Fatalf("commit: %+v", c)
+			}
+			root := filepath.Join(t.TempDir(), "pub")
+			if _, err := publish.Publish(ctx, repo, "daily", publish.Options{Root: root}); err != nil {
+				t.Fatal(err)
+			}
+			testtree.Validate(t, filepath.Join(root, "daily"), "")
+		})
+	}
+	// The same tree gives the same squashfs, whatever the compression.
+	for name, d := range digests {
+		if d != digests["root.tar"] {
+			t.Errorf("%s made squashfs %s, root.tar made %s", name, d, digests["root.tar"])
+		}
+	}
+}
+
+// dpkgQuery is what dpkg-query --show prints for the fixture's status.
+func dpkgQuery(t testing.TB) string {
+	if _, err := exec.LookPath("dpkg-query"); err != nil {
+		t.Log("no dpkg-query: manifest compared with the expected text only")
+		return "base-files\t13ubuntu10\nlibc6:amd64\t2.39-0ubuntu8\nlinux-generic\t6.8.0-31.31\nlinux-image-6.8.0-31-generic\t6.8.0-31.31\nlinux-image-generic\t6.8.0-31.31\noldpkg\t1:1.0-1\ntzdata\t2024a-1ubuntu1\n"
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"updates", "info"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(dir, "status"), []byte(fixtureStatus), 0o644)
+	out, err := exec.Command("dpkg-query", "--admindir="+dir, "--show").Output()
+	if err != nil {
+		t.Fatalf("dpkg-query: %v", err)
+	}
+	return string(out)
+}
+
+func TestBuildTwiceAddsNoBytes(t *testing.T) {
+	srcs := fixtures(t, fixtureEntries())
+	repo := newRepo(t)
+	first, err := Build(ctx, repo, srcs["root.tar.gz"], testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.NewBytes == 0 {
+		t.Fatal("the first build added nothing")
+	}
+	second, err := Build(ctx, repo, srcs["root.tar.gz"], testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.NewBytes != 0 || second.Pending.ID != first.Pending.ID {
+		t.Fatalf("second build: %d new bytes, id %s (first %s)", second.NewBytes, second.Pending.ID, first.Pending.ID)
+	}
+	ss, _ := repo.Store().Reader(ctx)
+	ps, err := ListPending(ss)
+	ss.Close()
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("pending: %v %v", ps, err)
+	}
+	// Committed once, a second commit of the same version replaces nothing.
+	if _, err := CommitPending(ctx, repo, "daily"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Build(ctx, repo, srcs["root.tar.xz"], testOptions(t)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := CommitPending(ctx, repo, "daily")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Result.Added) != 0 || len(c.Result.Skipped) != 1 {
+		t.Fatalf("recommit: added %v skipped %v", c.Result.Added, c.Result.Skipped)
+	}
+}
+
+func TestBuildRefusesBadInput(t *testing.T) {
+	good := fixtureEntries()
+	tt := time.Unix(fixtureTime, 0)
+	with := func(extra ...fixEntry) []fixEntry { return append(slices.Clone(good), extra...) }
+	for _, tc := range []struct {
+		name    string
+		entries []fixEntry
+		raw     func([]byte) []byte
+		want    error
+		msg     string
+	}{
+		{name: "dotdot", entries: with(fixEntry{h: tar.Header{Typeflag: tar.TypeReg, Name: "./etc/../../evil", ModTime: tt}}), want: ErrEscape, msg: ".. component"},
+		{name: "absolute", entries: with(fixEntry{h: tar.Header{Typeflag: tar.TypeReg, Name: "/etc/evil", ModTime: tt}}), want: ErrEscape, msg: "absolute"},
+		{name: "through a symlink", entries: with(
+			fixEntry{h: tar.Header{Typeflag: tar.TypeSymlink, Name: "./lib", Linkname: "/tmp", ModTime: tt}},
+			fixEntry{h: tar.Header{Typeflag: tar.TypeReg, Name: "./lib/evil", ModTime: tt}}), want: ErrEscape, msg: "below the symbolic link"},
+		{name: "hard link out", entries: with(fixEntry{h: tar.Header{Typeflag: tar.TypeLink, Name: "./etc/shadow2", Linkname: "../../etc/shadow", ModTime: tt}}), want: ErrEscape},
+		{name: "truncated", entries: good, raw: func(b []byte) []byte { return b[:len(b)/2+100] }, want: ErrCorrupt},
+		{name: "not an image", entries: good, raw: func([]byte) []byte { return []byte("hello, world\n") }, want: ErrUnknownFormat, msg: "68 65 6c 6c 6f"},
+		{name: "no kernel", entries: slices.DeleteFunc(slices.Clone(good), func(e fixEntry) bool { return strings.Contains(e.h.Name, "vmlinuz-") }),
+			want: ErrNoKernel, msg: "/boot holds"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := writeTar(t, tc.entries)
+			if tc.raw != nil {
+				raw = tc.raw(raw)
+			}
+			p := filepath.Join(t.TempDir(), "src")
+			os.WriteFile(p, raw, 0o644)
+			repo := newRepo(t)
+			blobs := func() (n int) {
+				ss, _ := repo.Store().Reader(ctx)
+				defer ss.Close()
+				ss.Blobs(func(b cas.Blob) error { n++; return nil })
+				return n
+			}
+			before := blobs()
+			_, err := Build(ctx, repo, p, testOptions(t))
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("got %v, want %v (%q)", err, tc.want, tc.msg)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error of more than one line: %q", err)
+			}
+			n := blobs() - before
+			ss, _ := repo.Store().Reader(ctx)
+			ps, _ := ListPending(ss)
+			ss.Close()
+			if n != 0 || len(ps) != 0 {
+				t.Fatalf("a failed build left %d blobs and %d pending builds", n, len(ps))
+			}
+			left, _ := os.ReadDir(filepath.Join(repo.Store().Dir(), "pool", ".ingest"))
+			if len(left) != 0 {
+				t.Fatalf("a failed build left temp files: %v", left)
+			}
+		})
+	}
+}
+
+func digestOf(hex string) digest.Digest { return digest.NewDigestFromEncoded(digest.SHA256, hex) }

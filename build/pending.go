@@ -1,0 +1,212 @@
+package build
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	badger "github.com/dgraph-io/badger/v4"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/jsonc"
+	"github.com/mephstore/mephstore/snapshot"
+)
+
+// ErrNoSuchBuild is wrapped when a pending build id matches none.
+var ErrNoSuchBuild = errors.New("no such pending build")
+
+// Pending is a build waiting for the next publish of its stream. Its
+// record in the store is 'p' + the first 8 bytes of the sha256 of this
+// document (stored in the pool) → references: the document first, then
+// every blob its items name. gc keeps them while the record exists.
+//
+// The document holds no time, so the same build made twice is the same
+// document: a rebuild adds no bytes to the pool and replaces the record.
+type Pending struct {
+	ID           string           `json:"id,omitempty"` // set when read back
+	Stream       string           `json:"stream"`
+	Label        string           `json:"label"`
+	Arch         string           `json:"arch"`
+	Release      string           `json:"release"`
+	Serial       string           `json:"serial"`
+	Source       string           `json:"source"`
+	SourceDigest string           `json:"source_sha256"`
+	SourceFormat string           `json:"source_format"`
+	ConfigDigest string           `json:"config_sha256"`
+	ContentID    string           `json:"content_id"`
+	Products     []PendingProduct `json:"products"`
+}
+
+// PendingProduct is one product version a build makes.
+type PendingProduct struct {
+	Name   string            `json:"name"`
+	Fields map[string]string `json:"fields"`
+	Items  map[string]any    `json:"items"`
+}
+
+func pendingKey(id []byte) []byte { return append([]byte{cas.PrefixBuild}, id...) }
+
+// putPending stores the document and the record.
+func putPending(ctx context.Context, ss *cas.Session, p *Pending) error {
+	doc := *p
+	doc.ID = ""
+	b, err := json.Marshal(&doc)
+	if err != nil {
+		return err
+	}
+	ds, err := ss.PutBytes(ctx, b)
+	if err != nil {
+		return err
+	}
+	refs := []cas.Ref{{Kind: cas.RefBlob, Digest: ds[0]}}
+	for sum := range usedStaged(p) {
+		refs = append(refs, cas.Ref{Kind: cas.RefBlob, Digest: digest.NewDigestFromEncoded(digest.SHA256, sum)})
+	}
+	raw, _ := hex.DecodeString(ds[0].Encoded())
+	p.ID = hex.EncodeToString(raw[:8])
+	return ss.Update(func(txn *badger.Txn) error {
+		return txn.Set(pendingKey(raw[:8]), cas.EncodeRefs(refs))
+	})
+}
+
+// ListPending returns the pending builds, oldest id first (ids are
+// hashes: the order is only stable).
+func ListPending(ss *cas.Session) ([]*Pending, error) {
+	var out []*Pending
+	err := ss.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix = []byte{cas.PrefixBuild}
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			id := hex.EncodeToString(it.Item().Key()[1:])
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			refs, err := cas.DecodeRefs(v)
+			if err != nil || len(refs) == 0 {
+				return fmt.Errorf("pending build %s: bad record: %v", id, err)
+			}
+			b, err := ss.Store().ReadBlob(refs[0].Digest)
+			if err != nil {
+				return fmt.Errorf("pending build %s: %w", id, err)
+			}
+			var p Pending
+			if err := json.Unmarshal(b, &p); err != nil {
+				return fmt.Errorf("pending build %s: %w", id, err)
+			}
+			p.ID = id
+			out = append(out, &p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DropPending removes pending builds by id (or a unique prefix of one).
+func DropPending(ss *cas.Session, ids ...string) ([]string, error) {
+	all, err := ListPending(ss)
+	if err != nil {
+		return nil, err
+	}
+	var keys [][]byte
+	var dropped []string
+	for _, want := range ids {
+		var match []string
+		for _, p := range all {
+			if strings.HasPrefix(p.ID, strings.ToLower(want)) {
+				match = append(match, p.ID)
+			}
+		}
+		switch {
+		case want == "" || len(match) == 0:
+			return nil, fmt.Errorf("build %q: %w", want, ErrNoSuchBuild)
+		case len(match) > 1:
+			return nil, fmt.Errorf("build %q: %w: it names %d builds (%s)", want, ErrNoSuchBuild, len(match), strings.Join(match, ", "))
+		}
+		raw, _ := hex.DecodeString(match[0])
+		keys = append(keys, pendingKey(raw))
+		dropped = append(dropped, match[0])
+	}
+	err = ss.Update(func(txn *badger.Txn) error {
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return dropped, err
+}
+
+// Committed is what CommitPending did.
+type Committed struct {
+	Builds []string `json:"builds"` // ids committed (their records dropped)
+	Result *snapshot.Result
+}
+
+// CommitPending commits the stream's pending builds into its next snapshot
+// and drops their records. A version the stream already has is left as it
+// is and reported in Result.Skipped. With no pending build for the stream
+// it returns nil.
+func CommitPending(ctx context.Context, repo *snapshot.Repo, stream string) (*Committed, error) {
+	ss, err := repo.Store().Reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := ListPending(ss)
+	ss.Close()
+	if err != nil {
+		return nil, err
+	}
+	var mine []*Pending
+	for _, p := range all {
+		if p.Stream == stream {
+			mine = append(mine, p)
+		}
+	}
+	if len(mine) == 0 {
+		return nil, nil
+	}
+	var adds []snapshot.NewVersion
+	var ids []string
+	for _, p := range mine {
+		ids = append(ids, p.ID)
+		header := []jsonc.Field{
+			{Key: "content_id", Value: jsonc.Quote(p.ContentID)},
+			{Key: "datatype", Value: jsonc.Quote("image-ids")},
+			{Key: "format", Value: jsonc.Quote("products:1.0")},
+		}
+		for _, pr := range p.Products {
+			var fields []jsonc.Field
+			for _, k := range slices.Sorted(mapKeys(pr.Fields)) {
+				fields = append(fields, jsonc.Field{Key: k, Value: jsonc.Quote(pr.Fields[k])})
+			}
+			raw, err := json.Marshal(map[string]any{"items": pr.Items})
+			if err != nil {
+				return nil, err
+			}
+			adds = append(adds, snapshot.NewVersion{ContentID: p.ContentID, Header: header, Product: pr.Name,
+				ProductFields: fields, Version: p.Serial, Raw: raw})
+		}
+	}
+	res, err := repo.AddVersions(ctx, stream, "publish: commit builds "+strings.Join(ids, ", "), adds)
+	if err != nil && !errors.Is(err, snapshot.ErrNothingToDo) {
+		return nil, err
+	}
+	ws, werr := repo.Store().Writer(ctx, "publish: drop committed builds")
+	if werr != nil {
+		return nil, werr
+	}
+	defer ws.Close()
+	if _, werr := DropPending(ws, ids...); werr != nil {
+		return nil, werr
+	}
+	return &Committed{Builds: ids, Result: res}, ws.Close()
+}
