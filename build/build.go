@@ -36,6 +36,9 @@ type Options struct {
 	// SourceName is how the source is named in the pending build (the URL
 	// it came from); default: its path.
 	SourceName string
+	// SHA256, when set, is the source file's expected sha256 (hex): a
+	// mismatch fails the build before anything is committed.
+	SHA256 string
 }
 
 // ItemResult is one item a build made.
@@ -204,6 +207,9 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 	meter.Done()
 	if err := in.Drain(); err != nil {
 		return nil, fmt.Errorf("source %s: %w", src, err)
+	}
+	if err := checkSum(src, strings.TrimPrefix(in.Digest(), "sha256:"), o.SHA256); err != nil {
+		return nil, err
 	}
 
 	// The squashfs.

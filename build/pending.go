@@ -109,40 +109,47 @@ func ListPending(ss *cas.Session) ([]*Pending, error) {
 	return out, err
 }
 
-// DropPending removes pending builds by id (or a unique prefix of one).
-func DropPending(ss *cas.Session, ids ...string) ([]string, error) {
+// MatchPending resolves ids (or unique prefixes of them) to pending builds.
+func MatchPending(ss *cas.Session, ids ...string) ([]string, error) {
 	all, err := ListPending(ss)
 	if err != nil {
 		return nil, err
 	}
-	var keys [][]byte
-	var dropped []string
+	var out []string
 	for _, want := range ids {
 		var match []string
 		for _, p := range all {
-			if strings.HasPrefix(p.ID, strings.ToLower(want)) {
+			if want != "" && strings.HasPrefix(p.ID, strings.ToLower(want)) {
 				match = append(match, p.ID)
 			}
 		}
 		switch {
-		case want == "" || len(match) == 0:
+		case len(match) == 0:
 			return nil, fmt.Errorf("build %q: %w", want, ErrNoSuchBuild)
 		case len(match) > 1:
 			return nil, fmt.Errorf("build %q: %w: it names %d builds (%s)", want, ErrNoSuchBuild, len(match), strings.Join(match, ", "))
 		}
-		raw, _ := hex.DecodeString(match[0])
-		keys = append(keys, pendingKey(raw))
-		dropped = append(dropped, match[0])
+		out = append(out, match[0])
+	}
+	return out, nil
+}
+
+// DropPending removes pending builds by id (or a unique prefix of one).
+func DropPending(ss *cas.Session, ids ...string) ([]string, error) {
+	matched, err := MatchPending(ss, ids...)
+	if err != nil {
+		return nil, err
 	}
 	err = ss.Update(func(txn *badger.Txn) error {
-		for _, k := range keys {
-			if err := txn.Delete(k); err != nil {
+		for _, id := range matched {
+			raw, _ := hex.DecodeString(id)
+			if err := txn.Delete(pendingKey(raw)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	return dropped, err
+	return matched, err
 }
 
 // Committed is what CommitPending did.

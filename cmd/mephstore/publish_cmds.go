@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mephstore/mephstore/build"
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/pgp"
@@ -76,6 +77,23 @@ atomic directory exchange. Publishing an unchanged head writes nothing. The publ
 				}
 				if o.SignKeyPath, err = filepath.Abs(key); err != nil {
 					return err
+				}
+			}
+			// Pending builds of the stream first go into its next snapshot.
+			c, err := build.CommitPending(ctxOf(cmd), r, args[0])
+			if err != nil {
+				return err
+			}
+			if c != nil {
+				out := a.stdout
+				if asJSON {
+					out = a.stderr
+				}
+				fmt.Fprintf(out, "%s: committed %s (%s): %s added, %s already in the stream\n", args[0],
+					plural(len(c.Builds), "pending build"), strings.Join(c.Builds, ", "),
+					plural(len(c.Result.Added), "version"), plural(len(c.Result.Skipped), "version"))
+				for _, v := range c.Result.Skipped {
+					fmt.Fprintf(out, "  kept as it was: %s\n", v)
 				}
 			}
 			res, err := publish.Publish(ctxOf(cmd), r, args[0], o)
