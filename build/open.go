@@ -115,6 +115,33 @@ func Open(ctx context.Context, path string) (*Opened, error) {
 		}
 		o.hash.Reset()
 		return o, nil
+	case FormatExt4, FormatMBR, FormatGPT, FormatQcow2:
+		var disk io.ReaderAt = f
+		size := fi.Size()
+		kind := "raw"
+		if format == FormatQcow2 {
+			q, err := openQcow2(f, "source "+path)
+			if err != nil {
+				return fail(err)
+			}
+			disk, size, kind = q, q.Size(), "qcow2"
+		}
+		part, where, err := rootPartition(disk, size, "source "+path)
+		if err != nil {
+			return fail(err)
+		}
+		fs, err := openExt4(part, "source "+path)
+		if err != nil {
+			return fail(err)
+		}
+		o.Format, o.Compression = FormatExt4, Format(kind+", "+where)
+		o.Source = newExt4Source(fs, nil)
+		// Digest covers the whole file: Drain hashes it from the start.
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fail(err)
+		}
+		o.hash.Reset()
+		return o, nil
 	}
 	return fail(fmt.Errorf("source %s: %w: found %s", path, ErrUnknownFormat, describe(format, head)))
 }
