@@ -2,6 +2,7 @@ package build
 
 import (
 	"archive/tar"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,6 +155,51 @@ func TestBuildFromDiskImages(t *testing.T) {
 				if it.Name != "squashfs" && it.Digest != ref.Items[i].Digest {
 					t.Errorf("%s: %s, from the tar %s", it.Name, it.Digest, ref.Items[i].Digest)
 				}
+			}
+		})
+	}
+}
+
+func TestBuildRefusesBadDiskImages(t *testing.T) {
+	es := fixtureEntries()
+	imgs := diskFixtures(t, es)
+	dir := t.TempDir()
+	cut := func(src string, n int64) string {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, filepath.Base(src)+".cut")
+		if err := os.WriteFile(p, b[:n], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	backed := filepath.Join(dir, "backed.qcow2")
+	run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", imgs["disk.qcow2"], "-F", "qcow2", backed)
+	noExt4 := filepath.Join(dir, "empty-gpt.img")
+	run(t, "truncate", "-s", "8M", noExt4)
+	cmd := exec.Command("/usr/sbin/sfdisk", "-q", noExt4)
+	cmd.Stdin = strings.NewReader("label: gpt\nsize=4M\n")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v\n%s", err, b)
+	}
+	for _, tc := range []struct {
+		name, src, msg string
+		want           error
+	}{
+		{"truncated ext4", cut(imgs["root.img"], 300<<10), "byte", ErrCorrupt},
+		{"truncated qcow2", cut(imgs["disk.qcow2"], 400<<10), "", ErrCorrupt},
+		{"qcow2 with a backing file", backed, "backing file", nil},
+		{"GPT without ext4", noExt4, "no ext4 partition", ErrUnknownFormat},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Build(ctx, newRepo(t), tc.src, testOptions(t))
+			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("got %v, want %v (%q)", err, tc.want, tc.msg)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error of more than one line: %q", err)
 			}
 		})
 	}
