@@ -539,7 +539,6 @@ type ext4Source struct {
 	links  map[uint32]string // first path of inodes with several links
 	seen   map[uint32]bool   // directories read (a second visit is a loop)
 	closer func() error
-	body   *fileReader
 }
 
 type pending struct {

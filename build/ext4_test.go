@@ -145,7 +145,9 @@ func TestBuildFromDiskImages(t *testing.T) {
 			}
 			// mkfs.ext4 adds lost+found, which sets the root's time: both
 			// are the image's, not the fixture's.
-			notMkfs := func(l string) bool { return strings.Contains(l, "lost+found") || strings.HasSuffix(l, " squashfs-root") }
+			notMkfs := func(l string) bool {
+				return strings.Contains(l, "lost+found") || strings.HasSuffix(l, " squashfs-root")
+			}
 			got := slices.DeleteFunc(listing(t, sq), notMkfs)
 			want := slices.DeleteFunc(slices.Clone(want), notMkfs)
 			if !slices.Equal(got, want) {

@@ -69,7 +69,7 @@ func (t *tarSource) Next() (*Entry, error) {
 			ModTime: h.ModTime.Truncate(time.Second),
 		}
 		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		case tar.TypeReg, tar.TypeGNUSparse:
 			e.Type, e.Size = TypeRegular, h.Size
 			e.Body = &tarBody{t: t, path: p}
 		case tar.TypeDir:
