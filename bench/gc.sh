@@ -30,16 +30,38 @@ run "gc --older 0s (reaps them all)" "$m" --store "$store" gc --older 0s
 "$m" --store "$store" gc --json --older 0s | grep -E '"(blobs|marked|reaped)"'
 
 echo "== find-orphans / reap-orphans: tree of ~400k items"
+# meph2-util is not packaged for Debian 12; bench/py/ holds stand-ins that
+# run its algorithm (json.load + os.walk; os.remove + rmdir up), timed on
+# the same trees in the same run. rm -rf of the same files is the floor of
+# any reap on this disk.
+mk() { python3 "$tools/make-test-stream" --out "$1" --releases 12 --arches 5 --kernels 8 --versions 200 >/dev/null 2>&1; }
 big=$base/tree400k
-python3 "$tools/make-test-stream" --out "$big" --releases 12 --arches 5 --kernels 8 --versions 200 >/dev/null 2>&1
+mk "$big"
 small=$base/small
 python3 "$tools/make-test-stream" --out "$small" --stream other --versions 1 >/dev/null 2>&1
 files=$(find "$big" -type f -not -path '*/streams/*' | wc -l)
 echo "tree: $files data files"
 sync
-run "find-orphans (own index: no orphans)" "$m" find-orphans "$base/none.json" "$big" "$big"
-run "find-orphans (other index: all orphans)" "$m" find-orphans "$base/all.json" "$big" "$small"
+ratio() { printf '  %-44s %6.1fx\n' "$1" "$(echo "$2 / $3" | bc -l)"; }
+f1=$(run "find-orphans (own index: no orphans)" "$m" find-orphans "$base/none.json" "$big" "$big"); echo "$f1"
+p1=$(run "python find-orphans (own index)" python3 bench/py/find_orphans.py "$base/py-none.json" "$big" "$big"); echo "$p1"
+f2=$(run "find-orphans (other index: all orphans)" "$m" find-orphans "$base/all.json" "$big" "$small"); echo "$f2"
+p2=$(run "python find-orphans (other index)" python3 bench/py/find_orphans.py "$base/py-all.json" "$big" "$small"); echo "$p2"
+ratio "find-orphans, own index: python / mephstore" "$(echo "$p1" | awk '{print $(NF-1)}')" "$(echo "$f1" | awk '{print $(NF-1)}')"
+ratio "find-orphans, all orphans: python / mephstore" "$(echo "$p2" | awk '{print $(NF-1)}')" "$(echo "$f2" | awk '{print $(NF-1)}')"
 sync
-run "reap-orphans --older 0s ($files files)" "$m" reap-orphans --older 0s "$base/all.json" "$big"
+r1=$(run "reap-orphans --older 0s ($files files)" "$m" reap-orphans --older 0s "$base/all.json" "$big"); echo "$r1"
 left=$(find "$big" -type f -not -path '*/streams/*' | wc -l)
 echo "left after reap: $left data files"
+pyt=$base/tree400k-py
+mk "$pyt"
+python3 bench/py/find_orphans.py "$base/py-all.json" "$pyt" "$small"
+sync
+r2=$(run "python reap-orphans ($files files)" python3 bench/py/reap_orphans.py "$base/py-all.json" "$pyt" 0); echo "$r2"
+rmt=$base/tree400k-rm
+mk "$rmt"
+rm -rf "$rmt/streams"
+sync
+r3=$(run "rm -rf of the same tree" rm -rf "$rmt"); echo "$r3"
+ratio "reap-orphans: python / mephstore" "$(echo "$r2" | awk '{print $(NF-1)}')" "$(echo "$r1" | awk '{print $(NF-1)}')"
+ratio "reap-orphans: rm -rf / mephstore" "$(echo "$r3" | awk '{print $(NF-1)}')" "$(echo "$r1" | awk '{print $(NF-1)}')"
