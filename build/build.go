@@ -53,12 +53,15 @@ type ItemResult struct {
 
 // Result is what Build did.
 type Result struct {
-	Pending  *Pending     `json:"pending"`
-	Items    []ItemResult `json:"items"`
-	Reused   bool         `json:"squashfs_reused"` // the source squashfs is published as it is
-	Entries  int64        `json:"entries"`
-	NewBytes int64        `json:"new_bytes"`
-	Seconds  float64      `json:"seconds"`
+	Pending *Pending     `json:"pending"`
+	Items   []ItemResult `json:"items"`
+	Reused  bool         `json:"squashfs_reused"` // the source squashfs is published as it is
+	Entries int64        `json:"entries"`
+	// DroppedXattrs counts the xattrs the squashfs cannot hold (POSIX
+	// ACLs: squashfs keeps user, trusted and security xattrs only).
+	DroppedXattrs int     `json:"dropped_xattrs"`
+	NewBytes      int64   `json:"new_bytes"`
+	Seconds       float64 `json:"seconds"`
 }
 
 var serialRe = regexp.MustCompile(`^[0-9]{8}(\.[0-9]+)?$`)
@@ -218,6 +221,10 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 		if err := sq.finish(); err != nil {
 			return nil, err
 		}
+		res.DroppedXattrs = sq.dropped
+		if sq.dropped > 0 {
+			o.Log.Warn("build: squashfs cannot hold POSIX ACLs; dropped", "xattrs", sq.dropped)
+		}
 		if sqfs, err = tmp.Stage(ctx, nil); err != nil {
 			return nil, err
 		}
@@ -288,13 +295,13 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 			"arch": o.Arch, "label": st.Label, "os": rel.OS, "release": rel.Release,
 			"release_title": rel.ReleaseTitle, "release_codename": rel.ReleaseCodename,
 			"subarch": r.Subarch, "subarches": strings.Join(r.Subarches, ","),
-			"kflavor": r.Flavor, "krel": r.KRel, "version": rel.Version,
+			"kflavor": r.Flavor, "krel": r.KRel, "version": string(rel.Version),
 			"support_eol": rel.SupportEOL, "support_esm_eol": rel.SupportESMEOL,
 		}
 		for k, v := range r.Extra {
 			fields[k] = v
 		}
-		name := strings.ReplaceAll(o.Config.ProductIDPre, "{label}", st.Label) + rel.Version + ":" + o.Arch + ":" + r.Subarch
+		name := strings.ReplaceAll(o.Config.ProductIDPre, "{label}", st.Label) + string(rel.Version) + ":" + o.Arch + ":" + r.Subarch
 		pend.Products = append(pend.Products, PendingProduct{Name: name, Fields: fields, Items: items})
 	}
 	slices.SortFunc(pend.Products, func(a, b PendingProduct) int { return strings.Compare(a.Name, b.Name) })

@@ -323,3 +323,115 @@ func TestBuildRefusesBadInput(t *testing.T) {
 }
 
 func digestOf(hex string) digest.Digest { return digest.NewDigestFromEncoded(digest.SHA256, hex) }
+
+func TestBuildDTBAndSeveralRows(t *testing.T) {
+	tt := time.Unix(fixtureTime, 0)
+	es := append(fixtureEntries(),
+		fixEntry{h: tar.Header{Typeflag: tar.TypeDir, Name: "./boot/dtbs/", Mode: 0o755, ModTime: tt}},
+		fixEntry{h: tar.Header{Typeflag: tar.TypeDir, Name: "./boot/dtbs/" + kver + "/", Mode: 0o755, ModTime: tt}},
+		fixEntry{h: tar.Header{Typeflag: tar.TypeReg, Name: "./boot/dtbs/" + kver + "/board.dtb", Mode: 0o644, Size: 3, ModTime: tt}, body: "dtb"},
+	)
+	src := fixtures(t, es)["root.tar"]
+	o := testOptions(t)
+	_, err := ParseConfig("dtb config", []byte(`
+compressor: gzip
+releases:
+  - release: noble
+    version: "24.04"
+    kernels:
+      - [noble, arm64, ga-24.04, generic, linux-generic, [generic, ga-24.04]]
+      - [noble, arm64, xgene-uboot, generic, linux-generic, [xgene-uboot], {dtb: "boot/dtbs/{kver}/board.dtb", platform: xgene}]
+      - [noble, amd64, ga-24.04, generic, linux-generic]
+`), nil)
+	if err == nil {
+		t.Fatal("a release outside distro-info without its titles and dates was accepted")
+	}
+	di, _ := ReadDistroInfo(DistroInfoPath)
+	c, err := ParseConfig("dtb config", []byte(`
+compressor: gzip
+releases:
+  - release: noble
+    version: "24.04"
+    kernels:
+      - [noble, arm64, ga-24.04, generic, linux-generic, [generic, ga-24.04]]
+      - [noble, arm64, xgene-uboot, generic, linux-generic, [xgene-uboot], {dtb: "boot/dtbs/{kver}/board.dtb", platform: xgene}]
+      - [noble, amd64, ga-24.04, generic, linux-generic]
+`), di)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Config, o.Arch = c, "arm64"
+	repo := newRepo(t)
+	res, err := Build(ctx, repo, src, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Pending.Products) != 2 {
+		t.Fatalf("products %+v", res.Pending.Products)
+	}
+	x := res.Pending.Products[1]
+	if !strings.HasSuffix(x.Name, ":v3:boot:24.04:arm64:xgene-uboot") || x.Fields["platform"] != "xgene" || x.Fields["subarches"] != "xgene-uboot" {
+		t.Fatalf("xgene product %+v", x)
+	}
+	dtb, ok := x.Items["boot-dtb"].(map[string]any)
+	if !ok || dtb["path"] != "noble/arm64/20261122/xgene-uboot/generic/boot-dtb" {
+		t.Fatalf("boot-dtb item %+v", x.Items)
+	}
+	if _, ok := res.Pending.Products[0].Items["boot-dtb"]; ok {
+		t.Fatal("a row without dtb got one")
+	}
+	if _, err := CommitPending(ctx, repo, "daily"); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "pub")
+	if _, err := publish.Publish(ctx, repo, "daily", publish.Options{Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	testtree.Validate(t, filepath.Join(root, "daily"), "")
+}
+
+func TestParseConfigRefuses(t *testing.T) {
+	di, _ := ReadDistroInfo(DistroInfoPath)
+	for name, body := range map[string]string{
+		"unquoted version": "releases:\n  - release: noble\n    version: 24.04\n    kernels: [[noble, amd64, ga-24.04, generic, linux-generic]]\n",
+		"unknown key":      "colour: blue\nreleases: []\n",
+		"short row":        "releases:\n  - release: noble\n    version: \"24.04\"\n    kernels: [[noble, amd64]]\n",
+		"no kernels":       "releases:\n  - release: noble\n    version: \"24.04\"\n",
+		"bad compressor":   "compressor: lz4\nreleases:\n  - release: noble\n    version: \"24.04\"\n    kernels: [[noble, amd64, ga-24.04, generic, linux-generic]]\n",
+		"root image":       "root_image: true\nreleases: []\n",
+		"not yaml":         "releases: [\n",
+	} {
+		if _, err := ParseConfig(name, []byte(body), di); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	c, err := ParseConfig("default", DefaultConfig(), di)
+	if err != nil {
+		t.Fatalf("the default config: %v", err)
+	}
+	r, err := c.Release("noble")
+	if err != nil || r.ReleaseTitle != "24.04 LTS" || r.ReleaseCodename != "Noble Numbat" || r.SupportEOL != "2029-05-31" || r.SupportESMEOL != "2034-04-25" {
+		t.Fatalf("noble from distro-info: %+v %v", r, err)
+	}
+}
+
+func TestBuildDropsACLs(t *testing.T) {
+	es := append(fixtureEntries(), fixEntry{h: tar.Header{Typeflag: tar.TypeDir, Name: "./var/log/", Mode: 0o755, ModTime: time.Unix(fixtureTime, 0),
+		Format: tar.FormatPAX, PAXRecords: map[string]string{
+			"SCHILY.xattr.system.posix_acl_default": "\x02\x00\x00\x00\x01\x00\x07\x00\xff\xff\xff\xff",
+			"SCHILY.xattr.user.kept":                "yes",
+		}}})
+	res, err := Build(ctx, newRepo(t), fixtures(t, es[:len(es)-1])["root.tar"], testOptions(t))
+	if err != nil || res.DroppedXattrs != 0 {
+		t.Fatalf("without ACLs: %v, %d dropped", err, res.DroppedXattrs)
+	}
+	p := filepath.Join(t.TempDir(), "acl.tar")
+	os.WriteFile(p, writeTar(t, es), 0o644)
+	res, err = Build(ctx, newRepo(t), p, testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DroppedXattrs != 1 {
+		t.Fatalf("dropped %d xattrs, want the one ACL", res.DroppedXattrs)
+	}
+}

@@ -41,15 +41,28 @@ type Config struct {
 
 // Release is one release entry.
 type Release struct {
-	Release         string      `yaml:"release"`
-	Version         string      `yaml:"version"`
-	OS              string      `yaml:"os"`
-	ReleaseTitle    string      `yaml:"release_title"`
-	ReleaseCodename string      `yaml:"release_codename"`
-	SupportEOL      string      `yaml:"support_eol"`
-	SupportESMEOL   string      `yaml:"support_esm_eol"`
-	BuiltinKernel   string      `yaml:"builtin_kernel"`
-	Kernels         []KernelRow `yaml:"kernels"`
+	Release         string       `yaml:"release"`
+	Version         QuotedString `yaml:"version"`
+	OS              string       `yaml:"os"`
+	ReleaseTitle    string       `yaml:"release_title"`
+	ReleaseCodename string       `yaml:"release_codename"`
+	SupportEOL      string       `yaml:"support_eol"`
+	SupportESMEOL   string       `yaml:"support_esm_eol"`
+	BuiltinKernel   string       `yaml:"builtin_kernel"`
+	Kernels         []KernelRow  `yaml:"kernels"`
+}
+
+// QuotedString is a YAML string that must be written as one: a version
+// like 24.10 written bare is the number 24.1 to a YAML reader.
+type QuotedString string
+
+// UnmarshalYAML refuses anything but a string scalar.
+func (q *QuotedString) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return fmt.Errorf("line %d: %q must be a quoted string (\"24.04\"), not %s", n.Line, n.Value, strings.TrimPrefix(n.ShortTag(), "!!"))
+	}
+	*q = QuotedString(n.Value)
+	return nil
 }
 
 // KernelRow is one row of a release's kernels:
@@ -174,7 +187,7 @@ func ParseConfig(name string, b []byte, distroInfo map[string]DistroRelease) (*C
 			return bad("release %s is listed twice", r.Release)
 		}
 		seen[r.Release] = true
-		if !versionRe.MatchString(r.Version) {
+		if !versionRe.MatchString(string(r.Version)) {
 			return bad("release %s: version %q: want a quoted string like \"24.04\"", r.Release, r.Version)
 		}
 		if r.OS == "" {

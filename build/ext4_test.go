@@ -11,6 +11,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mephstore/mephstore/internal/testtree"
+	"github.com/mephstore/mephstore/publish"
 )
 
 // extract writes the fixture entries as a directory tree, owners, modes,
@@ -158,6 +161,14 @@ func TestBuildFromDiskImages(t *testing.T) {
 					t.Errorf("%s: %s, from the tar %s", it.Name, it.Digest, ref.Items[i].Digest)
 				}
 			}
+			if _, err := CommitPending(ctx, repo, "daily"); err != nil {
+				t.Fatal(err)
+			}
+			root := filepath.Join(t.TempDir(), "pub")
+			if _, err := publish.Publish(ctx, repo, "daily", publish.Options{Root: root}); err != nil {
+				t.Fatal(err)
+			}
+			testtree.Validate(t, filepath.Join(root, "daily"), "")
 		})
 	}
 }

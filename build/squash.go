@@ -21,6 +21,8 @@ type squasher struct {
 	tw     *tar.Writer
 	stderr *strings.Builder
 	wait   func() error
+	// dropped counts the xattrs squashfs cannot hold (POSIX ACLs).
+	dropped int
 }
 
 // newSquasher starts tar2sqfs writing to out with the compressor and jobs.
@@ -98,18 +100,33 @@ func header(e *Entry) (h *tar.Header, ok bool) {
 	default:
 		return nil, false
 	}
-	if len(e.Xattrs) > 0 {
-		h.PAXRecords = map[string]string{}
-		for k, v := range e.Xattrs {
-			h.PAXRecords["SCHILY.xattr."+k] = v
+	for k, v := range e.Xattrs {
+		if !SquashfsXattr(k) {
+			continue
 		}
-		h.Format = tar.FormatPAX
+		if h.PAXRecords == nil {
+			h.PAXRecords = map[string]string{}
+			h.Format = tar.FormatPAX
+		}
+		h.PAXRecords["SCHILY.xattr."+k] = v
 	}
 	return h, true
 }
 
+// SquashfsXattr says whether squashfs can hold an xattr: the kernel's
+// squashfs knows the user, trusted and security name spaces only, so POSIX
+// ACLs (system.posix_acl_access, system.posix_acl_default) cannot be kept.
+func SquashfsXattr(name string) bool {
+	return strings.HasPrefix(name, "user.") || strings.HasPrefix(name, "trusted.") || strings.HasPrefix(name, "security.")
+}
+
 // add writes an entry, with body as its contents (nil for non-files).
 func (sq *squasher) add(e *Entry, body io.Reader) error {
+	for k := range e.Xattrs {
+		if !SquashfsXattr(k) {
+			sq.dropped++
+		}
+	}
 	h, ok := header(e)
 	if !ok {
 		return nil

@@ -76,7 +76,12 @@ Without --config the built-in config is used ('mephstore build default-config' p
 			fmt.Fprintf(a.stdout, "build %s: %s %s %s from %s (%s, %d entries%s) for stream %s: %s, %s new in the pool, %.1fs\n",
 				p.ID, p.Arch, p.Release, p.Serial, p.Source, p.SourceFormat, res.Entries, how, p.Stream,
 				plural(len(p.Products), "product"), progress.HumanBytes(res.NewBytes), res.Seconds)
+			seen := map[string]bool{} // the squashfs and manifest are in every product
 			for _, it := range res.Items {
+				if seen[it.Path] {
+					continue
+				}
+				seen[it.Path] = true
 				fmt.Fprintf(a.stdout, "  %-11s %s  %s  %s\n", it.Name, it.Digest[:12], progress.HumanBytes(it.Size), it.Path)
 			}
 			fmt.Fprintf(a.stdout, "pending: 'mephstore publish %s' commits it\n", p.Stream)

@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,7 +21,10 @@ import (
 )
 
 // rootTarGz is a tiny root with a kernel for linux-generic.
-func rootTarGz(t testing.TB) []byte {
+func rootTarGz(t testing.TB) []byte { return rootTarGzWith(t, 0) }
+
+// rootTarGzWith adds a file of bulk random bytes (incompressible).
+func rootTarGzWith(t testing.TB, bulk int) []byte {
 	t.Helper()
 	const kver = "6.8.0-31-generic"
 	files := []struct{ name, body string }{
@@ -31,6 +36,14 @@ func rootTarGz(t testing.TB) []byte {
 	var b bytes.Buffer
 	zw := gzip.NewWriter(&b)
 	tw := tar.NewWriter(zw)
+	if bulk > 0 {
+		r := rand.New(rand.NewPCG(1, 2))
+		b := make([]byte, bulk)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		files = append(files, struct{ name, body string }{"usr/lib/bulk", string(b)})
+	}
 	for _, f := range files {
 		h := &tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: 0o644, Size: int64(len(f.body)), ModTime: time.Unix(1700000000, 0)}
 		if err := tw.WriteHeader(h); err != nil {
@@ -130,4 +143,70 @@ func TestBuildCommandLine(t *testing.T) {
 	if r := do(0, "build", "default-config"); !strings.Contains(r.stdout, "releases:") {
 		t.Fatalf("default-config: %s", r.stdout)
 	}
+}
+
+// TestBuildSurvivesSIGKILL kills builds at moments spread over twice a
+// build's length: afterwards fsck is clean, no temp file is left, and
+// there is either no pending build or a complete one; a publish of it
+// validates.
+func TestBuildSurvivesSIGKILL(t *testing.T) {
+	store, s := newCLIStore(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "root.tar.gz")
+	os.WriteFile(src, rootTarGzWith(t, 24<<20), 0o644)
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte(cliBuildConfig), 0o644)
+	if out, err := exec.Command(binary, append(s, "stream", "create", "daily")...).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	args := append(append([]string{}, s...), "build", "--config", cfg, "amd64", "noble", "20261122", src)
+	var rs runs
+	for range 2 {
+		start := time.Now()
+		if out, err := exec.Command(binary, args...).CombinedOutput(); err != nil {
+			t.Fatalf("build: %v %s", err, out)
+		}
+		rs = append(rs, time.Since(start))
+		// Start again from no pending build.
+		out, _ := exec.Command(binary, append(s, "builds", "--json")...).Output()
+		var ps []struct{ ID string }
+		json.Unmarshal(out, &ps)
+		for _, p := range ps {
+			exec.Command(binary, append(s, "builds", "drop", p.ID)...).Run()
+		}
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	kills, midway := 10, 0
+	for i := range kills {
+		delay := killDelay(i, kills, rs.median(), rng)
+		if runKilled(t, exec.Command(binary, args...), delay, &rs) {
+			midway++
+		}
+		if out, err := exec.Command(binary, append(s, "fsck")...).CombinedOutput(); err != nil {
+			t.Fatalf("round %d (killed after %v): fsck: %v\n%s", i, delay, err, out)
+		}
+		if ents, _ := os.ReadDir(filepath.Join(store, "pool", ".ingest")); len(ents) != 0 {
+			t.Fatalf("round %d: temp files left after fsck: %d", i, len(ents))
+		}
+		out, err := exec.Command(binary, append(s, "builds", "--json")...).Output()
+		var ps []struct{ ID string }
+		if err != nil || json.Unmarshal(out, &ps) != nil || len(ps) > 1 {
+			t.Fatalf("round %d: builds: %v %s", i, err, out)
+		}
+	}
+	if midway < 2 || midway == kills {
+		t.Fatalf("%d of %d builds were killed before finishing (a build takes %v)", midway, kills, rs.median())
+	}
+	if out, err := exec.Command(binary, args...).CombinedOutput(); err != nil {
+		t.Fatalf("build after the kills: %v %s", err, out)
+	}
+	pub := filepath.Join(dir, "pub")
+	if out, err := exec.Command(binary, append(s, "publish", "daily", "--no-sign", "--publish-root", pub)...).CombinedOutput(); err != nil {
+		t.Fatalf("publish: %v %s", err, out)
+	}
+	testtree.Validate(t, filepath.Join(pub, "daily"), "")
+	if out, err := exec.Command(binary, append(s, "fsck", "--deep")...).CombinedOutput(); err != nil {
+		t.Fatalf("fsck --deep: %v %s", err, out)
+	}
+	t.Logf("%d of %d builds killed midway", midway, kills)
 }
