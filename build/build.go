@@ -2,6 +2,7 @@ package build
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -267,7 +268,7 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 	}
 	pend := &Pending{
 		Stream: o.Stream, Label: st.Label, Arch: o.Arch, Release: o.Release, Serial: o.Serial,
-		Source: cmpOr(o.SourceName, src), SourceDigest: in.Digest(), SourceFormat: in.Describe(),
+		Source: cmp.Or(o.SourceName, src), SourceDigest: in.Digest(), SourceFormat: in.Describe(),
 		ConfigDigest: o.Config.Digest, ContentID: strings.ReplaceAll(o.Config.ContentID, "{label}", st.Label),
 	}
 	for _, r := range rows {
@@ -354,13 +355,6 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 	res.Pending = pend
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {

@@ -18,6 +18,7 @@ import (
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/testtree"
 	"github.com/mephstore/mephstore/publish"
+	"github.com/mephstore/mephstore/snapshot"
 )
 
 // lsMode renders a mode the way ls -l (and unsquashfs -lln) does.
@@ -191,11 +192,7 @@ func TestBuildEverySourceFormat(t *testing.T) {
 			if c == nil || len(c.Result.Added) != 1 {
 				t.Fatalf("commit: %+v", c)
 			}
-			root := filepath.Join(t.TempDir(), "pub")
-			if _, err := publish.Publish(ctx, repo, "daily", publish.Options{Root: root}); err != nil {
-				t.Fatal(err)
-			}
-			testtree.Validate(t, filepath.Join(root, "daily"), "")
+			publishValid(t, repo)
 		})
 	}
 	// The same tree gives the same squashfs, whatever the compression.
@@ -324,6 +321,17 @@ func TestBuildRefusesBadInput(t *testing.T) {
 
 func digestOf(hex string) digest.Digest { return digest.NewDigestFromEncoded(digest.SHA256, hex) }
 
+const dtbConfig = `
+compressor: gzip
+releases:
+  - release: noble
+    version: "24.04"
+    kernels:
+      - [noble, arm64, ga-24.04, generic, linux-generic, [generic, ga-24.04]]
+      - [noble, arm64, xgene-uboot, generic, linux-generic, [xgene-uboot], {dtb: "boot/dtbs/{kver}/board.dtb", platform: xgene}]
+      - [noble, amd64, ga-24.04, generic, linux-generic]
+`
+
 func TestBuildDTBAndSeveralRows(t *testing.T) {
 	tt := time.Unix(fixtureTime, 0)
 	es := append(fixtureEntries(),
@@ -333,30 +341,12 @@ func TestBuildDTBAndSeveralRows(t *testing.T) {
 	)
 	src := fixtures(t, es)["root.tar"]
 	o := testOptions(t)
-	_, err := ParseConfig("dtb config", []byte(`
-compressor: gzip
-releases:
-  - release: noble
-    version: "24.04"
-    kernels:
-      - [noble, arm64, ga-24.04, generic, linux-generic, [generic, ga-24.04]]
-      - [noble, arm64, xgene-uboot, generic, linux-generic, [xgene-uboot], {dtb: "boot/dtbs/{kver}/board.dtb", platform: xgene}]
-      - [noble, amd64, ga-24.04, generic, linux-generic]
-`), nil)
+	_, err := ParseConfig("dtb config", []byte(dtbConfig), nil)
 	if err == nil {
 		t.Fatal("a release outside distro-info without its titles and dates was accepted")
 	}
 	di, _ := ReadDistroInfo(DistroInfoPath)
-	c, err := ParseConfig("dtb config", []byte(`
-compressor: gzip
-releases:
-  - release: noble
-    version: "24.04"
-    kernels:
-      - [noble, arm64, ga-24.04, generic, linux-generic, [generic, ga-24.04]]
-      - [noble, arm64, xgene-uboot, generic, linux-generic, [xgene-uboot], {dtb: "boot/dtbs/{kver}/board.dtb", platform: xgene}]
-      - [noble, amd64, ga-24.04, generic, linux-generic]
-`), di)
+	c, err := ParseConfig("dtb config", []byte(dtbConfig), di)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,11 +373,7 @@ releases:
 	if _, err := CommitPending(ctx, repo, "daily"); err != nil {
 		t.Fatal(err)
 	}
-	root := filepath.Join(t.TempDir(), "pub")
-	if _, err := publish.Publish(ctx, repo, "daily", publish.Options{Root: root}); err != nil {
-		t.Fatal(err)
-	}
-	testtree.Validate(t, filepath.Join(root, "daily"), "")
+	publishValid(t, repo)
 }
 
 func TestParseConfigRefuses(t *testing.T) {
@@ -434,4 +420,14 @@ func TestBuildDropsACLs(t *testing.T) {
 	if res.DroppedXattrs != 1 {
 		t.Fatalf("dropped %d xattrs, want the one ACL", res.DroppedXattrs)
 	}
+}
+
+// publishValid publishes daily unsigned and checks it with ss-validate.
+func publishValid(t testing.TB, repo *snapshot.Repo) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "pub")
+	if _, err := publish.Publish(ctx, repo, "daily", publish.Options{Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	testtree.Validate(t, filepath.Join(root, "daily"), "")
 }

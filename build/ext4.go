@@ -1,6 +1,7 @@
 package build
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -166,20 +167,10 @@ func (fs *ext4FS) extents(in *inode) ([]extent, error) {
 		if err := fs.extentNode(in, in.iblock, 0, &out); err != nil {
 			return nil, err
 		}
-		slices.SortFunc(out, func(a, b extent) int { return cmpU64(a.logical, b.logical) })
+		slices.SortFunc(out, func(a, b extent) int { return cmp.Compare(a.logical, b.logical) })
 		return out, nil
 	}
 	return fs.blockMap(in)
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (fs *ext4FS) extentNode(in *inode, node []byte, level int, out *[]extent) error {

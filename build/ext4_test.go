@@ -11,9 +11,6 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/mephstore/mephstore/internal/testtree"
-	"github.com/mephstore/mephstore/publish"
 )
 
 // extract writes the fixture entries as a directory tree, owners, modes,
@@ -164,11 +161,7 @@ func TestBuildFromDiskImages(t *testing.T) {
 			if _, err := CommitPending(ctx, repo, "daily"); err != nil {
 				t.Fatal(err)
 			}
-			root := filepath.Join(t.TempDir(), "pub")
-			if _, err := publish.Publish(ctx, repo, "daily", publish.Options{Root: root}); err != nil {
-				t.Fatal(err)
-			}
-			testtree.Validate(t, filepath.Join(root, "daily"), "")
+			publishValid(t, repo)
 		})
 	}
 }

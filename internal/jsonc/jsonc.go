@@ -50,48 +50,19 @@ func Object(b []byte) ([]Field, error) {
 }
 
 func object(b []byte, i int) ([]Field, int, error) {
-	if i >= len(b) || b[i] != '{' {
-		return nil, i, synErr(i, "want an object")
-	}
-	i = skipWS(b, i+1)
 	var fs []Field
-	if i < len(b) && b[i] == '}' {
-		return fs, i + 1, nil
+	end, err := Members(b, i, func(k []byte, v int) (int, error) {
+		vend, err := scanValue(b, v, 0)
+		if err != nil {
+			return v, err
+		}
+		fs = append(fs, Field{Key: string(k), Value: b[v:vend]})
+		return vend, nil
+	})
+	if err != nil {
+		return nil, end, err
 	}
-	for {
-		if i >= len(b) || b[i] != '"' {
-			return nil, i, synErr(i, "want a string key")
-		}
-		kend, err := scanString(b, i)
-		if err != nil {
-			return nil, i, err
-		}
-		key, err := unquote(b[i:kend], i)
-		if err != nil {
-			return nil, i, err
-		}
-		i = skipWS(b, kend)
-		if i >= len(b) || b[i] != ':' {
-			return nil, i, synErr(i, "want ':' after key %q", key)
-		}
-		i = skipWS(b, i+1)
-		vend, err := scanValue(b, i, 0)
-		if err != nil {
-			return nil, i, err
-		}
-		fs = append(fs, Field{Key: key, Value: b[i:vend]})
-		i = skipWS(b, vend)
-		if i >= len(b) {
-			return nil, i, synErr(i, "unterminated object")
-		}
-		if b[i] == '}' {
-			return fs, i + 1, nil
-		}
-		if b[i] != ',' {
-			return nil, i, synErr(i, "want ',' or '}'")
-		}
-		i = skipWS(b, i+1)
-	}
+	return fs, end, nil
 }
 
 const maxDepth = 1000
