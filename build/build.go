@@ -40,6 +40,12 @@ type Options struct {
 	// SHA256, when set, is the source file's expected sha256 (hex): a
 	// mismatch fails the build before anything is committed.
 	SHA256 string
+	// Customize asks for packages, repositories, -proposed and commands
+	// (added to the config's). A row whose kernel package the image lacks
+	// asks for a customisation by itself. Customising needs root.
+	Customize Customize
+
+	customized *Customize // what was done, for the pending build
 }
 
 // ItemResult is one item a build made.
@@ -109,14 +115,140 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 		return nil, err
 	}
 	defer release()
-	store := repo.Store()
 
+	c := o.customize(rel)
+	if c.Requested() {
+		return buildCustomised(ctx, repo, src, o, c, st, rel, rows, start)
+	}
 	in, err := Open(ctx, src)
 	if err != nil {
 		return nil, err
 	}
-	defer in.Close()
+	res, err := pipeline(ctx, repo, src, in, o, st, rel, rows, start, true)
+	in.Close()
+	var need *needKernels
+	if errors.As(err, &need) {
+		// The image lacks a row's kernel package: install it.
+		o.Log.Info("build: the image lacks kernel packages; customising it", "packages", strings.Join(need.pkgs, " "))
+		c.Kernels = need.pkgs
+		return buildCustomised(ctx, repo, src, o, c, st, rel, rows, start)
+	}
+	return res, err
+}
+
+// needKernels stops a plain build whose image lacks rows' kernel packages.
+type needKernels struct{ pkgs []string }
+
+func (n *needKernels) Error() string {
+	return "the image lacks kernel packages " + strings.Join(n.pkgs, ", ")
+}
+
+// customize is the customisation asked for by the options and the config.
+func (o Options) customize(rel *Release) *Customize {
+	c := &Customize{Proposed: o.Customize.Proposed}
+	c.Packages = slices.Concat(o.Config.Packages, rel.Packages, o.Customize.Packages)
+	c.Repos = slices.Concat(o.Config.Repos, rel.Repos, o.Customize.Repos)
+	c.Commands = slices.Concat(o.Config.Customize, rel.Customize, o.Customize.Commands)
+	return c
+}
+
+// input is what the pipeline reads: an opened source, or a customised tree.
+type input interface {
+	Source
+	Describe() string
+	Digest() string
+	Drain() error
+	upstream() string
+}
+
+func (o *Opened) upstream() string { return o.Squashfs }
+
+// customInput is the walk of a customised tree, described as its source.
+type customInput struct {
+	*dirSource
+	describe, digest string
+}
+
+func (c customInput) Describe() string { return c.describe }
+func (c customInput) Digest() string   { return c.digest }
+func (c customInput) Drain() error     { return nil }
+func (c customInput) upstream() string { return "" }
+
+// buildCustomised unpacks the source into a work tree, customises it in a
+// chroot and builds from the tree.
+func buildCustomised(ctx context.Context, repo *snapshot.Repo, src string, o Options, c *Customize, st *snapshot.Stream, rel *Release, rows []KernelRow, start time.Time) (*Result, error) {
+	what := strings.Join(slices.Concat(c.Kernels, c.Packages), " ")
+	if what == "" {
+		what = "customize commands"
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("build: customising the image (%s) %w: it unpacks the image with its owners and device nodes, mounts proc, sys and dev in it and runs apt in a chroot", what, ErrNeedsRoot)
+	}
+	store := repo.Store()
+	if removed, err := CleanWork(store.Dir()); err != nil {
+		o.Log.Warn("build: stale work trees", "err", err)
+	} else if len(removed) > 0 {
+		o.Log.Info("build: removed the work trees of builds that died", "trees", len(removed))
+	}
+	ws, err := newWorkspace(store.Dir(), o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := ws.close(); err != nil {
+			o.Log.Error("build: cleaning up the work tree", "err", err)
+		}
+	}()
+	in, err := Open(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	describe := in.Describe() + ", customised"
+	t0 := time.Now()
+	meter := o.Meters.New("build: unpack "+in.Describe()+" (entries)", 0, progress.Items)
+	err = extract(ctx, in, ws.root, func() { meter.Add(1) })
+	meter.Done()
+	if err == nil {
+		err = in.Drain()
+	}
+	digest := in.Digest()
+	in.Close()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSum(src, strings.TrimPrefix(digest, "sha256:"), o.SHA256); err != nil {
+		return nil, err
+	}
+	o.Log.Debug("build: unpacked", "took", time.Since(t0))
+	t0 = time.Now()
+	err = ws.mount()
+	if err == nil {
+		err = ws.customise(ctx, c, o.Meters)
+	}
+	if uerr := ws.unmount(); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	o.Log.Debug("build: customised", "took", time.Since(t0))
+	ds, err := newDirSource(ws.root)
+	if err != nil {
+		return nil, err
+	}
+	o.customized = c
+	res, err := pipeline(ctx, repo, src, customInput{dirSource: ds, describe: describe, digest: digest}, o, st, rel, rows, start, false)
+	ds.Close()
+	return res, err
+}
+
+// pipeline reads the input once into tar2sqfs and the pool and records the
+// pending build. With checkKernels it stops (needKernels) as soon as the
+// dpkg status shows a row's kernel package missing.
+func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o Options, st *snapshot.Stream, rel *Release, rows []KernelRow, start time.Time, checkKernels bool) (*Result, error) {
+	store := repo.Store()
 	res := &Result{}
+	var err error
 
 	// What to keep from the stream.
 	knames := map[string]bool{}
@@ -159,7 +291,7 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 
 	var sq *squasher
 	var tmp *cas.Temp
-	if in.Squashfs == "" {
+	if in.upstream() == "" {
 		if tmp, err = store.CreateTemp(); err != nil {
 			return nil, err
 		}
@@ -203,6 +335,9 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 				err = ferr
 			}
 		}
+		if err == nil && checkKernels && e.Path == StatusPath {
+			err = missingKernels(caps[StatusPath].data, rows)
+		}
 		if err != nil {
 			meter.Done()
 			return nil, err
@@ -230,7 +365,7 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 			return nil, err
 		}
 	} else {
-		f, err := os.Open(in.Squashfs)
+		f, err := os.Open(in.upstream())
 		if err != nil {
 			return nil, err
 		}
@@ -270,6 +405,7 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 		Stream: o.Stream, Label: st.Label, Arch: o.Arch, Release: o.Release, Serial: o.Serial,
 		Source: cmp.Or(o.SourceName, src), SourceDigest: in.Digest(), SourceFormat: in.Describe(),
 		ConfigDigest: o.Config.Digest, ContentID: strings.ReplaceAll(o.Config.ContentID, "{label}", st.Label),
+		Customization: o.customized,
 	}
 	for _, r := range rows {
 		kver, kernel, initrd, err := pickKernel(pkgs, r, r.kname(o.Config), caps, bootFiles)
@@ -474,4 +610,29 @@ func pickKernel(pkgs []Package, r KernelRow, kname string, caps map[string]*capt
 		}
 	}
 	return "", nil, nil, fmt.Errorf("%w: row %s: %s brings kernel %s but there is no /boot/%s-%s; %s", ErrNoKernel, r, r.KPackage, strings.Join(kvers, ", "), kname, kvers[0], holds)
+}
+
+// missingKernels returns needKernels when the dpkg status lacks an
+// installed package of a row.
+func missingKernels(status []byte, rows []KernelRow) error {
+	pkgs, err := ParseStatus(status)
+	if err != nil {
+		return err
+	}
+	installed := map[string]bool{}
+	for _, p := range pkgs {
+		if p.Installed() {
+			installed[p.Name] = true
+		}
+	}
+	var missing []string
+	for _, r := range rows {
+		if !installed[r.KPackage] && !slices.Contains(missing, r.KPackage) {
+			missing = append(missing, r.KPackage)
+		}
+	}
+	if len(missing) > 0 {
+		return &needKernels{missing}
+	}
+	return nil
 }

@@ -35,6 +35,11 @@ type Config struct {
 	RootImage    bool      `yaml:"root_image"`     // make root-image.gz: not supported
 	Compressor   string    `yaml:"compressor"`     // squashfs compressor: xz (default), zstd, gzip
 	Releases     []Release `yaml:"releases"`
+	// Customisation for every release: packages to install, apt
+	// repositories to add, shell commands to run in the image.
+	Packages  []string `yaml:"packages"`
+	Repos     []string `yaml:"repos"`
+	Customize []string `yaml:"customize"`
 
 	Digest string `yaml:"-"` // sha256 of the config file's bytes
 }
@@ -50,6 +55,10 @@ type Release struct {
 	SupportESMEOL   string       `yaml:"support_esm_eol"`
 	BuiltinKernel   string       `yaml:"builtin_kernel"`
 	Kernels         []KernelRow  `yaml:"kernels"`
+	// Customisation for this release, after the config-wide one.
+	Packages  []string `yaml:"packages"`
+	Repos     []string `yaml:"repos"`
+	Customize []string `yaml:"customize"`
 }
 
 // QuotedString is a YAML string that must be written as one: a version

@@ -13,9 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// extract writes the fixture entries as a directory tree, owners, modes,
+// extractTree writes the fixture entries as a directory tree, owners, modes,
 // device nodes, xattrs and times included (root only: mknod and chown).
-func extract(t testing.TB, es []fixEntry, dir string) {
+func extractTree(t testing.TB, es []fixEntry, dir string) {
 	t.Helper()
 	must := func(err error) {
 		t.Helper()
@@ -89,7 +89,7 @@ func diskFixtures(t testing.TB, es []fixEntry) map[string]string {
 	}
 	dir := t.TempDir()
 	tree := filepath.Join(dir, "tree")
-	extract(t, es, tree)
+	extractTree(t, es, tree)
 	out := map[string]string{}
 	mkfs := func(img string, extra ...string) {
 		run(t, "mkfs.ext4", append([]string{"-q", "-F", "-d", tree, "-b", "1024", "-I", "256", "-E", "lazy_itable_init=1,nodiscard" + strings.Join(extra, "")}, img)...)

@@ -28,18 +28,20 @@ var ErrNoSuchBuild = errors.New("no such pending build")
 // The document holds no time, so the same build made twice is the same
 // document: a rebuild adds no bytes to the pool and replaces the record.
 type Pending struct {
-	ID           string           `json:"id,omitempty"` // set when read back
-	Stream       string           `json:"stream"`
-	Label        string           `json:"label"`
-	Arch         string           `json:"arch"`
-	Release      string           `json:"release"`
-	Serial       string           `json:"serial"`
-	Source       string           `json:"source"`
-	SourceDigest string           `json:"source_sha256"`
-	SourceFormat string           `json:"source_format"`
-	ConfigDigest string           `json:"config_sha256"`
-	ContentID    string           `json:"content_id"`
-	Products     []PendingProduct `json:"products"`
+	ID           string `json:"id,omitempty"` // set when read back
+	Stream       string `json:"stream"`
+	Label        string `json:"label"`
+	Arch         string `json:"arch"`
+	Release      string `json:"release"`
+	Serial       string `json:"serial"`
+	Source       string `json:"source"`
+	SourceDigest string `json:"source_sha256"`
+	SourceFormat string `json:"source_format"`
+	ConfigDigest string `json:"config_sha256"`
+	ContentID    string `json:"content_id"`
+	// Customization is what was installed and run in the image.
+	Customization *Customize       `json:"customization,omitempty"`
+	Products      []PendingProduct `json:"products"`
 }
 
 // PendingProduct is one product version a build makes.

@@ -16,7 +16,8 @@ func (a *app) buildCmd() *cobra.Command {
 	var (
 		config, stream, sum string
 		jobs                int
-		asJSON              bool
+		asJSON, proposed    bool
+		pkgs, repos         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "build ARCH RELEASE SERIAL SOURCE",
@@ -52,6 +53,10 @@ Without --config the built-in config is used ('mephstore build default-config' p
 			src := args[3]
 			o := build.Options{Stream: stream, Arch: args[0], Release: args[1], Serial: args[2], Config: cfg,
 				Jobs: jobs, Meters: a.meters(), Log: a.log, SHA256: sum}
+			// meph2-build's environment variables, then the flags.
+			o.Customize.Packages = append(strings.Fields(a.getenv("M2E_ADD_PACKAGES")), pkgs...)
+			o.Customize.Repos = append(splitRepos(a.getenv("M2E_ADD_REPOS")), repos...)
+			o.Customize.Proposed = proposed
 			if build.IsURL(src) {
 				tmp, err := build.Download(ctx, r.Store(), &fetch.Client{Log: a.log}, src, sum, a.meters())
 				if err != nil {
@@ -94,6 +99,9 @@ Without --config the built-in config is used ('mephstore build default-config' p
 	f.StringVar(&sum, "sha256", "", "expected sha256 of SOURCE (hex)")
 	f.IntVar(&jobs, "jobs", 0, "squashfs compressor threads (default: every core)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.StringArrayVar(&pkgs, "add-package", nil, "install this package in the image (repeatable; also M2E_ADD_PACKAGES, space-separated)")
+	f.StringArrayVar(&repos, "add-repo", nil, "add this apt repository: ppa:OWNER/NAME or a source line (repeatable; also M2E_ADD_REPOS)")
+	f.BoolVar(&proposed, "proposed", false, "enable the release's -proposed pocket while installing")
 	cmd.AddCommand(a.printConfigCmd())
 	return cmd
 }
@@ -207,4 +215,27 @@ func (a *app) buildsDropCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be dropped")
 	return cmd
+}
+
+// splitRepos splits M2E_ADD_REPOS: apt source lines contain spaces, so
+// entries are separated by commas or newlines; a value without either is
+// one entry per word (PPA names).
+func splitRepos(v string) []string {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil
+	}
+	var out []string
+	if strings.ContainsAny(v, ",\n") {
+		for _, r := range strings.FieldsFunc(v, func(c rune) bool { return c == ',' || c == '\n' }) {
+			if r = strings.TrimSpace(r); r != "" {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	if strings.HasPrefix(v, "deb ") || strings.HasPrefix(v, "deb-src ") {
+		return []string{v}
+	}
+	return strings.Fields(v)
 }

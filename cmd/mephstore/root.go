@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/mephstore/mephstore/build"
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/progress"
 )
@@ -147,7 +149,18 @@ func (a *app) storeDir() string {
 }
 
 func (a *app) openStore() (*cas.Store, error) {
-	return cas.Open(a.storeDir(), cas.Options{Wait: a.wait, Logger: a.log})
+	s, err := cas.Open(a.storeDir(), cas.Options{Wait: a.wait, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	// The work trees of builds killed while customising (their mounts
+	// included) go at the next run.
+	if removed, err := build.CleanWork(s.Dir()); err != nil {
+		a.log.Warn("stale build work trees", "err", err)
+	} else if len(removed) > 0 {
+		a.log.Info("removed the work trees of builds that died", "trees", strings.Join(removed, ", "))
+	}
+	return s, nil
 }
 
 // meters draws progress on stderr when it is a terminal.
