@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -161,8 +162,25 @@ func unmountAll(dir string) error {
 	return errors.Join(errs...)
 }
 
+// killChrooted kills the processes whose root lies in dir (a build killed
+// while apt ran leaves them behind).
+func killChrooted(dir string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid := 0
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil || pid <= 1 {
+			continue
+		}
+		root, err := os.Readlink(filepath.Join("/proc", e.Name(), "root"))
+		if err == nil && (root == dir || strings.HasPrefix(root, dir+"/")) {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
 // removeTree removes a work directory once nothing is mounted in it.
 func removeTree(dir string) error {
+	killChrooted(dir)
 	if err := unmountAll(dir); err != nil {
 		return fmt.Errorf("%w; not removing %s", err, dir)
 	}
@@ -315,7 +333,11 @@ func (w *workspace) chroot(ctx context.Context, meters progress.Factory, label, 
 		"/bin/sh", "-c", cmd)
 	pr, pw := io.Pipe()
 	c.Stdout, c.Stderr = pw, pw
-	c.Cancel = func() error { return c.Process.Signal(unix.SIGTERM) }
+	// Its own process group: an interrupt stops apt and dpkg too, not only
+	// the shell, before the tree is unmounted and removed.
+	c.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return unix.Kill(-c.Process.Pid, unix.SIGTERM) }
+	c.WaitDelay = 30 * time.Second
 	meter := meters.New(label, 0, progress.Items)
 	var tail []string
 	done := make(chan struct{})
@@ -335,6 +357,9 @@ func (w *workspace) chroot(ctx context.Context, meters progress.Factory, label, 
 		io.Copy(io.Discard, pr)
 	}()
 	err := c.Run()
+	if c.Process != nil {
+		unix.Kill(-c.Process.Pid, unix.SIGKILL) // whatever is left of the group
+	}
 	pw.Close()
 	<-done
 	meter.Done()
