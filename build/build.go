@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -220,6 +221,21 @@ func buildCustomised(ctx context.Context, repo *snapshot.Repo, src string, o Opt
 		return nil, err
 	}
 	o.Log.Debug("build: unpacked", "took", time.Since(t0))
+	// The rows' kernel packages the image lacks are installed too.
+	status, err := os.ReadFile(filepath.Join(ws.root, StatusPath))
+	if err != nil {
+		return nil, fmt.Errorf("source %s: no /%s: not an image of a Debian-based system", src, StatusPath)
+	}
+	var need *needKernels
+	if err := missingKernels(status, rows); errors.As(err, &need) {
+		for _, k := range need.pkgs {
+			if !slices.Contains(c.Kernels, k) {
+				c.Kernels = append(c.Kernels, k)
+			}
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("source %s: %w", src, err)
+	}
 	t0 = time.Now()
 	err = ws.mount()
 	if err == nil {

@@ -308,7 +308,10 @@ func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 	return o
 }
 
-// badgerLogger sends badger's chatter to slog at debug level, warnings and
+// LevelTrace is below debug: badger's chatter, shown with -vv.
+const LevelTrace = slog.LevelDebug - 4
+
+// badgerLogger sends badger's chatter to slog at trace level, warnings and
 // errors at their own levels.
 type badgerLogger struct{ l *slog.Logger }
 
@@ -319,10 +322,10 @@ func (b badgerLogger) Warningf(f string, a ...any) {
 	b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 func (b badgerLogger) Infof(f string, a ...any) {
-	b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+	b.l.Log(context.Background(), LevelTrace, "badger: "+strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 func (b badgerLogger) Debugf(f string, a ...any) {
-	b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+	b.l.Log(context.Background(), LevelTrace, "badger: "+strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 
 // NewWriteBatch starts a batch of writes (many keys, one sync) in this

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -169,11 +170,9 @@ func TestE2EBuildPublishBoot(t *testing.T) {
 	tree := filepath.Join(pub, "daily")
 	testtree.Validate(t, tree, filepath.Join(dir, "keys", "keyring.gpg"))
 
-	base := filepath.Join(tree, "bookworm", "amd64", "20261122")
-	kernel := filepath.Join(base, "ga-12", "generic", "boot-kernel")
-	initrd := filepath.Join(base, "ga-12", "generic", "boot-initrd")
-	squash := filepath.Join(base, "squashfs")
-	manifest, err := os.ReadFile(filepath.Join(base, "squashfs.manifest"))
+	items := publishedItems(t, tree)
+	kernel, initrd, squash := items["boot-kernel"], items["boot-initrd"], items["squashfs"]
+	manifest, err := os.ReadFile(items["manifest"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,4 +329,45 @@ func TestE2EFailuresLeaveNothing(t *testing.T) {
 			noWorkLeft(t, store)
 		})
 	}
+}
+
+// publishedItems reads a published tree's index and products file and
+// returns the files of its (one) version by ftype.
+func publishedItems(t *testing.T, tree string) map[string]string {
+	t.Helper()
+	var index struct {
+		Index map[string]struct{ Path string }
+	}
+	b, err := os.ReadFile(filepath.Join(tree, "streams/v1/index.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &index)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, e := range index.Index {
+		var cat struct {
+			Products map[string]struct {
+				Versions map[string]struct {
+					Items map[string]struct{ Ftype, Path string }
+				}
+			}
+		}
+		b, err := os.ReadFile(filepath.Join(tree, e.Path))
+		if err == nil {
+			err = json.Unmarshal(b, &cat)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range cat.Products {
+			for _, v := range p.Versions {
+				for _, it := range v.Items {
+					out[it.Ftype] = filepath.Join(tree, it.Path)
+				}
+			}
+		}
+	}
+	return out
 }

@@ -48,7 +48,10 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
 			level := slog.LevelInfo
-			if a.verbose > 0 {
+			switch {
+			case a.verbose > 1:
+				level = cas.LevelTrace // and badger's chatter
+			case a.verbose > 0:
 				level = slog.LevelDebug
 			}
 			a.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
@@ -72,7 +75,7 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.storeFlag, "store", "", "store directory (default $MEPHSTORE_STORE, else /var/lib/mephstore or $XDG_DATA_HOME/mephstore)")
 	pf.DurationVar(&a.wait, "wait", cas.DefaultWait, "how long to wait for a store locked by another writer")
-	pf.CountVarP(&a.verbose, "verbose", "v", "log more detail (debug level)")
+	pf.CountVarP(&a.verbose, "verbose", "v", "log more detail (debug level; -vv adds the database's own)")
 	pf.BoolVar(&a.noProg, "no-progress", false, "never draw progress meters (they are drawn only on a terminal anyway)")
 	pf.StringVar(&a.cpuprof, "cpuprofile", "", "write a CPU profile to this file (for performance work)")
 	pf.MarkHidden("cpuprofile")
