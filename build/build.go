@@ -47,6 +47,7 @@ type Options struct {
 	Customize Customize
 
 	customized *Customize // what was done, for the pending build
+	clock      *stepClock // the steps so far (a customisation's)
 }
 
 // ItemResult is one item a build made.
@@ -70,6 +71,39 @@ type Result struct {
 	DroppedXattrs int     `json:"dropped_xattrs"`
 	NewBytes      int64   `json:"new_bytes"`
 	Seconds       float64 `json:"seconds"`
+	// Steps is where the time went: unpack, apt, customize, initramfs
+	// (customised builds), squashfs (reading the tree into tar2sqfs, with
+	// the kernels staged on the way) and ingest (hashing the squashfs,
+	// committing, recording the pending build).
+	Steps []Step `json:"steps"`
+}
+
+// Step is the time a build step took.
+type Step struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+// stepClock adds up the time of named steps.
+type stepClock struct {
+	last  time.Time
+	steps []Step
+}
+
+func newStepClock() *stepClock { return &stepClock{last: time.Now()} }
+
+// done ends the step running since the last call.
+func (c *stepClock) done(name string) {
+	now := time.Now()
+	d := now.Sub(c.last).Seconds()
+	c.last = now
+	for i := range c.steps {
+		if c.steps[i].Name == name {
+			c.steps[i].Seconds += d
+			return
+		}
+	}
+	c.steps = append(c.steps, Step{name, d})
 }
 
 var serialRe = regexp.MustCompile(`^[0-9]{8}(\.[0-9]+)?$`)
@@ -205,6 +239,7 @@ func buildCustomised(ctx context.Context, repo *snapshot.Repo, src string, o Opt
 		return nil, err
 	}
 	describe := in.Describe() + ", customised"
+	clock := newStepClock()
 	t0 := time.Now()
 	meter := o.Meters.New("build: unpack "+in.Describe()+" (entries)", 0, progress.Items)
 	err = extract(ctx, in, ws.root, func() { meter.Add(1) })
@@ -236,10 +271,11 @@ func buildCustomised(ctx context.Context, repo *snapshot.Repo, src string, o Opt
 	} else if err != nil {
 		return nil, fmt.Errorf("source %s: %w", src, err)
 	}
+	clock.done("unpack")
 	t0 = time.Now()
 	err = ws.mount()
 	if err == nil {
-		err = ws.customise(ctx, c, o.Meters)
+		err = ws.customise(ctx, c, o.Meters, clock.done)
 	}
 	if uerr := ws.unmount(); err == nil {
 		err = uerr
@@ -253,6 +289,7 @@ func buildCustomised(ctx context.Context, repo *snapshot.Repo, src string, o Opt
 		return nil, err
 	}
 	o.customized = c
+	o.clock = clock
 	res, err := pipeline(ctx, repo, src, customInput{dirSource: ds, describe: describe, digest: digest}, o, st, rel, rows, start, false)
 	ds.Close()
 	return res, err
@@ -265,6 +302,10 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 	store := repo.Store()
 	res := &Result{}
 	var err error
+	clock := o.clock
+	if clock == nil {
+		clock = newStepClock()
+	}
 
 	// What to keep from the stream.
 	knames := map[string]bool{}
@@ -373,6 +414,7 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 		if err := sq.finish(); err != nil {
 			return nil, err
 		}
+		clock.done("squashfs")
 		res.DroppedXattrs = sq.dropped
 		if sq.dropped > 0 {
 			o.Log.Warn("build: squashfs cannot hold POSIX ACLs; dropped", "xattrs", sq.dropped)
@@ -505,6 +547,8 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 		}
 	}
 	res.Pending = pend
+	clock.done("ingest")
+	res.Steps = clock.steps
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
 }

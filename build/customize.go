@@ -380,7 +380,7 @@ func (w *workspace) chroot(ctx context.Context, meters progress.Factory, label, 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // customise runs the apt work and the commands in the mounted tree.
-func (w *workspace) customise(ctx context.Context, c *Customize, meters progress.Factory) error {
+func (w *workspace) customise(ctx context.Context, c *Customize, meters progress.Factory, step func(name string)) error {
 	var lines []string
 	for _, r := range c.Repos {
 		if strings.HasPrefix(r, "ppa:") {
@@ -426,17 +426,22 @@ func (w *workspace) customise(ctx context.Context, c *Customize, meters progress
 			return err
 		}
 	}
+	step("apt")
 	for i, cmd := range c.Commands {
 		if err := w.chroot(ctx, meters, fmt.Sprintf("customize command %d (%s)", i+1, cmd), cmd); err != nil {
 			return err
 		}
 	}
+	step("customize")
 	// The initramfs of every kernel, regenerated after the commands (they
 	// may change what goes into it).
 	if err := w.chroot(ctx, meters, "update-initramfs", "if command -v update-initramfs >/dev/null; then update-initramfs -u -k all; fi"); err != nil {
 		return err
 	}
-	return w.chroot(ctx, meters, "apt-get clean", "apt-get clean")
+	step("initramfs")
+	err := w.chroot(ctx, meters, "apt-get clean", "apt-get clean")
+	step("apt")
+	return err
 }
 
 // firstSource reads the image's first apt source: URI, suite, components.

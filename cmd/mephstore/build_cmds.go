@@ -89,6 +89,11 @@ Without --config the built-in config is used ('mephstore build default-config' p
 				seen[it.Path] = true
 				fmt.Fprintf(a.stdout, "  %-11s %s  %s  %s\n", it.Name, it.Digest[:12], progress.HumanBytes(it.Size), it.Path)
 			}
+			var steps []string
+			for _, st := range res.Steps {
+				steps = append(steps, fmt.Sprintf("%s %.1fs", st.Name, st.Seconds))
+			}
+			fmt.Fprintf(a.stdout, "steps: %s\n", strings.Join(steps, ", "))
 			fmt.Fprintf(a.stdout, "pending: 'mephstore publish %s' commits it\n", p.Stream)
 			return nil
 		},
