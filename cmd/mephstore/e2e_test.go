@@ -99,20 +99,16 @@ func lastLines(b []byte, n int) string {
 	return strings.Join(ls, "\n")
 }
 
-const e2eConfig = `compressor: gzip
-releases:
-  - release: bookworm
-    version: "12.0"
-    os: debian
-    release_title: "Debian 12"
-    release_codename: Bookworm
-    support_eol: "2028-06-30"
-    support_esm_eol: "2028-06-30"
-    kernels:
-      - [bookworm, amd64, ga-12, generic, linux-image-amd64, [generic]]
-    customize:
-      - printf 'squashfs\nvirtio_blk\nvirtio_pci\n' >> /etc/initramfs-tools/modules
-`
+// e2eConfig is the build config of the end-to-end tests (shared with
+// bench/customize.sh).
+func e2eConfig(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../testdata/bookworm-e2e.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 // mountsBelow lists the mounts under dir.
 func mountsBelow(t *testing.T, dir string) []string {
@@ -150,7 +146,7 @@ func TestE2EBuildPublishBoot(t *testing.T) {
 	store, s := newCLIStore(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfg, []byte(e2eConfig), 0o644)
+	os.WriteFile(cfg, []byte(e2eConfig(t)), 0o644)
 	run := func(args ...string) string {
 		t.Helper()
 		start := time.Now()
@@ -261,7 +257,7 @@ func TestE2EFailuresLeaveNothing(t *testing.T) {
 	store, s := newCLIStore(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfg, []byte(e2eConfig), 0o644)
+	os.WriteFile(cfg, []byte(e2eConfig(t)), 0o644)
 	if out, err := exec.Command(binary, append(s, "stream", "create", "daily")...).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
@@ -280,7 +276,7 @@ func TestE2EFailuresLeaveNothing(t *testing.T) {
 			args := buildArgs(tc.extra...)
 			if tc.extra == nil {
 				bad := filepath.Join(dir, "bad.yaml")
-				os.WriteFile(bad, []byte(e2eConfig+"      - exit 3\n"), 0o644)
+				os.WriteFile(bad, []byte(e2eConfig(t)+"      - exit 3\n"), 0o644)
 				args = append(append(append([]string{}, s...), "build", "--config", bad), "amd64", "bookworm", "20261122", src)
 			}
 			out, err := exec.Command(binary, args...).CombinedOutput()
