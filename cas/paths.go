@@ -7,12 +7,14 @@ package cas
 //	├── lock                     writers' exclusive flock; holds {pid, host, since, operation}
 //	├── db.lock                  gate for badger: exclusive for a writer session, shared for readers
 //	├── db/                      badger: blob records, intents, and the other packages' records
-//	└── pool/
-//	    ├── sha256/
-//	    │   └── ab/
-//	    │       └── ab12…ef      a blob: mode 0444, named by the sha256 of its bytes
-//	    └── .ingest/
-//	        └── 3f9c…21.part     an ingest in progress, flocked by its writer; never served
+//	├── pool/
+//	│   ├── sha256/
+//	│   │   └── ab/
+//	│   │       └── ab12…ef      a blob: mode 0444, named by the sha256 of its bytes
+//	│   └── .ingest/
+//	│       └── 3f9c…21.part     an ingest in progress (or a cas.Temp a tool writes), flocked
+//	│                            by its writer; never served
+//	└── work/                    owned by build: customisation trees (STORE/work/<id>/{lock,root})
 //
 // Keys in the database (one byte of prefix, then binary):
 //
