@@ -327,7 +327,11 @@ func (w *workspace) swapFile(rel string, content []byte) error {
 // chroot runs a shell command in the tree, its output to the log (and a
 // progress line), and fails with the command's last lines of output.
 func (w *workspace) chroot(ctx context.Context, meters progress.Factory, label, cmd string) error {
-	c := exec.CommandContext(ctx, "chroot", w.root, "/usr/bin/env", "-i",
+	chroot, err := exec.LookPath("chroot")
+	if err != nil {
+		chroot = "/usr/sbin/chroot" // coreutils, outside a non-root PATH
+	}
+	c := exec.CommandContext(ctx, chroot, w.root, "/usr/bin/env", "-i",
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"DEBIAN_FRONTEND=noninteractive", "DEBCONF_NONINTERACTIVE_SEEN=true", "LANG=C.UTF-8", "HOME=/root",
 		"/bin/sh", "-c", cmd)
@@ -356,7 +360,7 @@ func (w *workspace) chroot(ctx context.Context, meters progress.Factory, label, 
 		}
 		io.Copy(io.Discard, pr)
 	}()
-	err := c.Run()
+	err = c.Run()
 	if c.Process != nil {
 		unix.Kill(-c.Process.Pid, unix.SIGKILL) // whatever is left of the group
 	}
