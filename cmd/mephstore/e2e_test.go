@@ -216,7 +216,7 @@ func TestE2EBuildPublishBoot(t *testing.T) {
 	// The shell's answer: the marker is split in the command, so the
 	// echoed command line never matches.
 	cmd := `echo "MEPH""STORE uname=$(uname -r) id=$(. /etc/os-release; echo $ID-$VERSION_ID)"` + "\n"
-	answer := regexp.MustCompile(`MEPHSTORE uname=(\S+) id=(\S+)`)
+	answer := regexp.MustCompile(`MEPHSTORE uname=([0-9][0-9A-Za-z.+~-]*) id=([a-z]+-[0-9.]+)`)
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	shellUp := false
@@ -232,10 +232,10 @@ func TestE2EBuildPublishBoot(t *testing.T) {
 			}
 			if m := answer.FindStringSubmatch(l); m != nil {
 				if m[1] != kver {
-					t.Fatalf("the booted kernel is %s; the manifest says %s", m[1], kver)
+					t.Fatalf("the booted kernel is %s; the manifest says %s (%q)", m[1], kver, l)
 				}
 				if m[2] != "debian-12" {
-					t.Fatalf("/etc/os-release says %s", m[2])
+					t.Fatalf("/etc/os-release says %s (%q)", m[2], l)
 				}
 				t.Logf("booted %s from the published squashfs in %v: %s", kver, time.Since(start).Round(time.Second), l)
 				return
