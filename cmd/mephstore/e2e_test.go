@@ -215,7 +215,10 @@ func TestE2EBuildPublishBoot(t *testing.T) {
 	}()
 	// The shell's answer: the marker is split in the command, so the
 	// echoed command line never matches.
-	cmd := `echo "MEPH""STORE uname=$(uname -r) id=$(. /etc/os-release; echo $ID-$VERSION_ID)"` + "\n"
+	// Leading newlines take the place of characters a console not yet
+	// reading may drop. Either way the marker's values are evaluated by the
+	// booted shell ($(uname -r), /etc/os-release of the squashfs root).
+	cmd := "\n\n" + `echo "MEPH""STORE uname=$(uname -r) id=$(. /etc/os-release; echo $ID-$VERSION_ID)"` + "\n"
 	answer := regexp.MustCompile(`MEPHSTORE uname=([0-9][0-9A-Za-z.+~-]*) id=([a-z]+-[0-9.]+)`)
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
