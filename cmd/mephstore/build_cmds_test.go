@@ -194,7 +194,9 @@ func TestBuildSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("round %d: builds: %v %s", i, err, out)
 		}
 	}
-	if midway < 2 || midway == kills {
+	// Some kills must land midway; the whole build below checks a
+	// finished one even when all did.
+	if midway < 2 {
 		t.Fatalf("%d of %d builds were killed before finishing (a build takes %v)", midway, kills, rs.median())
 	}
 	if out, err := exec.Command(binary, args...).CombinedOutput(); err != nil {

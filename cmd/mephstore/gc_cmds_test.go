@@ -133,7 +133,10 @@ func TestGCSurvivesSIGKILL(t *testing.T) {
 		t.Logf("last run %v", time.Since(start))
 	}
 	f.check(t, kills)
-	if killed < 2 || killed == kills {
+	// Some kills must land midway. (That all did is no failure: the whole
+	// run above checks a finished gc; under load, as with the end-to-end
+	// tests beside it, runs take longer than the ones timed first.)
+	if killed < 2 {
 		t.Fatalf("%d of %d gc runs killed midway (one takes %v)", killed, kills, rs.median())
 	}
 	t.Logf("%d of %d gc runs killed midway; one takes %v", killed, kills, rs.median())
