@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -401,12 +402,6 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 		}
 	}
 	meter.Done()
-	if err := in.Drain(); err != nil {
-		return nil, fmt.Errorf("source %s: %w", src, err)
-	}
-	if err := checkSum(src, strings.TrimPrefix(in.Digest(), "sha256:"), o.SHA256); err != nil {
-		return nil, err
-	}
 
 	// The squashfs.
 	var sqfs *cas.Staged
@@ -435,6 +430,18 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 		res.Reused = true
 	}
 	staged = append(staged, sqfs)
+	// The source's sha256: an upstream squashfs is the source file itself,
+	// hashed as it was staged; anything else was hashed as it was read.
+	srcDigest := sqfs.Digest.String()
+	if !res.Reused {
+		if err := in.Drain(); err != nil {
+			return nil, fmt.Errorf("source %s: %w", src, err)
+		}
+		srcDigest = in.Digest()
+	}
+	if err := checkSum(src, strings.TrimPrefix(srcDigest, "sha256:"), o.SHA256); err != nil {
+		return nil, err
+	}
 
 	// The manifest, and each row's kernel.
 	status := caps[StatusPath]
@@ -461,7 +468,7 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 	}
 	pend := &Pending{
 		Stream: o.Stream, Label: st.Label, Arch: o.Arch, Release: o.Release, Serial: o.Serial,
-		Source: cmp.Or(o.SourceName, src), SourceDigest: in.Digest(), SourceFormat: in.Describe(),
+		Source: cmp.Or(o.SourceName, src), SourceDigest: srcDigest, SourceFormat: in.Describe(),
 		ConfigDigest: o.Config.Digest, ContentID: strings.ReplaceAll(o.Config.ContentID, "{label}", st.Label),
 		Customization: o.customized,
 	}
@@ -522,9 +529,11 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 	if err != nil {
 		return nil, err
 	}
+	fresh := map[string]bool{} // sha256s new to the pool
 	for _, c := range done {
 		if c.New {
 			res.NewBytes += c.Size
+			fresh[c.Digest.Encoded()] = true
 		}
 	}
 	if err := putPending(ctx, ss, pend); err != nil {
@@ -534,16 +543,10 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 		return nil, err
 	}
 	for _, p := range pend.Products {
-		for _, name := range slices.Sorted(mapKeys(p.Items)) {
+		for _, name := range slices.Sorted(maps.Keys(p.Items)) {
 			it := p.Items[name].(map[string]any)
 			sum := it["sha256"].(string)
-			isNew := false
-			for _, c := range done {
-				if c.Digest.Encoded() == sum && c.New {
-					isNew = true
-				}
-			}
-			res.Items = append(res.Items, ItemResult{Product: p.Name, Name: name, Path: it["path"].(string), Digest: sum, Size: it["size"].(int64), New: isNew})
+			res.Items = append(res.Items, ItemResult{Product: p.Name, Name: name, Path: it["path"].(string), Digest: sum, Size: it["size"].(int64), New: fresh[sum]})
 		}
 	}
 	res.Pending = pend
@@ -551,16 +554,6 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 	res.Steps = clock.steps
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // usedStaged lists the sha256s the pending build's items name.

@@ -205,18 +205,12 @@ func (w *workspace) unmount() error {
 
 // close undoes the workspace: restores, unmounts, removes it.
 func (w *workspace) close() error {
-	var errs []error
-	for i := len(w.restore) - 1; i >= 0; i-- {
-		if err := w.restore[i](); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	w.restore = nil
-	if err := removeTree(w.dir); err != nil {
-		errs = append(errs, err)
+	err := w.unmount()
+	if rerr := removeTree(w.dir); rerr != nil {
+		err = errors.Join(err, rerr)
 	}
 	w.lock.Close()
-	return errors.Join(errs...)
+	return err
 }
 
 // CleanWork removes the work trees of builds that died (their lock is

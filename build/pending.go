@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -194,7 +195,7 @@ func CommitPending(ctx context.Context, repo *snapshot.Repo, stream string) (*Co
 		}
 		for _, pr := range p.Products {
 			var fields []jsonc.Field
-			for _, k := range slices.Sorted(mapKeys(pr.Fields)) {
+			for _, k := range slices.Sorted(maps.Keys(pr.Fields)) {
 				fields = append(fields, jsonc.Field{Key: k, Value: jsonc.Quote(pr.Fields[k])})
 			}
 			raw, err := json.Marshal(map[string]any{"items": pr.Items})

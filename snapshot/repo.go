@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 
@@ -278,7 +279,7 @@ func (e *editor) doc(op, summary string) (*Doc, error) {
 	for id := range e.cats {
 		ids[id] = true
 	}
-	for _, id := range slices.Sorted(mapsKeys(ids)) {
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
 		var cat Catalog
 		if old := e.base.Catalog(id); old != nil {
 			cat = Catalog{ContentID: id, Header: old.Header, Products: slices.Clone(old.Products)}
@@ -304,16 +305,6 @@ func (e *editor) doc(op, summary string) (*Doc, error) {
 		d.Catalogs = []Catalog{}
 	}
 	return d, nil
-}
-
-func mapsKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // change runs a change of the stream: plan computes the edits from the head
