@@ -46,6 +46,9 @@ type Options struct {
 	// (added to the config's). A row whose kernel package the image lacks
 	// asks for a customisation by itself. Customising needs root.
 	Customize Customize
+	// SkipMissingKernels skips, with a warning, the rows whose kernel
+	// package the image lacks, instead of installing them.
+	SkipMissingKernels bool
 
 	customized *Customize // what was done, for the pending build
 	clock      *stepClock // the steps so far (a customisation's)
@@ -138,6 +141,9 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 	if err != nil {
 		return nil, err
 	}
+	if rel.missing != "" {
+		return nil, fmt.Errorf("%w: %s", ErrConfig, rel.missing)
+	}
 	rows := rel.Rows(o.Arch)
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("%w: release %s has no kernel rows for arch %s", ErrConfig, o.Release, o.Arch)
@@ -181,7 +187,7 @@ func (n *needKernels) Error() string {
 
 // customize is the customisation asked for by the options and the config.
 func (o Options) customize(rel *Release) *Customize {
-	c := &Customize{Proposed: o.Customize.Proposed}
+	c := &Customize{Proposed: o.Customize.Proposed || o.Config.EnableProposed}
 	c.Packages = slices.Concat(o.Config.Packages, rel.Packages, o.Customize.Packages)
 	c.Repos = slices.Concat(o.Config.Repos, rel.Repos, o.Customize.Repos)
 	c.Commands = slices.Concat(o.Config.Customize, rel.Customize, o.Customize.Commands)
@@ -263,7 +269,9 @@ func buildCustomised(ctx context.Context, repo *snapshot.Repo, src string, o Opt
 		return nil, fmt.Errorf("source %s: no /%s: not an image of a Debian-based system", src, StatusPath)
 	}
 	var need *needKernels
-	if err := missingKernels(status, rows); errors.As(err, &need) {
+	if err := missingKernels(status, rows); o.SkipMissingKernels && errors.As(err, &need) {
+		// skipped by the pipeline, with a warning
+	} else if errors.As(err, &need) {
 		for _, k := range need.pkgs {
 			if !slices.Contains(c.Kernels, k) {
 				c.Kernels = append(c.Kernels, k)
@@ -308,11 +316,6 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 		clock = newStepClock()
 	}
 
-	// What to keep from the stream.
-	knames := map[string]bool{}
-	for _, r := range rows {
-		knames[r.kname(o.Config)] = true
-	}
 	var staged []*cas.Staged
 	defer func() {
 		for _, s := range staged {
@@ -321,6 +324,7 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 	}()
 	caps := map[string]*captured{}
 	var bootFiles []string
+	var missing map[string]bool // rows' kernel packages the image lacks (skipped)
 	wanted := func(e *Entry) bool {
 		if e.Type != TypeRegular {
 			return false
@@ -329,15 +333,8 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 			return true
 		}
 		dir, name := path.Split(e.Path)
-		if dir == "boot/" {
-			if strings.HasPrefix(name, "initrd.img-") {
-				return true
-			}
-			for k := range knames {
-				if strings.HasPrefix(name, k+"-") {
-					return true
-				}
-			}
+		if dir == "boot/" && (strings.HasPrefix(name, "initrd.img-") || strings.HasPrefix(name, "vmlinuz-") || strings.HasPrefix(name, "vmlinux-")) {
+			return true
 		}
 		for _, r := range rows {
 			if r.DTB != "" && dtbMatch(r.DTB, e.Path) {
@@ -393,8 +390,8 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 				err = ferr
 			}
 		}
-		if err == nil && checkKernels && e.Path == StatusPath {
-			err = missingKernels(caps[StatusPath].data, rows)
+		if err == nil && (checkKernels || o.SkipMissingKernels) && e.Path == StatusPath {
+			missing, err = o.missingKernels(caps[StatusPath].data, rows)
 		}
 		if err != nil {
 			meter.Done()
@@ -469,42 +466,20 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 	pend := &Pending{
 		Stream: o.Stream, Label: st.Label, Arch: o.Arch, Release: o.Release, Serial: o.Serial,
 		Source: cmp.Or(o.SourceName, src), SourceDigest: srcDigest, SourceFormat: in.Describe(),
-		ConfigDigest: o.Config.Digest, ContentID: strings.ReplaceAll(o.Config.ContentID, "{label}", st.Label),
+		ConfigDigest: o.Config.Digest, ContentID: Labelled(o.Config.ContentID, st.Label),
 		Customization: o.customized,
 	}
 	for _, r := range rows {
-		kver, kernel, initrd, err := pickKernel(pkgs, r, r.kname(o.Config), caps, bootFiles)
+		if missing[r.KPackage] {
+			continue
+		}
+		p, err := o.product(st.Label, rel, r, pkgs, caps, bootFiles, item)
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", src, err)
 		}
-		dir := path.Join(base, r.Subarch, r.Flavor)
-		kp := map[string]string{"kpackage": r.KPackage}
-		items := map[string]any{
-			"boot-kernel": item("boot-kernel", path.Join(dir, "boot-kernel"), kernel, kp),
-			"boot-initrd": item("boot-initrd", path.Join(dir, "boot-initrd"), initrd, kp),
-			"squashfs":    item("squashfs", path.Join(base, "squashfs"), sqfs, nil),
-			"manifest":    item("manifest", path.Join(base, "squashfs.manifest"), manifest, nil),
-		}
-		if r.DTB != "" {
-			want := strings.ReplaceAll(strings.TrimPrefix(r.DTB, "/"), "{kver}", kver)
-			c := caps[want]
-			if c == nil || c.staged == nil {
-				return nil, fmt.Errorf("source %s: %w: row %s: no device tree /%s", src, ErrNoKernel, r, want)
-			}
-			items["boot-dtb"] = item("boot-dtb", path.Join(dir, "boot-dtb"), c.staged, kp)
-		}
-		fields := map[string]string{
-			"arch": o.Arch, "label": st.Label, "os": rel.OS, "release": rel.Release,
-			"release_title": rel.ReleaseTitle, "release_codename": rel.ReleaseCodename,
-			"subarch": r.Subarch, "subarches": strings.Join(r.Subarches, ","),
-			"kflavor": r.Flavor, "krel": r.KRel, "version": string(rel.Version),
-			"support_eol": rel.SupportEOL, "support_esm_eol": rel.SupportESMEOL,
-		}
-		for k, v := range r.Extra {
-			fields[k] = v
-		}
-		name := strings.ReplaceAll(o.Config.ProductIDPre, "{label}", st.Label) + string(rel.Version) + ":" + o.Arch + ":" + r.Subarch
-		pend.Products = append(pend.Products, PendingProduct{Name: name, Fields: fields, Items: items})
+		p.Items["squashfs"] = item("squashfs", path.Join(base, "squashfs"), sqfs, nil)
+		p.Items["manifest"] = item("manifest", path.Join(base, "squashfs.manifest"), manifest, nil)
+		pend.Products = append(pend.Products, *p)
 	}
 	slices.SortFunc(pend.Products, func(a, b PendingProduct) int { return strings.Compare(a.Name, b.Name) })
 
@@ -616,9 +591,18 @@ func cmpErr(err, def error) error {
 	return def
 }
 
-// dtbMatch says whether p matches a row's dtb path, {kver} standing for
-// any one path component.
+// dtbMatch says whether p matches a row's dtb: a path, {kver} standing
+// for any one path component, or a file name anywhere under
+// lib/firmware/<kver>/device-tree/ or boot/dtbs/<kver>/.
 func dtbMatch(pattern, p string) bool {
+	if !strings.Contains(pattern, "/") {
+		if path.Base(p) != pattern {
+			return false
+		}
+		xs := strings.Split(p, "/")
+		return len(xs) > 4 && xs[0] == "lib" && xs[1] == "firmware" && xs[3] == "device-tree" ||
+			len(xs) > 3 && xs[0] == "boot" && xs[1] == "dtbs"
+	}
 	pattern = strings.TrimPrefix(pattern, "/")
 	ps, xs := strings.Split(pattern, "/"), strings.Split(p, "/")
 	if len(ps) != len(xs) {
@@ -635,34 +619,126 @@ func dtbMatch(pattern, p string) bool {
 	return true
 }
 
-// kname is the row's kernel file name.
-func (k KernelRow) kname(c *Config) string {
-	if k.KName != "" {
-		return k.KName
+// product makes a row's product: its fields and its boot items (the
+// squashfs and the manifest are added by the caller).
+func (o Options) product(label string, rel *Release, r KernelRow, pkgs []Package, caps map[string]*captured, bootFiles []string, item itemFunc) (*PendingProduct, error) {
+	kver, kernel, initrd, err := pickKernel(pkgs, r, caps, bootFiles)
+	if err != nil {
+		return nil, err
 	}
-	return c.KName
+	dir, err := o.Config.bootDir(rel, r, o.Serial)
+	if err != nil {
+		return nil, fmt.Errorf("%w: line %d: kname: %w", ErrConfig, r.Line, err)
+	}
+	kp := map[string]string{"kpackage": r.KPackage}
+	items := map[string]any{
+		"boot-kernel": item("boot-kernel", path.Join(dir, "boot-kernel"+r.Suffix), kernel, kp),
+		"boot-initrd": item("boot-initrd", path.Join(dir, "boot-initrd"+r.Suffix), initrd, kp),
+	}
+	if r.DTB != "" {
+		c := findDTB(caps, r.DTB, kver)
+		if c == nil {
+			return nil, fmt.Errorf("%w: row [%s]: no device tree %s for kernel %s (looked in /lib/firmware/%s/device-tree/ and /boot/dtbs/%s/)", ErrNoKernel, r, r.DTB, kver, kver, kver)
+		}
+		items["boot-dtb"] = item("boot-dtb", path.Join(dir, "boot-dtb"+r.Suffix), c.staged, kp)
+	}
+	fields := map[string]string{
+		"arch": o.Arch, "label": label, "os": rel.OS, "release": rel.Release,
+		"release_title": rel.ReleaseTitle, "release_codename": rel.ReleaseCodename,
+		"subarch": r.Subarch, "subarches": strings.Join(r.Subarches, ","),
+		"kflavor": r.Flavor, "krel": r.KRel, "version": string(rel.Version),
+		"support_eol": rel.SupportEOL, "support_esm_eol": rel.SupportESMEOL,
+	}
+	for k, v := range r.Extra {
+		fields[k] = v
+	}
+	return &PendingProduct{Name: o.Config.ProductName(label, rel, r), Fields: fields, Items: items}, nil
 }
 
-// pickKernel finds the row's kernel and initrd among the captured files.
-func pickKernel(pkgs []Package, r KernelRow, kname string, caps map[string]*captured, boot []string) (string, *cas.Staged, *cas.Staged, error) {
+// itemFunc makes an item of a product.
+type itemFunc func(ftype, p string, s *cas.Staged, extra map[string]string) map[string]any
+
+// findDTB finds a row's device tree among the captured files: a path with
+// {kver}, or a file name under the kernel's device-tree directories.
+func findDTB(caps map[string]*captured, dtb, kver string) *captured {
+	ok := func(c *captured) bool { return c != nil && c.staged != nil }
+	if strings.Contains(dtb, "/") {
+		if c := caps[strings.ReplaceAll(strings.TrimPrefix(dtb, "/"), "{kver}", kver)]; ok(c) {
+			return c
+		}
+		return nil
+	}
+	var found []string
+	for p, c := range caps {
+		if ok(c) && path.Base(p) == dtb && (strings.HasPrefix(p, "lib/firmware/"+kver+"/device-tree/") || strings.HasPrefix(p, "boot/dtbs/"+kver+"/")) {
+			found = append(found, p)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	slices.Sort(found) // the same pick every time
+	return caps[found[0]]
+}
+
+// kernelNames are the names a kernel has in /boot, before "-<kver>":
+// vmlinuz on most arches, vmlinux where the kernel is not compressed
+// (ppc64el).
+var kernelNames = []string{"vmlinuz", "vmlinux"}
+
+// pickKernel finds the row's kernel and initrd among the captured files:
+// the kernel versions the row's package brings (through its dependencies
+// down to linux-image-<kver>), then /boot/vmlinuz-<kver> or vmlinux-<kver>
+// and /boot/initrd.img-<kver>.
+func pickKernel(pkgs []Package, r KernelRow, caps map[string]*captured, boot []string) (string, *cas.Staged, *cas.Staged, error) {
 	holds := "/boot holds " + strings.Join(boot, ", ")
 	if len(boot) == 0 {
 		holds = "/boot is empty or missing"
 	}
 	kvers, err := KernelVersions(pkgs, r.KPackage)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("%w: row %s: %w; %s", ErrNoKernel, r, err, holds)
+		return "", nil, nil, fmt.Errorf("%w: row [%s]: %w; %s", ErrNoKernel, r, err, holds)
 	}
 	for _, kver := range kvers {
-		k, i := caps["boot/"+kname+"-"+kver], caps["boot/initrd.img-"+kver]
-		if k != nil && k.staged != nil {
+		for _, name := range kernelNames {
+			k, i := caps["boot/"+name+"-"+kver], caps["boot/initrd.img-"+kver]
+			if k == nil || k.staged == nil {
+				continue
+			}
 			if i == nil || i.staged == nil {
-				return "", nil, nil, fmt.Errorf("%w: row %s: no /boot/initrd.img-%s for kernel %s; %s", ErrNoKernel, r, kver, kver, holds)
+				return "", nil, nil, fmt.Errorf("%w: row [%s]: no /boot/initrd.img-%s for kernel %s; %s", ErrNoKernel, r, kver, kver, holds)
 			}
 			return kver, k.staged, i.staged, nil
 		}
 	}
-	return "", nil, nil, fmt.Errorf("%w: row %s: %s brings kernel %s but there is no /boot/%s-%s; %s", ErrNoKernel, r, r.KPackage, strings.Join(kvers, ", "), kname, kvers[0], holds)
+	return "", nil, nil, fmt.Errorf("%w: row [%s]: %s brings kernel %s but there is no /boot/vmlinuz-%s or vmlinux-%s; %s", ErrNoKernel, r, r.KPackage, strings.Join(kvers, ", "), kvers[0], kvers[0], holds)
+}
+
+// missingKernels returns needKernels when the image lacks rows' kernel
+// packages, or with SkipMissingKernels the set of them (the rows are
+// skipped with a warning; all of them missing is an error).
+func (o Options) missingKernels(status []byte, rows []KernelRow) (map[string]bool, error) {
+	err := missingKernels(status, rows)
+	var need *needKernels
+	if !o.SkipMissingKernels || !errors.As(err, &need) {
+		return nil, err
+	}
+	skip := map[string]bool{}
+	for _, p := range need.pkgs {
+		skip[p] = true
+	}
+	kept := 0
+	for _, r := range rows {
+		if skip[r.KPackage] {
+			o.Log.Warn("build: the image lacks the row's kernel package; skipped", "row", "["+r.String()+"]", "package", r.KPackage)
+		} else {
+			kept++
+		}
+	}
+	if kept == 0 {
+		return nil, fmt.Errorf("%w: the image has none of the kernel packages of %s %s's rows (%s)", ErrNoKernel, o.Release, o.Arch, strings.Join(need.pkgs, ", "))
+	}
+	return skip, nil
 }
 
 // missingKernels returns needKernels when the dpkg status lacks an

@@ -323,6 +323,7 @@ func digestOf(hex string) digest.Digest { return digest.NewDigestFromEncoded(dig
 
 const dtbConfig = `
 compressor: gzip
+kname: "%(subarch)s"
 releases:
   - release: noble
     version: "24.04"
@@ -341,12 +342,18 @@ func TestBuildDTBAndSeveralRows(t *testing.T) {
 	)
 	src := fixtures(t, es)["root.tar"]
 	o := testOptions(t)
-	_, err := ParseConfig("dtb config", []byte(dtbConfig), nil)
-	if err == nil {
-		t.Fatal("a release outside distro-info without its titles and dates was accepted")
+	// Without distro-info data the config loads, and a build of a release
+	// it cannot complete is refused.
+	c, err := ParseConfig("dtb config", []byte(dtbConfig), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Config, o.Arch = c, "arm64"
+	if _, err := Build(ctx, newRepo(t), src, o); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "not in distro-info data") {
+		t.Fatalf("a release outside distro-info without its titles and dates: %v", err)
 	}
 	di, _ := ReadDistroInfo(DistroInfoPath)
-	c, err := ParseConfig("dtb config", []byte(dtbConfig), di)
+	c, err = ParseConfig("dtb config", []byte(dtbConfig), di)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package build
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
@@ -26,22 +27,45 @@ var defaultConfig []byte
 // MAAS supports today.
 func DefaultConfig() []byte { return slices.Clone(defaultConfig) }
 
-// Config is a build config in the meph-v3 schema.
+// Config is a build config in the meph-v3 schema: maas-images'
+// conf/meph-v3.yaml loads as it is (anchors and aliases anywhere), and
+// mephstore adds a few keys of its own (compressor, packages, repos,
+// customize).
 type Config struct {
-	ContentID    string    `yaml:"content_id"`     // template: {label}
-	ProductIDPre string    `yaml:"product_id_pre"` // template: {label}
-	KName        string    `yaml:"kname"`          // kernel file name in /boot before "-<kver>"
-	Squashfs     *bool     `yaml:"squashfs"`       // make the squashfs item (default true)
-	RootImage    bool      `yaml:"root_image"`     // make root-image.gz: not supported
-	Compressor   string    `yaml:"compressor"`     // squashfs compressor: xz (default), zstd, gzip
-	Releases     []Release `yaml:"releases"`
+	// ContentID and ProductIDPre name the products. {label} stands for the
+	// label of the stream the build goes to; a meph2 literal such as
+	// com.ubuntu.maas:candidate:v3:download has its label part replaced
+	// by the stream's, as meph2-util promote does.
+	ContentID    string `yaml:"content_id"`
+	ProductIDPre string `yaml:"product_id_pre"`
+	// KName is the boot directory of a row's items, a template over the
+	// row's fields as in meph2: <release>/<arch>/<serial>/<kname>/<flavor>/
+	// boot-kernel. Default "%(krel)s"; meph-v3 says "%(subarch)s".
+	KName      string    `yaml:"kname"`
+	Squashfs   *bool     `yaml:"squashfs"`   // make the squashfs item (must be true)
+	RootImage  bool      `yaml:"root_image"` // make root-image.gz: not supported
+	Compressor string    `yaml:"compressor"` // squashfs compressor: xz (default), zstd, gzip
+	Releases   []Release `yaml:"releases"`
+	// EnableProposed turns on the -proposed pocket for customised builds.
+	EnableProposed bool `yaml:"enable_proposed"`
 	// Customisation for every release: packages to install, apt
 	// repositories to add, shell commands to run in the image.
 	Packages  []string `yaml:"packages"`
 	Repos     []string `yaml:"repos"`
 	Customize []string `yaml:"customize"`
 
+	// meph2 keys that mephstore accepts and does not act on (see Ignored).
+	Subarches        yaml.Node `yaml:"subarches"`      // anchors for the rows
+	Misc             yaml.Node `yaml:"misc"`           // anchors for the rows
+	EnableDI         *bool     `yaml:"enable_di"`      // d-i kernels: not built
+	DefaultTarget    string    `yaml:"default_target"` // meph2-cloudimg-sync's target
+	ProposedPackages yaml.Node `yaml:"proposed_packages"`
+	PrePurgePackages yaml.Node `yaml:"pre_purge_packages"`
+
 	Digest string `yaml:"-"` // sha256 of the config file's bytes
+	// Ignored lists the keys the config sets that mephstore accepts but
+	// does not act on, each with the reason ("-v" prints them).
+	Ignored []string `yaml:"-"`
 }
 
 // Release is one release entry.
@@ -53,12 +77,19 @@ type Release struct {
 	ReleaseCodename string       `yaml:"release_codename"`
 	SupportEOL      string       `yaml:"support_eol"`
 	SupportESMEOL   string       `yaml:"support_esm_eol"`
-	BuiltinKernel   string       `yaml:"builtin_kernel"`
-	Kernels         []KernelRow  `yaml:"kernels"`
+	// BuiltinKernel is meph2's kernel installed into the root image (a
+	// package name, or a map of arch to package with a default). mephstore
+	// puts each row's kernel package in the image instead (see Ignored).
+	BuiltinKernel yaml.Node   `yaml:"builtin_kernel"`
+	Kernels       []KernelRow `yaml:"kernels"`
 	// Customisation for this release, after the config-wide one.
 	Packages  []string `yaml:"packages"`
 	Repos     []string `yaml:"repos"`
 	Customize []string `yaml:"customize"`
+
+	// missing says what the release lacks to be built (release fields
+	// neither in the config nor in distro-info data); checked at build.
+	missing string
 }
 
 // QuotedString is a YAML string that must be written as one: a version
@@ -67,82 +98,27 @@ type QuotedString string
 
 // UnmarshalYAML refuses anything but a string scalar.
 func (q *QuotedString) UnmarshalYAML(n *yaml.Node) error {
+	n = deref(n)
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
-		return fmt.Errorf("line %d: %q must be a quoted string (\"24.04\"), not %s", n.Line, n.Value, strings.TrimPrefix(n.ShortTag(), "!!"))
+		return fmt.Errorf("line %d: version %s is a YAML %s: quote it (\"%s\") so that it stays a string", n.Line, n.Value, strings.TrimPrefix(n.ShortTag(), "!!"), n.Value)
 	}
 	*q = QuotedString(n.Value)
 	return nil
 }
 
-// KernelRow is one row of a release's kernels:
-// [krel, arch, subarch, flavor, kpackage, [subarches...], {extra}].
-type KernelRow struct {
-	KRel      string
-	Arch      string
-	Subarch   string
-	Flavor    string
-	KPackage  string
-	Subarches []string
-	// DTB is the device tree to publish as boot-dtb (a path under
-	// /lib/firmware/<kver>/device-tree/ or /boot/dtbs/<kver>/).
-	DTB string
-	// KName overrides the config's kname for this row.
-	KName string
-	// Extra keys of the row's mapping, written as product fields.
-	Extra map[string]string
-}
-
-func (k KernelRow) String() string {
-	return fmt.Sprintf("[%s, %s, %s, %s, %s]", k.KRel, k.Arch, k.Subarch, k.Flavor, k.KPackage)
-}
-
-// UnmarshalYAML reads a kernel row from its list form.
-func (k *KernelRow) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.SequenceNode || len(n.Content) < 5 || len(n.Content) > 7 {
-		return fmt.Errorf("line %d: a kernel row is [krel, arch, subarch, flavor, kpackage, [subarches...], {dtb: ..., kname: ...}]", n.Line)
+// deref follows an alias to its anchored node.
+func deref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
 	}
-	var s [5]string
-	for i := range 5 {
-		c := n.Content[i]
-		if c.Kind != yaml.ScalarNode || c.Value == "" {
-			return fmt.Errorf("line %d: kernel row field %d must be a non-empty string", c.Line, i+1)
-		}
-		s[i] = c.Value
-	}
-	k.KRel, k.Arch, k.Subarch, k.Flavor, k.KPackage = s[0], s[1], s[2], s[3], s[4]
-	if len(n.Content) > 5 {
-		if err := n.Content[5].Decode(&k.Subarches); err != nil {
-			return fmt.Errorf("line %d: subarches: %w", n.Content[5].Line, err)
-		}
-	}
-	if len(n.Content) > 6 {
-		var extra map[string]string
-		if err := n.Content[6].Decode(&extra); err != nil {
-			return fmt.Errorf("line %d: kernel row options: %w", n.Content[6].Line, err)
-		}
-		for key, v := range extra {
-			switch key {
-			case "dtb":
-				k.DTB = v
-			case "kname":
-				k.KName = v
-			default:
-				if k.Extra == nil {
-					k.Extra = map[string]string{}
-				}
-				k.Extra[key] = v
-			}
-		}
-	}
-	if len(k.Subarches) == 0 {
-		k.Subarches = []string{k.Subarch}
-	}
-	return nil
+	return n
 }
 
 var (
-	versionRe = regexp.MustCompile(`^[0-9]+\.[0-9]+$`)
-	dateRe    = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
+	// componentRe is what a release version may be: one component of a
+	// product name (24.04, 12, 7.0), no ':' and no space.
+	componentRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+~_-]*$`)
+	dateRe      = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
 )
 
 // ParseConfig reads a config; name is used in errors. Releases are
@@ -153,90 +129,143 @@ func ParseConfig(name string, b []byte, distroInfo map[string]DistroRelease) (*C
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", name, ErrConfig, err)
+		return nil, fmt.Errorf("%s: %w: %w", name, ErrConfig, oneLine(err))
 	}
 	sum := sha256.Sum256(b)
 	c.Digest = "sha256:" + hex.EncodeToString(sum[:])
-	if c.ContentID == "" {
-		c.ContentID = "com.ubuntu.maas:{label}:v3:download"
+	if err := c.check(distroInfo); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", name, ErrConfig, err)
 	}
-	if c.ProductIDPre == "" {
-		c.ProductIDPre = "com.ubuntu.maas.{label}:v3:boot:"
+	return &c, nil
+}
+
+// oneLine joins the lines of a YAML error ("yaml: unmarshal errors:\n  line
+// 3: ...") into one.
+func oneLine(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
 	}
-	if c.KName == "" {
-		c.KName = "vmlinuz"
-	}
-	if c.Compressor == "" {
-		c.Compressor = "xz"
-	}
-	bad := func(format string, a ...any) (*Config, error) {
-		return nil, fmt.Errorf("%s: %w: %s", name, ErrConfig, fmt.Sprintf(format, a...))
+	return errors.New(strings.Join(parts, "; "))
+}
+
+// check fills in defaults and refuses what mephstore cannot build.
+func (c *Config) check(distroInfo map[string]DistroRelease) error {
+	c.ContentID = cmp.Or(c.ContentID, "com.ubuntu.maas:{label}:v3:download")
+	c.ProductIDPre = cmp.Or(c.ProductIDPre, "com.ubuntu.maas.{label}:v3:boot")
+	c.KName = cmp.Or(c.KName, "%(krel)s")
+	c.Compressor = cmp.Or(c.Compressor, "xz")
+	if strings.Contains(c.ContentID, ":v2:") || strings.Contains(c.ProductIDPre, ":v2:") {
+		return fmt.Errorf("content_id %s: v2 streams are not supported: mephstore builds MAAS v3 streams (use a meph-v3 config)", c.ContentID)
 	}
 	switch c.Compressor {
 	case "xz", "zstd", "gzip":
 	default:
-		return bad("compressor %q: want xz, zstd or gzip", c.Compressor)
+		return fmt.Errorf("compressor %q: want xz, zstd or gzip", c.Compressor)
 	}
 	if c.RootImage {
-		return bad("root_image: true: mephstore builds squashfs images only")
+		return errors.New("root_image: true: mephstore builds squashfs images only (set root_image: false)")
 	}
 	if c.Squashfs != nil && !*c.Squashfs {
-		return bad("squashfs: false: every MAAS v3 version needs its squashfs")
+		return errors.New("squashfs: false: every MAAS v3 version needs its squashfs (set squashfs: true)")
 	}
 	if len(c.Releases) == 0 {
-		return bad("no releases")
+		return errors.New("no releases")
 	}
+	c.noteIgnored()
 	seen := map[string]bool{}
 	for i := range c.Releases {
 		r := &c.Releases[i]
 		if r.Release == "" {
-			return bad("release entry %d has no release", i+1)
+			return fmt.Errorf("release entry %d has no release", i+1)
 		}
 		if seen[r.Release] {
-			return bad("release %s is listed twice", r.Release)
+			return fmt.Errorf("release %s is listed twice", r.Release)
 		}
 		seen[r.Release] = true
-		if !versionRe.MatchString(string(r.Version)) {
-			return bad("release %s: version %q: want a quoted string like \"24.04\"", r.Release, r.Version)
-		}
-		if r.OS == "" {
-			r.OS = "ubuntu"
-		}
-		if d, ok := distroInfo[r.Release]; ok {
-			if r.ReleaseTitle == "" {
-				r.ReleaseTitle = d.Title
-			}
-			if r.ReleaseCodename == "" {
-				r.ReleaseCodename = d.Codename
-			}
-			if r.SupportEOL == "" {
-				r.SupportEOL = d.EOL
-			}
-			if r.SupportESMEOL == "" {
-				r.SupportESMEOL = d.ESMEOL
-			}
-		}
-		if r.ReleaseTitle == "" || r.ReleaseCodename == "" || r.SupportEOL == "" || r.SupportESMEOL == "" {
-			return bad("release %s: not in distro-info data (%s) and the config does not set release_title, release_codename, support_eol and support_esm_eol", r.Release, DistroInfoPath)
-		}
-		for _, d := range []string{r.SupportEOL, r.SupportESMEOL} {
-			if !dateRe.MatchString(d) {
-				return bad("release %s: date %q: want YYYY-MM-DD", r.Release, d)
-			}
-		}
-		if len(r.Kernels) == 0 {
-			return bad("release %s has no kernels", r.Release)
-		}
-		subarches := map[string]bool{}
-		for _, k := range r.Kernels {
-			key := k.Arch + "/" + k.Subarch
-			if subarches[key] {
-				return bad("release %s: two kernel rows for %s", r.Release, key)
-			}
-			subarches[key] = true
+		if err := c.checkRelease(r, distroInfo); err != nil {
+			return err
 		}
 	}
-	return &c, nil
+	return nil
+}
+
+// noteIgnored lists the meph2 keys the config sets that mephstore does not
+// act on.
+func (c *Config) noteIgnored() {
+	if c.EnableDI != nil && *c.EnableDI {
+		c.Ignored = append(c.Ignored, "enable_di: true: d-i kernels and initrds are not built (MAAS v3 streams do not use them)")
+	}
+	if c.DefaultTarget != "" {
+		c.Ignored = append(c.Ignored, "default_target: the stream a build goes to is --stream")
+	}
+	if !c.ProposedPackages.IsZero() {
+		c.Ignored = append(c.Ignored, "proposed_packages: enable_proposed (or --proposed) enables the whole -proposed pocket")
+	}
+	if !c.PrePurgePackages.IsZero() {
+		c.Ignored = append(c.Ignored, "pre_purge_packages: not purged; use customize commands")
+	}
+	for _, r := range c.Releases {
+		if !r.BuiltinKernel.IsZero() {
+			c.Ignored = append(c.Ignored, "builtin_kernel: each row's kernel package is what the image holds or gets installed")
+			break
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Releases {
+		for _, k := range r.Kernels {
+			if k.KIHelper != "" && !seen["kihelper"] {
+				seen["kihelper"] = true
+				c.Ignored = append(c.Ignored, "kihelper (kernel row option): kernel helpers are not run; the kernel and initrd are published as the image has them")
+			}
+			if k.DIFormat != "" && !seen["di-format"] {
+				seen["di-format"] = true
+				c.Ignored = append(c.Ignored, "di-format (kernel row option): d-i kernels are not built")
+			}
+		}
+	}
+}
+
+// checkRelease completes a release from distro-info data and checks it and
+// its rows.
+func (c *Config) checkRelease(r *Release, distroInfo map[string]DistroRelease) error {
+	if !componentRe.MatchString(string(r.Version)) {
+		return fmt.Errorf("release %s: version %q: want one product name component: letters, digits and . _ - + ~ (like \"24.04\")", r.Release, r.Version)
+	}
+	r.OS = cmp.Or(r.OS, "ubuntu")
+	if d, ok := distroInfo[r.Release]; ok {
+		r.ReleaseTitle = cmp.Or(r.ReleaseTitle, d.Title)
+		r.ReleaseCodename = cmp.Or(r.ReleaseCodename, d.Codename)
+		r.SupportEOL = cmp.Or(r.SupportEOL, d.EOL)
+		r.SupportESMEOL = cmp.Or(r.SupportESMEOL, d.ESMEOL)
+	}
+	if r.ReleaseTitle == "" || r.ReleaseCodename == "" || r.SupportEOL == "" || r.SupportESMEOL == "" {
+		r.missing = fmt.Sprintf("release %s: not in distro-info data (%s) and the config does not set release_title, release_codename, support_eol and support_esm_eol", r.Release, DistroInfoPath)
+	}
+	for _, d := range []string{r.SupportEOL, r.SupportESMEOL} {
+		if d != "" && !dateRe.MatchString(d) {
+			return fmt.Errorf("release %s: date %q: want YYYY-MM-DD", r.Release, d)
+		}
+	}
+	if len(r.Kernels) == 0 {
+		return fmt.Errorf("release %s has no kernels", r.Release)
+	}
+	products := map[string]int{}
+	for _, k := range r.Kernels {
+		if _, err := c.bootDir(r, k, "20260101"); err != nil {
+			return fmt.Errorf("line %d: kname: %w", k.Line, err)
+		}
+		key := k.Arch + ":" + k.ProductSubarch()
+		if line, ok := products[key]; ok {
+			return fmt.Errorf("line %d: release %s: the kernel row [%s] names product %s:%s again (line %d)", k.Line, r.Release, k, r.Version, key, line)
+		}
+		products[key] = k.Line
+	}
+	return nil
 }
 
 // LoadConfig reads the config at path, or the default one when path is "".
@@ -285,7 +314,7 @@ const DistroInfoPath = "/usr/share/distro-info/ubuntu.csv"
 type DistroRelease struct {
 	Title    string // "24.04 LTS"
 	Codename string // "Noble Numbat"
-	EOL      string // eol-server when given, else eol
+	EOL      string // the eol column (meph2's support_eol)
 	ESMEOL   string // eol-esm when given, else EOL
 }
 
@@ -322,10 +351,8 @@ func ReadDistroInfo(path string) (map[string]DistroRelease, error) {
 		if get("series") == "" {
 			continue
 		}
-		d := DistroRelease{Title: get("version"), Codename: get("codename"), EOL: get("eol-server")}
-		if d.EOL == "" {
-			d.EOL = get("eol")
-		}
+		// support_eol is the eol column, as meph2 has it.
+		d := DistroRelease{Title: get("version"), Codename: get("codename"), EOL: get("eol")}
 		d.ESMEOL = get("eol-esm")
 		if d.ESMEOL == "" {
 			d.ESMEOL = d.EOL

@@ -190,7 +190,7 @@ func CommitPending(ctx context.Context, repo *snapshot.Repo, stream string) (*Co
 		ids = append(ids, p.ID)
 		header := []jsonc.Field{
 			{Key: "content_id", Value: jsonc.Quote(p.ContentID)},
-			{Key: "datatype", Value: jsonc.Quote("image-ids")},
+			{Key: "datatype", Value: jsonc.Quote("image-downloads")}, // as meph2-build writes it
 			{Key: "format", Value: jsonc.Quote("products:1.0")},
 		}
 		for _, pr := range p.Products {

@@ -17,6 +17,7 @@ func (a *app) buildCmd() *cobra.Command {
 		config, stream, sum string
 		jobs                int
 		asJSON, proposed    bool
+		skipMissing         bool
 		pkgs, repos         []string
 	)
 	cmd := &cobra.Command{
@@ -27,15 +28,18 @@ disk image whose root file system is ext4 (bare or behind an MBR or GPT partitio
 recognised by content. SOURCE is a path or an http(s) URL (downloaded with progress, resumed
 if cut off; --sha256 checks it).
 
-From it the build makes, for each kernel row of the config for RELEASE and ARCH, the row's
-boot-kernel and boot-initrd (the /boot files of the row's kernel package, found through the
-image's dpkg status), and once per image the squashfs (by tar2sqfs: every path, mode, owner,
+From it the build makes, for each kernel row of the config for RELEASE and ARCH, a product
+named as meph2-build names it, with the row's boot-kernel and boot-initrd (/boot/vmlinuz-KVER
+or vmlinux-KVER and initrd.img-KVER, KVER found from the row's kernel package through the
+image's dpkg status) under RELEASE/ARCH/SERIAL/KNAME/FLAVOR/; a row whose package the image
+lacks is installed in a customised build (as root) or skipped with --skip-missing-kernels; and once per image the squashfs (by tar2sqfs: every path, mode, owner,
 time, xattr, link and device node kept; reproducible) and the manifest (what dpkg-query --show
 prints). An upstream squashfs is used as it is. Everything goes into the pool and becomes a
 pending build of --stream, which the next 'mephstore publish' of the stream commits.
 
 Without --config the built-in config is used ('mephstore build default-config' prints it).`,
 		Example: `  mephstore build amd64 noble 20261122 noble-server-cloudimg-amd64-root.tar.xz
+  mephstore build --config maas-images/conf/meph-v3.yaml --skip-missing-kernels amd64 noble 20261122 noble.squashfs
   mephstore build --stream candidate arm64 noble 20261122.1 noble-arm64.squashfs
   mephstore build --sha256 5f0c... amd64 noble 20261122 https://cloud-images.example/noble/root.tar.xz
   mephstore publish daily                   # commits the pending builds, then publishes`,
@@ -45,6 +49,9 @@ Without --config the built-in config is used ('mephstore build default-config' p
 			if err != nil {
 				return err
 			}
+			for _, why := range cfg.Ignored {
+				a.log.Debug("build config: accepted, not acted on", "key", why)
+			}
 			r, err := a.repo()
 			if err != nil {
 				return err
@@ -52,7 +59,7 @@ Without --config the built-in config is used ('mephstore build default-config' p
 			ctx := ctxOf(cmd)
 			src := args[3]
 			o := build.Options{Stream: stream, Arch: args[0], Release: args[1], Serial: args[2], Config: cfg,
-				Jobs: jobs, Meters: a.meters(), Log: a.log, SHA256: sum}
+				Jobs: jobs, Meters: a.meters(), Log: a.log, SHA256: sum, SkipMissingKernels: skipMissing}
 			// meph2-build's environment variables, then the flags.
 			o.Customize.Packages = append(strings.Fields(a.getenv("M2E_ADD_PACKAGES")), pkgs...)
 			o.Customize.Repos = append(splitRepos(a.getenv("M2E_ADD_REPOS")), repos...)
@@ -107,6 +114,7 @@ Without --config the built-in config is used ('mephstore build default-config' p
 	f.StringArrayVar(&pkgs, "add-package", nil, "install this package in the image (repeatable; also M2E_ADD_PACKAGES, space-separated)")
 	f.StringArrayVar(&repos, "add-repo", nil, "add this apt repository: ppa:OWNER/NAME or a source line (repeatable; also M2E_ADD_REPOS)")
 	f.BoolVar(&proposed, "proposed", false, "enable the release's -proposed pocket while installing")
+	f.BoolVar(&skipMissing, "skip-missing-kernels", false, "skip, with a warning, the rows whose kernel package the image lacks (instead of installing it)")
 	cmd.AddCommand(a.printConfigCmd())
 	return cmd
 }
