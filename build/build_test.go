@@ -16,7 +16,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
-	"github.com/mephstore/mephstore/internal/testtree"
+	"github.com/mephstore/mephstore/internal/testcheck"
 	"github.com/mephstore/mephstore/publish"
 	"github.com/mephstore/mephstore/snapshot"
 )
@@ -436,5 +436,5 @@ func publishValid(t testing.TB, repo *snapshot.Repo) {
 	if _, err := publish.Publish(ctx, repo, "daily", publish.Options{Root: root}); err != nil {
 		t.Fatal(err)
 	}
-	testtree.Validate(t, filepath.Join(root, "daily"), "")
+	testcheck.Validate(t, filepath.Join(root, "daily"), "")
 }

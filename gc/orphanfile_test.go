@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mephstore/mephstore/internal/testcheck"
 	"github.com/mephstore/mephstore/internal/testtree"
 )
 
@@ -100,7 +101,7 @@ func TestFindAndReapOrphans(t *testing.T) {
 	if !reflect.DeepEqual(got, map[string]string{"late": want["late"]}) {
 		t.Fatalf("left %v", got)
 	}
-	testtree.Validate(t, tree, "")
+	testcheck.Validate(t, tree, "")
 }
 
 func TestReapNeverLeavesDataDir(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/pgp"
+	"github.com/mephstore/mephstore/internal/testcheck"
 	"github.com/mephstore/mephstore/internal/testtree"
 	"github.com/mephstore/mephstore/publish"
 	"github.com/mephstore/mephstore/snapshot"
@@ -58,7 +59,7 @@ func (f *publishFixture) publish(stream string) {
 
 func (f *publishFixture) validate(stream string) {
 	f.t.Helper()
-	testtree.Validate(f.t, filepath.Join(f.root, stream), f.keyring)
+	testcheck.Validate(f.t, filepath.Join(f.root, stream), f.keyring)
 }
 
 func countFiles(t *testing.T, dir string) int {

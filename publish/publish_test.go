@@ -22,6 +22,7 @@ import (
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/pgp"
+	"github.com/mephstore/mephstore/internal/testcheck"
 	"github.com/mephstore/mephstore/internal/testtree"
 	"github.com/mephstore/mephstore/snapshot"
 )
@@ -88,7 +89,7 @@ func (f *fixture) publish(t *testing.T, stream string, signed bool) *Result {
 // ssValidate runs the shared validator on a published stream.
 func ssValidate(t *testing.T, target, keyring string, args ...string) {
 	t.Helper()
-	testtree.Validate(t, target, keyring, args...)
+	testcheck.Validate(t, target, keyring, args...)
 }
 
 func counts(t *testing.T, r *snapshot.Repo, stream string) snapshot.Counts {
@@ -332,12 +333,23 @@ func readTree(root string) error {
 	return nil
 }
 
-// Keys exported from gpg, armoured or binary, sign trees that validate.
+// Keys made and exported by gpg, armoured or binary, sign trees that
+// validate.
 func TestPublishWithGpgExportedKey(t *testing.T) {
-	k := testtree.KeysFor(t, "exported")
+	home := filepath.Join(t.TempDir(), "gnupg")
+	os.Mkdir(home, 0o700)
+	defer exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
+	uid := "Exported <exported@example.invalid>"
+	if out, err := exec.Command("gpg", "--homedir", home, "--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never").CombinedOutput(); err != nil {
+		t.Fatalf("gpg --quick-gen-key: %v\n%s", err, out)
+	}
+	keyring := filepath.Join(t.TempDir(), "keyring.gpg")
+	if out, err := exec.Command("gpg", "--homedir", home, "--batch", "--output", keyring, "--export", uid).CombinedOutput(); err != nil {
+		t.Fatalf("gpg --export: %v\n%s", err, out)
+	}
 	f := newFixture(t, "1", "daily")
 	for i, args := range [][]string{{"--armor"}, {}} {
-		out, err := exec.Command("gpg", append(append([]string{"--homedir", k.Home, "--batch", "--export-secret-keys"}, args...), k.UID)...).Output()
+		out, err := exec.Command("gpg", append(append([]string{"--homedir", home, "--batch", "--export-secret-keys"}, args...), uid)...).Output()
 		if err != nil || len(out) == 0 {
 			t.Fatalf("gpg export: %v", err)
 		}
@@ -351,7 +363,7 @@ func TestPublishWithGpgExportedKey(t *testing.T) {
 		if _, err := Publish(ctx, f.r, "daily", Options{Root: root, Signer: s}); err != nil {
 			t.Fatal(err)
 		}
-		ssValidate(t, filepath.Join(root, "daily"), k.Keyring)
+		ssValidate(t, filepath.Join(root, "daily"), keyring)
 	}
 }
 

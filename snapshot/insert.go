@@ -263,7 +263,7 @@ func collectFiles(sc *SourceCatalog, p *Product, v *Version, files map[digest.Di
 		if !ok || path == "" {
 			return fmt.Errorf("%s: %w: no path", where, ErrBadItem)
 		}
-		if err := checkRel(path); err != nil {
+		if err := CheckRel(path); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 		shav, _ := s.Get("sha256")

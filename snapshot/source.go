@@ -73,8 +73,8 @@ func OpenSource(src string, client *fetch.Client) (*Source, error) {
 
 func (s *Source) String() string { return s.root }
 
-// checkRel refuses paths that could leave the tree.
-func checkRel(p string) error {
+// CheckRel refuses paths that could leave the tree.
+func CheckRel(p string) error {
 	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || strings.ContainsAny(p, "?#") ||
 		path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") || strings.Contains(p, "://") {
 		return fmt.Errorf("path %q: %w: must be relative and stay inside the tree", p, ErrBadSource)
@@ -84,7 +84,7 @@ func checkRel(p string) error {
 
 // Open opens the file at rel below the root; size is -1 when unknown.
 func (s *Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, error) {
-	if err := checkRel(rel); err != nil {
+	if err := CheckRel(rel); err != nil {
 		return nil, 0, err
 	}
 	if s.url == nil {
@@ -133,6 +133,7 @@ func (s *Source) readAll(ctx context.Context, rel string) ([]byte, error) {
 // SourceCatalog is one products file read from a source.
 type SourceCatalog struct {
 	Path      string
+	Format    string // the index entry's format (products:1.0)
 	ContentID string
 	Header    []jsonc.Field
 	Products  []jsonc.Field // raw product objects, by name
@@ -183,7 +184,7 @@ func (s *Source) ReadCatalogs(ctx context.Context, kr pgp.Keyring, verify bool) 
 			continue
 		}
 		p := StringField(efs, "path")
-		if err := checkRel(p); err != nil {
+		if err := CheckRel(p); err != nil {
 			return nil, fmt.Errorf("%s: index entry %s: %w", idx, e.Key, err)
 		}
 		if verify && !strings.HasSuffix(p, ".sjson") {
@@ -200,7 +201,7 @@ func (s *Source) ReadCatalogs(ctx context.Context, kr pgp.Keyring, verify bool) 
 		if cid != e.Key {
 			return nil, fmt.Errorf("%s: %w: content_id %q, but the index lists it as %q", p, ErrBadSource, cid, e.Key)
 		}
-		out = append(out, SourceCatalog{Path: p, ContentID: cid, Header: header, Products: prods})
+		out = append(out, SourceCatalog{Path: p, Format: StringField(efs, "format"), ContentID: cid, Header: header, Products: prods})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: %w: no image products files in the index", idx, ErrBadSource)

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mephstore/mephstore/internal/testtree"
+	"github.com/mephstore/mephstore/internal/testcheck"
 )
 
 // rootTarGz is a tiny root with a kernel for linux-generic.
@@ -128,7 +128,7 @@ func TestBuildCommandLine(t *testing.T) {
 	if !strings.Contains(r.stdout, "committed 2 pending builds") || !strings.Contains(r.stdout, "1 version added, 1 version already in the stream") {
 		t.Fatalf("publish: %s", r.stdout)
 	}
-	testtree.Validate(t, filepath.Join(pub, "daily"), "")
+	testcheck.Validate(t, filepath.Join(pub, "daily"), "")
 	if r := do(0, "builds"); !strings.Contains(r.stdout, "no pending builds") {
 		t.Fatalf("builds after publish: %s", r.stdout)
 	}
@@ -206,7 +206,7 @@ func TestBuildSurvivesSIGKILL(t *testing.T) {
 	if out, err := exec.Command(binary, append(s, "publish", "daily", "--no-sign", "--publish-root", pub)...).CombinedOutput(); err != nil {
 		t.Fatalf("publish: %v %s", err, out)
 	}
-	testtree.Validate(t, filepath.Join(pub, "daily"), "")
+	testcheck.Validate(t, filepath.Join(pub, "daily"), "")
 	if out, err := exec.Command(binary, append(s, "fsck", "--deep")...).CombinedOutput(); err != nil {
 		t.Fatalf("fsck --deep: %v %s", err, out)
 	}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/mephstore/mephstore/build"
-	"github.com/mephstore/mephstore/internal/testtree"
+	"github.com/mephstore/mephstore/internal/testcheck"
 )
 
 // The end-to-end tests need root, the network (Debian's archive, through
@@ -164,7 +164,7 @@ func TestE2EBuildPublishBoot(t *testing.T) {
 	pub := filepath.Join(dir, "pub")
 	run("publish", "daily", "--publish-root", pub, "--sign-key", filepath.Join(dir, "keys", "signing-key.asc"))
 	tree := filepath.Join(pub, "daily")
-	testtree.Validate(t, tree, filepath.Join(dir, "keys", "keyring.gpg"))
+	testcheck.Validate(t, tree, filepath.Join(dir, "keys", "keyring.gpg"))
 
 	items := publishedItems(t, tree)
 	kernel, initrd, squash := items["boot-kernel"], items["boot-initrd"], items["squashfs"]

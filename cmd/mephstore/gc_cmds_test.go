@@ -66,11 +66,11 @@ func (f *gcFixture) check(t *testing.T, round int) {
 		t.Fatal(err)
 	}
 	for _, st := range []string{"daily", "stable"} {
-		if err := ssValidate(t, "--keyring", kr, "--require-detached", filepath.Join(f.pub, st)); err != nil {
+		if err := ssValidate(t, kr, filepath.Join(f.pub, st)); err != nil {
 			t.Fatalf("round %d: published %s broken:\n%s", round, st, err.(*exec.ExitError).Stderr)
 		}
 		f.run(t, "publish", st, "--publish-root", fresh)
-		if err := ssValidate(t, "--keyring", kr, "--require-detached", filepath.Join(fresh, st)); err != nil {
+		if err := ssValidate(t, kr, filepath.Join(fresh, st)); err != nil {
 			t.Fatalf("round %d: head of %s incomplete:\n%s", round, st, err.(*exec.ExitError).Stderr)
 		}
 	}

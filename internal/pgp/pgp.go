@@ -70,3 +70,18 @@ func VerifyClearsigned(name string, data []byte, kr Keyring) ([]byte, error) {
 	}
 	return block.Plaintext, nil
 }
+
+// VerifyDetached checks an armoured (or binary) detached signature of data
+// by a key of kr. name is used in errors.
+func VerifyDetached(name string, data, sig []byte, kr Keyring) error {
+	var err error
+	if bytes.HasPrefix(bytes.TrimSpace(sig), []byte("-----BEGIN PGP")) {
+		_, err = openpgp.CheckArmoredDetachedSignature(kr, bytes.NewReader(data), bytes.NewReader(sig), nil)
+	} else {
+		_, err = openpgp.CheckDetachedSignature(kr, bytes.NewReader(data), bytes.NewReader(sig), nil)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", name, ErrBadSignature, err)
+	}
+	return nil
+}

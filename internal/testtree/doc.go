@@ -1,4 +1,4 @@
-// Package testtree builds simplestreams trees for tests with the shared
-// make-test-stream tool (good, or broken on purpose), signed with a
-// throwaway key made once per test binary.
+// Package testtree is a test helper: simplestreams trees from
+// internal/streamgen (good, or broken on purpose), signed with throwaway
+// keys made once per test binary.
 package testtree
