@@ -90,4 +90,3 @@ func Make(t testing.TB, k *Keys, args ...string) string {
 	}
 	return out
 }
-
