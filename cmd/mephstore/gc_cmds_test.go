@@ -67,11 +67,11 @@ func (f *gcFixture) check(t *testing.T, round int) {
 	}
 	for _, st := range []string{"daily", "stable"} {
 		if err := ssValidate(t, kr, filepath.Join(f.pub, st)); err != nil {
-			t.Fatalf("round %d: published %s broken:\n%s", round, st, err.(*exec.ExitError).Stderr)
+			t.Fatalf("round %d: published %s broken:\n%s", round, st, err)
 		}
 		f.run(t, "publish", st, "--publish-root", fresh)
 		if err := ssValidate(t, kr, filepath.Join(fresh, st)); err != nil {
-			t.Fatalf("round %d: head of %s incomplete:\n%s", round, st, err.(*exec.ExitError).Stderr)
+			t.Fatalf("round %d: head of %s incomplete:\n%s", round, st, err)
 		}
 	}
 	// (The fresh root is remembered as the last one: put the old one back.)

@@ -155,34 +155,11 @@ func (a *app) keyCmd() *cobra.Command {
 			if out == "" {
 				return usageError{errors.New("key generate needs --out DIR")}
 			}
-			files := map[string]string{"secret": filepath.Join(out, "signing-key.asc"), "public": filepath.Join(out, "keyring.gpg"), "armored": filepath.Join(out, "keyring.asc")}
-			for _, p := range files {
-				if _, err := os.Stat(p); err == nil {
-					return fmt.Errorf("%s exists: not overwriting a key", p)
-				}
-			}
-			s, err := pgp.GenerateKey(name, email)
+			s, err := writeNewKey(out, name, email)
 			if err != nil {
 				return err
 			}
-			if err := fsx.MkdirDurable(out, 0o700); err != nil {
-				return err
-			}
-			var sec, pub, arm strings.Builder
-			if err := s.WriteSecret(&sec); err != nil {
-				return err
-			}
-			s.WritePublic(&pub, false)
-			s.WritePublic(&arm, true)
-			if err := fsx.WriteFileAtomic(files["secret"], []byte(sec.String()), 0o600); err != nil {
-				return err
-			}
-			if err := fsx.WriteFileAtomic(files["public"], []byte(pub.String()), 0o644); err != nil {
-				return err
-			}
-			if err := fsx.WriteFileAtomic(files["armored"], []byte(arm.String()), 0o644); err != nil {
-				return err
-			}
+			files := keyFiles(out)
 			fmt.Fprintf(a.stdout, "key %s\n  secret:  %s (keep it; mode 0600, no passphrase)\n  keyring: %s (binary, for MAAS and gpgv)\n  keyring: %s (armoured)\n",
 				s.Fingerprint(), files["secret"], files["public"], files["armored"])
 			return nil
@@ -193,6 +170,45 @@ func (a *app) keyCmd() *cobra.Command {
 	gen.Flags().StringVar(&email, "email", "mephstore@localhost", "email in the key's user id")
 	cmd.AddCommand(gen)
 	return cmd
+}
+
+// keyFiles are the files key generate writes in dir.
+func keyFiles(dir string) map[string]string {
+	return map[string]string{"secret": filepath.Join(dir, "signing-key.asc"), "public": filepath.Join(dir, "keyring.gpg"), "armored": filepath.Join(dir, "keyring.asc")}
+}
+
+// writeNewKey makes a signing key and writes it into dir (made if needed):
+// the secret key, and the public keyring binary and armoured. An existing
+// key is never overwritten.
+func writeNewKey(dir, name, email string) (*pgp.Signer, error) {
+	files := keyFiles(dir)
+	for _, p := range files {
+		if _, err := os.Stat(p); err == nil {
+			return nil, fmt.Errorf("%s exists: not overwriting a key", p)
+		}
+	}
+	s, err := pgp.GenerateKey(name, email)
+	if err != nil {
+		return nil, err
+	}
+	if err := fsx.MkdirDurable(dir, 0o700); err != nil {
+		return nil, err
+	}
+	var sec, pub, arm strings.Builder
+	if err := s.WriteSecret(&sec); err != nil {
+		return nil, err
+	}
+	s.WritePublic(&pub, false)
+	s.WritePublic(&arm, true)
+	for _, f := range []struct {
+		path, data string
+		mode       os.FileMode
+	}{{files["secret"], sec.String(), 0o600}, {files["public"], pub.String(), 0o644}, {files["armored"], arm.String(), 0o644}} {
+		if err := fsx.WriteFileAtomic(f.path, []byte(f.data), f.mode); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 func (a *app) serveCmd() *cobra.Command {

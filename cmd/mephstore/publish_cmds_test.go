@@ -74,7 +74,7 @@ func TestPublishSurvivesSIGKILL(t *testing.T) {
 			killed++
 		}
 		if err := ssValidate(t, filepath.Join(keys, "keyring.gpg"), filepath.Join(pub, "stable")); err != nil {
-			t.Fatalf("round %d: published tree broken after a kill:\n%s", i, err.(*exec.ExitError).Stderr)
+			t.Fatalf("round %d: published tree broken after a kill:\n%s", i, err)
 		}
 		if r := cli(t, nil, append(s, "fsck")...); r.code != 0 {
 			t.Fatalf("round %d: fsck: %+v", i, r)
@@ -91,7 +91,7 @@ func TestPublishSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("publish: %v %s", err, out)
 		}
 		if err := ssValidate(t, filepath.Join(keys, "keyring.gpg"), filepath.Join(pub, "stable")); err != nil {
-			t.Fatalf("published tree broken after a whole publish:\n%s", err.(*exec.ExitError).Stderr)
+			t.Fatalf("published tree broken after a whole publish:\n%s", err)
 		}
 	}
 	t.Logf("%d of %d publishes killed midway; one takes %v", killed, kills, rs.median())

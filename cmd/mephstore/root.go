@@ -105,6 +105,8 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 		a.leasesCmd(),
 		a.findOrphansCmd(),
 		a.reapOrphansCmd(),
+		a.verifyCmd(),
+		a.devCmd(),
 	)
 	// Argument errors are usage errors (exit 2): the root refuses unknown
 	// commands, and every validator's error is marked where it is made.
