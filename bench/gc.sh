@@ -14,7 +14,7 @@ go build -o "$base/mkblobs" ./bench/mkblobs
 
 echo "== gc: store with a 100k-item stream and $blobs blobs in all"
 tree=$base/tree100k
-python3 "$tools/make-test-stream" --out "$tree" --releases 5 --arches 4 --kernels 5 --versions 250 >/dev/null 2>&1
+mktree "$tree" --releases 5 --arches 4 --kernels 5 --versions 250
 store=$base/store
 "$m" --store "$store" init >/dev/null
 "$m" --store "$store" stream create daily >/dev/null
@@ -34,11 +34,11 @@ echo "== find-orphans / reap-orphans: tree of ~400k items"
 # run its algorithm (json.load + os.walk; os.remove + rmdir up), timed on
 # the same trees in the same run. rm -rf of the same files is the floor of
 # any reap on this disk.
-mk() { python3 "$tools/make-test-stream" --out "$1" --releases 12 --arches 5 --kernels 8 --versions 200 >/dev/null 2>&1; }
+mk() { mktree "$1" --releases 12 --arches 5 --kernels 8 --versions 200; }
 big=$base/tree400k
 mk "$big"
 small=$base/small
-python3 "$tools/make-test-stream" --out "$small" --stream other --versions 1 >/dev/null 2>&1
+mktree "$small" --stream other --versions 1
 files=$(find "$big" -type f -not -path '*/streams/*' | wc -l)
 echo "tree: $files data files"
 sync

@@ -1,12 +1,18 @@
 # Shared set-up of the stream and publish benchmarks; sourced, not run.
-# Sets tools, sizes, base (a temp dir removed on exit) and m (a fresh
-# mephstore binary), and defines run.
-tools=${MEPHSTORE_SHARED_TOOLS:-$(cd .. && pwd)/shared/tools}
+# Sets sizes, base (a temp dir removed on exit) and m (a fresh mephstore
+# binary), and defines run and mktree (test trees from mephstore's own
+# generator: make-test-stream's flags).
 sizes=${SIZES:-4 40 200}
 base=$(mktemp -d "${BENCH_DIR:-/var/tmp}/mephstore-bench.XXXXXX")
 trap 'chmod -R u+w "$base" 2>/dev/null; rm -rf "$base"' EXIT
 go build -o "$base/mephstore" ./cmd/mephstore
 m=$base/mephstore
+
+# mktree OUT [GENERATOR FLAGS]: writes an unsigned test tree.
+mktree() {
+  local out=$1; shift
+  "$m" dev make-tree "$out" -- "$@" >/dev/null
+}
 
 # run LABEL CMD...: prints "LABEL seconds maxrss_MiB"
 run() {
@@ -22,7 +28,7 @@ run() {
 prepare() {
   local v=$1
   tree=$base/tree-$v
-  python3 "$tools/make-test-stream" --out "$tree" --releases 12 --arches 5 --kernels 8 --versions $((v + 1)) >/dev/null 2>&1
+  mktree "$tree" --releases 12 --arches 5 --kernels 8 --versions $((v + 1))
   newest=$(date -u -d "2024-01-01 + $v days" +%Y%m%d)
   store=$base/store-$v
   "$m" --store "$store" init >/dev/null
