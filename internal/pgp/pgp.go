@@ -42,10 +42,7 @@ func readKeys(path string) (openpgp.EntityList, error) {
 	if err != nil {
 		return nil, err
 	}
-	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN PGP")) {
-		return openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
-	}
-	return openpgp.ReadKeyRing(bytes.NewReader(b))
+	return ReadKeyringBytes(b)
 }
 
 const header = "-----BEGIN PGP SIGNED MESSAGE-----"
@@ -84,4 +81,12 @@ func VerifyDetached(name string, data, sig []byte, kr Keyring) error {
 		return fmt.Errorf("%s: %w: %v", name, ErrBadSignature, err)
 	}
 	return nil
+}
+
+// ReadKeyringBytes reads a keyring held in memory.
+func ReadKeyringBytes(b []byte) (Keyring, error) {
+	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("-----BEGIN PGP")) {
+		return openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
+	}
+	return openpgp.ReadKeyRing(bytes.NewReader(b))
 }
