@@ -199,3 +199,27 @@ func TestLabelledAndExpand(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseConfig: any bytes give a config or a one-line ErrConfig, never
+// a panic.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(DefaultConfig())
+	f.Add([]byte("releases:\n - release: noble\n   version: \"24.04\"\n   kernels:\n    - [noble, amd64, &a ga, *a, k, [*a], {dtb: x}]\n"))
+	f.Add([]byte("kname: '%(nope'\nreleases: []\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig("fuzz", b, nil)
+		if err != nil {
+			if !errors.Is(err, ErrConfig) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q", err)
+			}
+			return
+		}
+		for i := range c.Releases {
+			for _, k := range c.Releases[i].Kernels {
+				if dir, err := c.bootDir(&c.Releases[i], k, "20260101"); err != nil || strings.Contains(dir, "..") {
+					t.Fatalf("a loaded config gives boot dir %q, %v", dir, err)
+				}
+			}
+		}
+	})
+}
