@@ -183,6 +183,9 @@ func (c *Config) check(distroInfo map[string]DistroRelease) error {
 		if r.Release == "" {
 			return fmt.Errorf("release entry %d has no release", i+1)
 		}
+		if !componentRe.MatchString(r.Release) {
+			return fmt.Errorf("release entry %d: release %q: want a series name like noble", i+1, r.Release)
+		}
 		if seen[r.Release] {
 			return fmt.Errorf("release %s is listed twice", r.Release)
 		}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -58,6 +59,8 @@ func (k KernelRow) ProductSubarch() string {
 	return strings.Join(parts, "-")
 }
 
+var suffixRe = regexp.MustCompile(`^[A-Za-z0-9._+~-]*$`)
+
 const rowForm = "[krel, arch, subarch, flavor, kpackage, [subarches...], {dtb: ..., suffix: ...}]"
 
 // UnmarshalYAML reads a kernel row from its list form.
@@ -71,7 +74,7 @@ func (k *KernelRow) UnmarshalYAML(n *yaml.Node) error {
 	var s [5]string
 	for i := range 5 {
 		c := deref(n.Content[i])
-		if c.Kind != yaml.ScalarNode || c.Value == "" || c.ShortTag() != "!!str" {
+		if c.Kind != yaml.ScalarNode || c.ShortTag() != "!!str" || !componentRe.MatchString(c.Value) {
 			return fmt.Errorf("line %d: kernel row field %d (%s): want a name like %s, got %s", c.Line, i+1, names[i], []string{"noble", "amd64", "ga-24.04", "generic", "linux-generic"}[i], describeNode(c))
 		}
 		s[i] = c.Value
@@ -105,8 +108,8 @@ func (k *KernelRow) options(c *yaml.Node) error {
 		case "dtb":
 			k.DTB = v
 		case "suffix":
-			if strings.Contains(v, "/") {
-				return fmt.Errorf("line %d: kernel row option suffix %q: want a file name suffix (no /)", c.Line, v)
+			if !suffixRe.MatchString(v) {
+				return fmt.Errorf("line %d: kernel row option suffix %q: want a file name suffix like .xgene (letters, digits, . _ - + ~)", c.Line, v)
 			}
 			k.Suffix = v
 		case "kname":
