@@ -269,12 +269,12 @@ func buildCustomised(ctx context.Context, repo *snapshot.Repo, src string, o Opt
 		return nil, fmt.Errorf("source %s: no /%s: not an image of a Debian-based system", src, StatusPath)
 	}
 	var need *needKernels
-	if err := missingKernels(status, rows); o.SkipMissingKernels && errors.As(err, &need) {
-		// skipped by the pipeline, with a warning
-	} else if errors.As(err, &need) {
-		for _, k := range need.pkgs {
-			if !slices.Contains(c.Kernels, k) {
-				c.Kernels = append(c.Kernels, k)
+	if err := missingKernels(status, rows); errors.As(err, &need) {
+		if !o.SkipMissingKernels { // else the pipeline skips their rows, with a warning
+			for _, k := range need.pkgs {
+				if !slices.Contains(c.Kernels, k) {
+					c.Kernels = append(c.Kernels, k)
+				}
 			}
 		}
 	} else if err != nil {
@@ -308,46 +308,16 @@ func buildCustomised(ctx context.Context, repo *snapshot.Repo, src string, o Opt
 // pending build. With checkKernels it stops (needKernels) as soon as the
 // dpkg status shows a row's kernel package missing.
 func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o Options, st *snapshot.Stream, rel *Release, rows []KernelRow, start time.Time, checkKernels bool) (*Result, error) {
-	store := repo.Store()
-	res := &Result{}
-	var err error
-	clock := o.clock
-	if clock == nil {
-		clock = newStepClock()
+	b := &buildRun{store: repo.Store(), o: o, src: src, rows: rows, res: &Result{}, caps: map[string]*captured{}, clock: o.clock}
+	if b.clock == nil {
+		b.clock = newStepClock()
 	}
-
-	var staged []*cas.Staged
-	defer func() {
-		for _, s := range staged {
-			s.Discard()
-		}
-	}()
-	caps := map[string]*captured{}
-	var bootFiles []string
-	var missing map[string]bool // rows' kernel packages the image lacks (skipped)
-	wanted := func(e *Entry) bool {
-		if e.Type != TypeRegular {
-			return false
-		}
-		if e.Path == StatusPath {
-			return true
-		}
-		dir, name := path.Split(e.Path)
-		if dir == "boot/" && (strings.HasPrefix(name, "initrd.img-") || strings.HasPrefix(name, "vmlinuz-") || strings.HasPrefix(name, "vmlinux-")) {
-			return true
-		}
-		for _, r := range rows {
-			if r.DTB != "" && dtbMatch(r.DTB, e.Path) {
-				return true
-			}
-		}
-		return false
-	}
-
+	defer b.discard()
 	var sq *squasher
 	var tmp *cas.Temp
 	if in.upstream() == "" {
-		if tmp, err = store.CreateTemp(); err != nil {
+		var err error
+		if tmp, err = b.store.CreateTemp(); err != nil {
 			return nil, err
 		}
 		defer tmp.Discard()
@@ -356,29 +326,92 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 		}
 		defer sq.abort()
 	}
-	meter := o.Meters.New("build: read "+in.Describe()+" (entries)", 0, progress.Items)
+	if err := b.read(ctx, in, sq, checkKernels); err != nil {
+		return nil, err
+	}
+	sqfs, srcDigest, err := b.squashfs(ctx, in, sq, tmp)
+	if err != nil {
+		return nil, err
+	}
+	pend, err := b.pending(ctx, in, st, rel, sqfs, srcDigest)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.commit(ctx, pend); err != nil {
+		return nil, err
+	}
+	b.clock.done("ingest")
+	b.res.Steps = b.clock.steps
+	b.res.Seconds = time.Since(start).Seconds()
+	return b.res, nil
+}
+
+// buildRun is the state of one pass of the pipeline.
+type buildRun struct {
+	store     *cas.Store
+	o         Options
+	src       string
+	rows      []KernelRow
+	res       *Result
+	clock     *stepClock
+	caps      map[string]*captured // files of interest, by path
+	bootFiles []string             // the names in /boot, for errors
+	missing   map[string]bool      // rows' kernel packages the image lacks (skipped)
+	staged    []*cas.Staged        // discarded unless committed
+}
+
+func (b *buildRun) discard() {
+	for _, s := range b.staged {
+		s.Discard()
+	}
+}
+
+// wanted says whether an entry is kept on the way: the dpkg status, the
+// kernels and initrds in /boot, and the rows' device trees.
+func (b *buildRun) wanted(e *Entry) bool {
+	if e.Type != TypeRegular {
+		return false
+	}
+	if e.Path == StatusPath {
+		return true
+	}
+	dir, name := path.Split(e.Path)
+	if dir == "boot/" && (strings.HasPrefix(name, "initrd.img-") || strings.HasPrefix(name, "vmlinuz-") || strings.HasPrefix(name, "vmlinux-")) {
+		return true
+	}
+	for _, r := range b.rows {
+		if r.DTB != "" && dtbMatch(r.DTB, e.Path, "") {
+			return true
+		}
+	}
+	return false
+}
+
+// read passes every entry to tar2sqfs (sq; nil when the source is a
+// squashfs used as it is), capturing the wanted ones on the way.
+func (b *buildRun) read(ctx context.Context, in input, sq *squasher, checkKernels bool) error {
+	meter := b.o.Meters.New("build: read "+in.Describe()+" (entries)", 0, progress.Items)
+	defer meter.Done()
 	for {
 		if err := ctx.Err(); err != nil {
-			meter.Done()
-			return nil, err
+			return err
 		}
 		e, err := in.Next()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
-			meter.Done()
-			return nil, err
+			return err
 		}
-		res.Entries++
+		b.res.Entries++
 		meter.Add(1)
 		if strings.HasPrefix(e.Path, "boot/") && strings.Count(e.Path, "/") == 1 {
-			bootFiles = append(bootFiles, path.Base(e.Path))
+			b.bootFiles = append(b.bootFiles, path.Base(e.Path))
 		}
 		body := e.Body
 		var finish func() error
-		if wanted(e) {
-			body, finish = capture(ctx, store, e, caps, &staged)
+		if b.wanted(e) {
+			body, finish = capture(ctx, b.store, e, b.caps, &b.staged)
 		}
 		if sq != nil {
 			err = sq.add(e, body)
@@ -390,108 +423,121 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 				err = ferr
 			}
 		}
-		if err == nil && (checkKernels || o.SkipMissingKernels) && e.Path == StatusPath {
-			missing, err = o.missingKernels(caps[StatusPath].data, rows)
+		if err == nil && (checkKernels || b.o.SkipMissingKernels) && e.Path == StatusPath {
+			b.missing, err = b.o.missingKernels(b.caps[StatusPath].data, b.rows)
 		}
 		if err != nil {
-			meter.Done()
-			return nil, err
+			return err
 		}
 	}
-	meter.Done()
+}
 
-	// The squashfs.
+// squashfs finishes and stages the squashfs (or stages the source squashfs
+// as it is) and returns it with the source's sha256, checked against
+// --sha256.
+func (b *buildRun) squashfs(ctx context.Context, in input, sq *squasher, tmp *cas.Temp) (*cas.Staged, string, error) {
 	var sqfs *cas.Staged
+	var err error
 	if sq != nil {
 		if err := sq.finish(); err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		clock.done("squashfs")
-		res.DroppedXattrs = sq.dropped
+		b.clock.done("squashfs")
+		b.res.DroppedXattrs = sq.dropped
 		if sq.dropped > 0 {
-			o.Log.Warn("build: squashfs cannot hold POSIX ACLs; dropped", "xattrs", sq.dropped)
+			b.o.Log.Warn("build: squashfs cannot hold POSIX ACLs; dropped", "xattrs", sq.dropped)
 		}
 		if sqfs, err = tmp.Stage(ctx, nil); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	} else {
 		f, err := os.Open(in.upstream())
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		sqfs, err = store.Stage(ctx, f, cas.Unknown, nil)
+		sqfs, err = b.store.Stage(ctx, f, cas.Unknown, nil)
 		f.Close()
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		res.Reused = true
+		b.res.Reused = true
 	}
-	staged = append(staged, sqfs)
+	b.staged = append(b.staged, sqfs)
 	// The source's sha256: an upstream squashfs is the source file itself,
 	// hashed as it was staged; anything else was hashed as it was read.
 	srcDigest := sqfs.Digest.String()
-	if !res.Reused {
+	if !b.res.Reused {
 		if err := in.Drain(); err != nil {
-			return nil, fmt.Errorf("source %s: %w", src, err)
+			return nil, "", fmt.Errorf("source %s: %w", b.src, err)
 		}
 		srcDigest = in.Digest()
 	}
-	if err := checkSum(src, strings.TrimPrefix(srcDigest, "sha256:"), o.SHA256); err != nil {
-		return nil, err
+	if err := checkSum(b.src, strings.TrimPrefix(srcDigest, "sha256:"), b.o.SHA256); err != nil {
+		return nil, "", err
 	}
+	return sqfs, srcDigest, nil
+}
 
-	// The manifest, and each row's kernel.
-	status := caps[StatusPath]
+// pending stages the manifest and makes the pending build: one product per
+// row (the skipped ones left out), sorted by name.
+func (b *buildRun) pending(ctx context.Context, in input, st *snapshot.Stream, rel *Release, sqfs *cas.Staged, srcDigest string) (*Pending, error) {
+	o := b.o
+	status := b.caps[StatusPath]
 	if status == nil {
-		return nil, fmt.Errorf("source %s: no /%s: not an image of a Debian-based system", src, StatusPath)
+		return nil, fmt.Errorf("source %s: no /%s: not an image of a Debian-based system", b.src, StatusPath)
 	}
 	pkgs, err := ParseStatus(status.data)
 	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", src, err)
+		return nil, fmt.Errorf("source %s: %w", b.src, err)
 	}
-	manifest, err := store.Stage(ctx, bytes.NewReader(Manifest(pkgs, o.Arch)), cas.Unknown, nil)
+	manifest, err := b.store.Stage(ctx, bytes.NewReader(Manifest(pkgs, o.Arch)), cas.Unknown, nil)
 	if err != nil {
 		return nil, err
 	}
-	staged = append(staged, manifest)
-
-	base := path.Join(o.Release, o.Arch, o.Serial)
-	item := func(ftype, p string, s *cas.Staged, extra map[string]string) map[string]any {
-		m := map[string]any{"ftype": ftype, "path": p, "sha256": s.Digest.Encoded(), "size": s.Size}
-		for k, v := range extra {
-			m[k] = v
-		}
-		return m
-	}
+	b.staged = append(b.staged, manifest)
 	pend := &Pending{
 		Stream: o.Stream, Label: st.Label, Arch: o.Arch, Release: o.Release, Serial: o.Serial,
-		Source: cmp.Or(o.SourceName, src), SourceDigest: srcDigest, SourceFormat: in.Describe(),
-		ConfigDigest: o.Config.Digest, ContentID: Labelled(o.Config.ContentID, st.Label),
+		Source: cmp.Or(o.SourceName, b.src), SourceDigest: srcDigest, SourceFormat: in.Describe(),
+		ConfigDigest: o.Config.Digest, ContentID: o.Config.Labelled(st.Label),
 		Customization: o.customized,
 	}
-	for _, r := range rows {
-		if missing[r.KPackage] {
+	base := path.Join(o.Release, o.Arch, o.Serial)
+	for _, r := range b.rows {
+		if b.missing[r.KPackage] {
 			continue
 		}
-		p, err := o.product(st.Label, rel, r, pkgs, caps, bootFiles, item)
+		p, err := o.product(st.Label, rel, r, pkgs, b.caps, b.bootFiles)
 		if err != nil {
-			return nil, fmt.Errorf("source %s: %w", src, err)
+			return nil, fmt.Errorf("source %s: %w", b.src, err)
 		}
-		p.Items["squashfs"] = item("squashfs", path.Join(base, "squashfs"), sqfs, nil)
-		p.Items["manifest"] = item("manifest", path.Join(base, "squashfs.manifest"), manifest, nil)
+		p.Items["squashfs"] = newItem("squashfs", path.Join(base, "squashfs"), sqfs, nil)
+		p.Items["manifest"] = newItem("manifest", path.Join(base, "squashfs.manifest"), manifest, nil)
 		pend.Products = append(pend.Products, *p)
 	}
 	slices.SortFunc(pend.Products, func(a, b PendingProduct) int { return strings.Compare(a.Name, b.Name) })
+	return pend, nil
+}
 
-	// Commit the blobs and record the pending build, in one writer session.
-	ss, err := store.Writer(ctx, "build")
+// newItem makes an item of a product.
+func newItem(ftype, p string, s *cas.Staged, extra map[string]string) map[string]any {
+	m := map[string]any{"ftype": ftype, "path": p, "sha256": s.Digest.Encoded(), "size": s.Size}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+// commit commits the blobs the pending build uses and records it, in one
+// writer session, and lists its items in the result.
+func (b *buildRun) commit(ctx context.Context, pend *Pending) error {
+	ss, err := b.store.Writer(ctx, "build")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer ss.Close()
 	used := usedStaged(pend)
 	var commit []*cas.Staged
-	for _, s := range staged {
+	for _, s := range b.staged {
 		if used[s.Digest.Encoded()] {
 			commit = append(commit, s)
 			delete(used, s.Digest.Encoded())
@@ -499,36 +545,33 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 			s.Discard() // an unused kernel, or a second copy of a blob
 		}
 	}
-	staged = nil // Commit consumes the rest, whatever happens
+	b.staged = nil // Commit consumes the rest, whatever happens
 	done, err := ss.Commit(ctx, commit...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	fresh := map[string]bool{} // sha256s new to the pool
 	for _, c := range done {
 		if c.New {
-			res.NewBytes += c.Size
+			b.res.NewBytes += c.Size
 			fresh[c.Digest.Encoded()] = true
 		}
 	}
 	if err := putPending(ctx, ss, pend); err != nil {
-		return nil, err
+		return err
 	}
 	if err := ss.Close(); err != nil {
-		return nil, err
+		return err
 	}
 	for _, p := range pend.Products {
 		for _, name := range slices.Sorted(maps.Keys(p.Items)) {
 			it := p.Items[name].(map[string]any)
 			sum := it["sha256"].(string)
-			res.Items = append(res.Items, ItemResult{Product: p.Name, Name: name, Path: it["path"].(string), Digest: sum, Size: it["size"].(int64), New: fresh[sum]})
+			b.res.Items = append(b.res.Items, ItemResult{Product: p.Name, Name: name, Path: it["path"].(string), Digest: sum, Size: it["size"].(int64), New: fresh[sum]})
 		}
 	}
-	res.Pending = pend
-	clock.done("ingest")
-	res.Steps = clock.steps
-	res.Seconds = time.Since(start).Seconds()
-	return res, nil
+	b.res.Pending = pend
+	return nil
 }
 
 // usedStaged lists the sha256s the pending build's items name.
@@ -591,25 +634,26 @@ func cmpErr(err, def error) error {
 	return def
 }
 
-// dtbMatch says whether p matches a row's dtb: a path, {kver} standing
-// for any one path component, or a file name anywhere under
-// lib/firmware/<kver>/device-tree/ or boot/dtbs/<kver>/.
-func dtbMatch(pattern, p string) bool {
-	if !strings.Contains(pattern, "/") {
-		if path.Base(p) != pattern {
-			return false
-		}
-		xs := strings.Split(p, "/")
-		return len(xs) > 4 && xs[0] == "lib" && xs[1] == "firmware" && xs[3] == "device-tree" ||
-			len(xs) > 3 && xs[0] == "boot" && xs[1] == "dtbs"
+// dtbMatch says whether p is a row's device tree for kernel version kver
+// ("" for any): a path, {kver} standing for the kernel version, or a file
+// name under lib/firmware/<kver>/device-tree/ or boot/dtbs/<kver>/.
+func dtbMatch(pattern, p, kver string) bool {
+	isBare := !strings.Contains(pattern, "/")
+	if isBare && path.Base(p) != pattern {
+		return false // most entries: one comparison, no split
 	}
-	pattern = strings.TrimPrefix(pattern, "/")
-	ps, xs := strings.Split(pattern, "/"), strings.Split(p, "/")
+	xs := strings.Split(p, "/")
+	isKver := func(c string) bool { return kver == "" || c == kver }
+	if isBare {
+		return len(xs) > 4 && xs[0] == "lib" && xs[1] == "firmware" && isKver(xs[2]) && xs[3] == "device-tree" ||
+			len(xs) > 3 && xs[0] == "boot" && xs[1] == "dtbs" && isKver(xs[2])
+	}
+	ps := strings.Split(strings.TrimPrefix(pattern, "/"), "/")
 	if len(ps) != len(xs) {
 		return false
 	}
 	for i := range ps {
-		if ps[i] == "{kver}" {
+		if ps[i] == "{kver}" && isKver(xs[i]) {
 			continue
 		}
 		if ps[i] != xs[i] {
@@ -621,7 +665,7 @@ func dtbMatch(pattern, p string) bool {
 
 // product makes a row's product: its fields and its boot items (the
 // squashfs and the manifest are added by the caller).
-func (o Options) product(label string, rel *Release, r KernelRow, pkgs []Package, caps map[string]*captured, bootFiles []string, item itemFunc) (*PendingProduct, error) {
+func (o Options) product(label string, rel *Release, r KernelRow, pkgs []Package, caps map[string]*captured, bootFiles []string) (*PendingProduct, error) {
 	kver, kernel, initrd, err := pickKernel(pkgs, r, caps, bootFiles)
 	if err != nil {
 		return nil, err
@@ -632,15 +676,15 @@ func (o Options) product(label string, rel *Release, r KernelRow, pkgs []Package
 	}
 	kp := map[string]string{"kpackage": r.KPackage}
 	items := map[string]any{
-		"boot-kernel": item("boot-kernel", path.Join(dir, "boot-kernel"+r.Suffix), kernel, kp),
-		"boot-initrd": item("boot-initrd", path.Join(dir, "boot-initrd"+r.Suffix), initrd, kp),
+		"boot-kernel": newItem("boot-kernel", path.Join(dir, "boot-kernel"+r.Suffix), kernel, kp),
+		"boot-initrd": newItem("boot-initrd", path.Join(dir, "boot-initrd"+r.Suffix), initrd, kp),
 	}
 	if r.DTB != "" {
 		c := findDTB(caps, r.DTB, kver)
 		if c == nil {
 			return nil, fmt.Errorf("%w: row [%s]: no device tree %s for kernel %s (looked in /lib/firmware/%s/device-tree/ and /boot/dtbs/%s/)", ErrNoKernel, r, r.DTB, kver, kver, kver)
 		}
-		items["boot-dtb"] = item("boot-dtb", path.Join(dir, "boot-dtb"+r.Suffix), c.staged, kp)
+		items["boot-dtb"] = newItem("boot-dtb", path.Join(dir, "boot-dtb"+r.Suffix), c.staged, kp)
 	}
 	fields := map[string]string{
 		"arch": o.Arch, "label": label, "os": rel.OS, "release": rel.Release,
@@ -655,22 +699,12 @@ func (o Options) product(label string, rel *Release, r KernelRow, pkgs []Package
 	return &PendingProduct{Name: o.Config.ProductName(label, rel, r), Fields: fields, Items: items}, nil
 }
 
-// itemFunc makes an item of a product.
-type itemFunc func(ftype, p string, s *cas.Staged, extra map[string]string) map[string]any
-
-// findDTB finds a row's device tree among the captured files: a path with
-// {kver}, or a file name under the kernel's device-tree directories.
+// findDTB finds a row's device tree for kernel kver among the captured
+// files (the first in path order when a file name matches several).
 func findDTB(caps map[string]*captured, dtb, kver string) *captured {
-	ok := func(c *captured) bool { return c != nil && c.staged != nil }
-	if strings.Contains(dtb, "/") {
-		if c := caps[strings.ReplaceAll(strings.TrimPrefix(dtb, "/"), "{kver}", kver)]; ok(c) {
-			return c
-		}
-		return nil
-	}
 	var found []string
 	for p, c := range caps {
-		if ok(c) && path.Base(p) == dtb && (strings.HasPrefix(p, "lib/firmware/"+kver+"/device-tree/") || strings.HasPrefix(p, "boot/dtbs/"+kver+"/")) {
+		if c != nil && c.staged != nil && dtbMatch(dtb, p, kver) {
 			found = append(found, p)
 		}
 	}

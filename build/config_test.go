@@ -2,12 +2,8 @@ package build
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/mephstore/mephstore/internal/testref"
 )
 
 // TestLoadRealMephV3 loads maas-images' conf/meph-v3.yaml as it is (from
@@ -16,11 +12,7 @@ import (
 func TestLoadRealMephV3(t *testing.T) {
 	di, _ := ReadDistroInfo(DistroInfoPath)
 	configs := map[string][]byte{"built-in": DefaultConfig()}
-	if s := testref.Shared(); s != "" {
-		b, err := os.ReadFile(filepath.Join(s, "reference", "maas-images", "conf", "meph-v3.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
+	if b := sharedConf(t, "meph-v3.yaml"); b != nil {
 		configs["meph-v3.yaml"] = b
 	} else {
 		t.Log("no shared reference: the built-in config only")
@@ -99,11 +91,8 @@ func checkRealMephV3(t *testing.T, c *Config) {
 
 func TestLoadMephV2Refused(t *testing.T) {
 	b := []byte("releases: []\ncontent_id: com.ubuntu.maas:daily:v2:download\nproduct_id_pre: com.ubuntu.maas.daily:v2:boot\n")
-	if s := testref.Shared(); s != "" {
-		var err error
-		if b, err = os.ReadFile(filepath.Join(s, "reference", "maas-images", "conf", "meph-v2.yaml")); err != nil {
-			t.Fatal(err)
-		}
+	if real := sharedConf(t, "meph-v2.yaml"); real != nil {
+		b = real
 	}
 	_, err := ParseConfig("meph-v2.yaml", b, nil)
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "v2 streams are not supported") || strings.Contains(err.Error(), "\n") {

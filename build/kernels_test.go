@@ -70,14 +70,25 @@ func kernelsRoot(t testing.TB, skip ...string) string {
 	return p
 }
 
+// sharedConf is maas-images' conf/NAME from the shared reference, or nil
+// when there is none.
+func sharedConf(t testing.TB, name string) []byte {
+	s := testref.Shared()
+	if s == "" {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(s, "reference", "maas-images", "conf", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // mephV3 is the real maas-images conf/meph-v3.yaml when the shared
 // reference is there, else the built-in config (the same noble/amd64 rows).
 func mephV3(t testing.TB) (string, []byte) {
-	if s := testref.Shared(); s != "" {
-		p := filepath.Join(s, "reference", "maas-images", "conf", "meph-v3.yaml")
-		if b, err := os.ReadFile(p); err == nil {
-			return p, b
-		}
+	if b := sharedConf(t, "meph-v3.yaml"); b != nil {
+		return "meph-v3.yaml", b
 	}
 	return "built-in config", DefaultConfig()
 }

@@ -251,36 +251,53 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 	return res, nil
 }
 
+// ItemFile is the file an item names: its path, sha256 and size.
+type ItemFile struct {
+	Path   string
+	SHA256 string // 64 lowercase hex digits
+	Size   int64
+}
+
+// ReadItemFile reads the file fields of the scope's item (merged, as
+// simplestreams reads them) and checks them: a path that stays inside the
+// tree, a sha256 of 64 lowercase hex digits, a non-negative integer size.
+func ReadItemFile(s *Scope) (ItemFile, error) {
+	pathv, _ := s.Get("path")
+	path, ok := jsonc.String(pathv)
+	if !ok || path == "" {
+		return ItemFile{}, fmt.Errorf("%w: no path", ErrBadItem)
+	}
+	if err := CheckRel(path); err != nil {
+		return ItemFile{Path: path}, err
+	}
+	shav, _ := s.Get("sha256")
+	sum, _ := jsonc.String(shav)
+	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+		return ItemFile{Path: path}, fmt.Errorf("%w: sha256 %q is not 64 lowercase hex digits", ErrBadItem, sum)
+	}
+	sizev, _ := s.Get("size")
+	size, ok := jsonc.Int(sizev)
+	if !ok || size < 0 {
+		return ItemFile{Path: path}, fmt.Errorf("%w: size %s is not a non-negative integer", ErrBadItem, sizev)
+	}
+	return ItemFile{Path: path, SHA256: sum, Size: size}, nil
+}
+
 // collectFiles adds the files of a version's items to files, checking that
 // each has what is needed to fetch and verify it.
 func collectFiles(sc *SourceCatalog, p *Product, v *Version, files map[digest.Digest]fileRef) error {
 	s := Scope{Header: sc.Header, Product: p, Version: v}
 	for i := range v.Items {
 		s.Item = &v.Items[i]
-		where := fmt.Sprintf("%s: product %s version %s item %s", sc.Path, p.Name, v.Name, s.Item.Name)
-		pathv, _ := s.Get("path")
-		path, ok := jsonc.String(pathv)
-		if !ok || path == "" {
-			return fmt.Errorf("%s: %w: no path", where, ErrBadItem)
+		f, err := ReadItemFile(&s)
+		if err != nil {
+			return fmt.Errorf("%s: product %s version %s item %s: %w", sc.Path, p.Name, v.Name, s.Item.Name, err)
 		}
-		if err := CheckRel(path); err != nil {
-			return fmt.Errorf("%s: %w", where, err)
+		d := digest.NewDigestFromEncoded(digest.SHA256, f.SHA256)
+		if old, seen := files[d]; seen && old.size != f.Size {
+			return fmt.Errorf("%s: product %s version %s item %s: %w: sha256 %s is listed with sizes %d and %d", sc.Path, p.Name, v.Name, s.Item.Name, ErrBadItem, f.SHA256, old.size, f.Size)
 		}
-		shav, _ := s.Get("sha256")
-		sum, _ := jsonc.String(shav)
-		if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
-			return fmt.Errorf("%s: %w: sha256 %q is not 64 lowercase hex digits", where, ErrBadItem, sum)
-		}
-		sizev, _ := s.Get("size")
-		size, ok := jsonc.Int(sizev)
-		if !ok || size < 0 {
-			return fmt.Errorf("%s: %w: size %s is not a non-negative integer", where, ErrBadItem, sizev)
-		}
-		d := digest.NewDigestFromEncoded(digest.SHA256, sum)
-		if f, seen := files[d]; seen && f.size != size {
-			return fmt.Errorf("%s: %w: sha256 %s is listed with sizes %d and %d", where, ErrBadItem, sum, f.size, size)
-		}
-		files[d] = fileRef{path: path, size: size}
+		files[d] = fileRef{path: f.Path, size: f.Size}
 	}
 	return nil
 }

@@ -103,8 +103,8 @@ func (s *Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, er
 	return s.client.Get(ctx, u)
 }
 
-// readAll reads a metadata file (at most limit bytes).
-func (s *Source) readAll(ctx context.Context, rel string) ([]byte, error) {
+// ReadAll reads a metadata file below the root (at most 4 GiB).
+func (s *Source) ReadAll(ctx context.Context, rel string) ([]byte, error) {
 	r, size, err := s.Open(ctx, rel)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", rel, err)
@@ -210,7 +210,7 @@ func (s *Source) ReadCatalogs(ctx context.Context, kr pgp.Keyring, verify bool) 
 }
 
 func (s *Source) readMeta(ctx context.Context, rel string, kr pgp.Keyring, verify bool) ([]byte, error) {
-	b, err := s.readAll(ctx, rel)
+	b, err := s.ReadAll(ctx, rel)
 	if err != nil {
 		return nil, err
 	}

@@ -253,31 +253,19 @@ func (r *Report) checkItem(s *snapshot.Scope) *dataFile {
 		r.Problems = append(r.Problems, p)
 		return nil
 	}
-	path := s.Text("path")
-	at.Path = path
 	if _, ok := jsonc.Get(s.Item.Fields, "ftype"); !ok {
 		bad("maas", "no ftype on the item")
 	}
-	if path == "" {
-		return bad("metadata", "no path")
-	}
-	if err := snapshot.CheckRel(path); err != nil {
+	f, err := snapshot.ReadItemFile(s)
+	at.Path = f.Path
+	if err != nil {
 		return bad("metadata", err.Error())
-	}
-	sum := s.Text("sha256")
-	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
-		return bad("metadata", fmt.Sprintf("sha256 %q is not 64 lowercase hex digits", sum))
-	}
-	sizev, _ := s.Get("size")
-	size, ok := jsonc.Int(sizev)
-	if !ok || size < 0 {
-		return bad("metadata", fmt.Sprintf("size %s is not a non-negative JSON integer", sizev))
 	}
 	m := s.Text("md5")
 	if m != "" && (len(m) != 32 || strings.Trim(m, "0123456789abcdef") != "") {
 		return bad("metadata", fmt.Sprintf("md5 %q is not 32 lowercase hex digits", m))
 	}
-	return &dataFile{path: path, sha256: sum, md5: m, size: size, at: at}
+	return &dataFile{path: f.Path, sha256: f.SHA256, md5: m, size: f.Size, at: at}
 }
 
 func (r *Report) addFile(files map[string]*dataFile, df *dataFile) {
@@ -374,12 +362,12 @@ func (r *Report) checkTwin(ctx context.Context, s *snapshot.Source, rel string, 
 	bad := func(reason string) {
 		r.Problems = append(r.Problems, Problem{Check: "signature", File: rel, Reason: reason})
 	}
-	data, err := readSmall(ctx, s, rel)
+	data, err := s.ReadAll(ctx, rel)
 	if err != nil {
 		bad("the unsigned twin: " + err.Error())
 		return
 	}
-	sig, err := readSmall(ctx, s, rel+".gpg")
+	sig, err := s.ReadAll(ctx, rel+".gpg")
 	if err != nil {
 		if o.RequireDetached {
 			bad("no detached signature: " + err.Error())
@@ -389,19 +377,4 @@ func (r *Report) checkTwin(ctx context.Context, s *snapshot.Source, rel string, 
 	if err := pgp.VerifyDetached(rel+".gpg", data, sig, o.Keyring); err != nil {
 		bad(err.Error())
 	}
-}
-
-// readSmall reads a metadata file of at most 4 GiB.
-func readSmall(ctx context.Context, s *snapshot.Source, rel string) ([]byte, error) {
-	rc, _, err := s.Open(ctx, rel)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	const limit = 4 << 30
-	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err == nil && len(b) > limit {
-		err = fmt.Errorf("larger than 4 GiB")
-	}
-	return b, err
 }

@@ -80,28 +80,7 @@ Without --config the built-in config is used ('mephstore build default-config' p
 			if asJSON {
 				return jsonOut(a.stdout, res)
 			}
-			p := res.Pending
-			how := ""
-			if res.Reused {
-				how = ", the source squashfs as it is"
-			}
-			fmt.Fprintf(a.stdout, "build %s: %s %s %s from %s (%s, %d entries%s) for stream %s: %s, %s new in the pool, %.1fs\n",
-				p.ID, p.Arch, p.Release, p.Serial, p.Source, p.SourceFormat, res.Entries, how, p.Stream,
-				plural(len(p.Products), "product"), progress.HumanBytes(res.NewBytes), res.Seconds)
-			seen := map[string]bool{} // the squashfs and manifest are in every product
-			for _, it := range res.Items {
-				if seen[it.Path] {
-					continue
-				}
-				seen[it.Path] = true
-				fmt.Fprintf(a.stdout, "  %-11s %s  %s  %s\n", it.Name, it.Digest[:12], progress.HumanBytes(it.Size), it.Path)
-			}
-			var steps []string
-			for _, st := range res.Steps {
-				steps = append(steps, fmt.Sprintf("%s %.1fs", st.Name, st.Seconds))
-			}
-			fmt.Fprintf(a.stdout, "steps: %s\n", strings.Join(steps, ", "))
-			fmt.Fprintf(a.stdout, "pending: 'mephstore publish %s' commits it\n", p.Stream)
+			a.printBuild(res)
 			return nil
 		},
 	}
@@ -117,6 +96,33 @@ Without --config the built-in config is used ('mephstore build default-config' p
 	f.BoolVar(&skipMissing, "skip-missing-kernels", false, "skip, with a warning, the rows whose kernel package the image lacks (instead of installing it)")
 	cmd.AddCommand(a.printConfigCmd())
 	return cmd
+}
+
+// printBuild prints what a build made: a line, its items (the squashfs and
+// manifest once), its steps and what to do next.
+func (a *app) printBuild(res *build.Result) {
+	p := res.Pending
+	how := ""
+	if res.Reused {
+		how = ", the source squashfs as it is"
+	}
+	fmt.Fprintf(a.stdout, "build %s: %s %s %s from %s (%s, %d entries%s) for stream %s: %s, %s new in the pool, %.1fs\n",
+		p.ID, p.Arch, p.Release, p.Serial, p.Source, p.SourceFormat, res.Entries, how, p.Stream,
+		plural(len(p.Products), "product"), progress.HumanBytes(res.NewBytes), res.Seconds)
+	seen := map[string]bool{} // the squashfs and manifest are in every product
+	for _, it := range res.Items {
+		if seen[it.Path] {
+			continue
+		}
+		seen[it.Path] = true
+		fmt.Fprintf(a.stdout, "  %-11s %s  %s  %s\n", it.Name, it.Digest[:12], progress.HumanBytes(it.Size), it.Path)
+	}
+	var steps []string
+	for _, st := range res.Steps {
+		steps = append(steps, fmt.Sprintf("%s %.1fs", st.Name, st.Seconds))
+	}
+	fmt.Fprintf(a.stdout, "steps: %s\n", strings.Join(steps, ", "))
+	fmt.Fprintf(a.stdout, "pending: 'mephstore publish %s' commits it\n", p.Stream)
 }
 
 func (a *app) printConfigCmd() *cobra.Command {

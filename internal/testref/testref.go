@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -47,10 +48,7 @@ func Dir(t testing.TB, rel string) string {
 // like), or skips the test.
 func Python(t testing.TB, modules ...string) string {
 	t.Helper()
-	probe := "import " + "sys"
-	for _, m := range modules {
-		probe += ", " + m
-	}
+	probe := "import " + strings.Join(append([]string{"sys"}, modules...), ", ")
 	for _, py := range []string{"/usr/bin/python3", "python3"} {
 		if exec.Command(py, "-c", probe).Run() == nil {
 			return py
