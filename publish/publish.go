@@ -461,6 +461,9 @@ func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (name, 
 	if _, err := os.Stat(final); err == nil {
 		return stem + ".json", datatype, nil // the same content is published already
 	}
+	if err := tmp.Chmod(0o644); err != nil { // CreateTemp made it 0600
+		return "", "", err
+	}
 	if err := tmp.Sync(); err != nil {
 		return "", "", err
 	}
@@ -536,7 +539,7 @@ func (p *publisher) ensureData(sum string) error {
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", d, cas.ErrBlobNotFound)
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := fsx.MkdirDurable(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
 	err = os.Link(src, dst)

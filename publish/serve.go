@@ -24,8 +24,56 @@ import (
 // and no path that leaves the root (.., encoded or not, and symlinks that
 // point outside are refused).
 type Handler struct {
-	root string // absolute, symlinks resolved
-	log  *slog.Logger
+	root  string // absolute, symlinks resolved
+	log   *slog.Logger
+	stall time.Duration
+}
+
+// ServeOptions bound what a client can hold. Zero fields take the defaults
+// of DefaultServeOptions.
+type ServeOptions struct {
+	// HeaderTimeout is how long a client has to send its request headers.
+	HeaderTimeout time.Duration
+	// ReadTimeout is how long a client has to send its whole request.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection with no request.
+	IdleTimeout time.Duration
+	// StallTimeout cuts off a response the client stops reading: the
+	// write deadline moves forward with every write, so a long download
+	// that keeps moving is never cut.
+	StallTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers.
+	MaxHeaderBytes int
+	// ShutdownGrace is how long requests in flight get when serving stops.
+	ShutdownGrace time.Duration
+}
+
+// DefaultServeOptions are the documented defaults of mephstore serve.
+var DefaultServeOptions = ServeOptions{
+	HeaderTimeout:  10 * time.Second,
+	ReadTimeout:    30 * time.Second,
+	IdleTimeout:    2 * time.Minute,
+	StallTimeout:   time.Minute,
+	MaxHeaderBytes: 64 << 10,
+	ShutdownGrace:  10 * time.Second,
+}
+
+func (o ServeOptions) withDefaults() ServeOptions {
+	d := DefaultServeOptions
+	pick := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	pick(&o.HeaderTimeout, d.HeaderTimeout)
+	pick(&o.ReadTimeout, d.ReadTimeout)
+	pick(&o.IdleTimeout, d.IdleTimeout)
+	pick(&o.StallTimeout, d.StallTimeout)
+	pick(&o.ShutdownGrace, d.ShutdownGrace)
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	return o
 }
 
 // NewHandler serves root.
@@ -55,6 +103,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, seg := range strings.Split(p, "/") {
 		if seg == ".." || strings.ContainsRune(seg, 0) || strings.Contains(seg, "\\") {
 			h.refuse(w, r, http.StatusBadRequest, "path leaves the root")
+			return
+		}
+		if strings.HasPrefix(seg, ".") {
+			// Locks, staging directories and temp files of a publish
+			// in progress: not part of any tree.
+			http.NotFound(w, r)
 			return
 		}
 	}
@@ -105,7 +159,39 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hd.Set("ETag", etag(fi))
 		hd.Set("Cache-Control", "public, max-age=31536000, immutable")
 	}
-	http.ServeContent(w, r, name, fi.ModTime(), f)
+	http.ServeContent(&stallWriter{ResponseWriter: w, rc: http.NewResponseController(w), stall: h.stall}, r, name, fi.ModTime(), f)
+}
+
+// stallWriter moves the connection's write deadline forward on every write:
+// a client that keeps reading, however slowly and however large the file,
+// is served to the end; one that stops reading for the stall time is cut
+// off.
+type stallWriter struct {
+	http.ResponseWriter
+	rc    *http.ResponseController
+	stall time.Duration
+}
+
+func (w *stallWriter) Write(b []byte) (int, error) {
+	if w.stall > 0 {
+		w.rc.SetWriteDeadline(time.Now().Add(w.stall))
+	}
+	// Small pieces, so that one write never has to fit a whole window
+	// into one stall period on a slow link.
+	n := 0
+	for len(b) > 0 {
+		k := min(len(b), 256<<10)
+		m, err := w.ResponseWriter.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[k:]
+		if w.stall > 0 && len(b) > 0 {
+			w.rc.SetWriteDeadline(time.Now().Add(w.stall))
+		}
+	}
+	return n, nil
 }
 
 func etag(fi os.FileInfo) string {
@@ -158,18 +244,21 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, d *os.File) {
 }
 
 // Serve serves root on addr until ctx is done, then shuts down gracefully
-// (requests in flight get up to 10 seconds). ready, if not nil, gets the
+// (requests in flight get o.ShutdownGrace). ready, if not nil, gets the
 // address once listening.
-func Serve(ctx context.Context, addr, root string, log *slog.Logger, ready func(string)) error {
+func Serve(ctx context.Context, addr, root string, o ServeOptions, log *slog.Logger, ready func(string)) error {
+	o = o.withDefaults()
 	h, err := NewHandler(root, log)
 	if err != nil {
 		return err
 	}
+	h.stall = o.StallTimeout
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: o.HeaderTimeout, ReadTimeout: o.ReadTimeout,
+		IdleTimeout: o.IdleTimeout, MaxHeaderBytes: o.MaxHeaderBytes}
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
@@ -179,7 +268,7 @@ func Serve(ctx context.Context, addr, root string, log *slog.Logger, ready func(
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownGrace)
 		defer cancel()
 		return srv.Shutdown(sctx)
 	}

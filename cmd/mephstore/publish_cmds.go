@@ -213,6 +213,7 @@ func writeNewKey(dir, name, email string) (*pgp.Signer, error) {
 
 func (a *app) serveCmd() *cobra.Command {
 	var addr, root string
+	so := publish.DefaultServeOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the publish root over HTTP (for tests and small sites; use nginx in production)",
@@ -233,7 +234,7 @@ func (a *app) serveCmd() *cobra.Command {
 					return usageError{errors.New("no publish root yet: give --publish-root DIR")}
 				}
 			}
-			err := publish.Serve(ctxOf(cmd), addr, root, a.log, func(at string) {
+			err := publish.Serve(ctxOf(cmd), addr, root, so, a.log, func(at string) {
 				fmt.Fprintf(a.stdout, "serving %s on http://%s/ (Ctrl-C stops)\n", root, at)
 			})
 			if err == nil || errors.Is(err, context.Canceled) {
@@ -244,5 +245,8 @@ func (a *app) serveCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
 	cmd.Flags().StringVar(&root, "publish-root", "", "directory to serve (default: the store's publish root)")
+	cmd.Flags().DurationVar(&so.HeaderTimeout, "header-timeout", so.HeaderTimeout, "time a client has to send its request headers")
+	cmd.Flags().DurationVar(&so.IdleTimeout, "idle-timeout", so.IdleTimeout, "close keep-alive connections idle this long")
+	cmd.Flags().DurationVar(&so.StallTimeout, "stall-timeout", so.StallTimeout, "cut off a response the client has not read from for this long")
 	return cmd
 }

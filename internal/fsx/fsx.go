@@ -42,6 +42,11 @@ func MkdirDurable(dir string, perm fs.FileMode) error {
 	}
 	if err := os.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
+	} else if err == nil {
+		// perm whatever the umask.
+		if err := os.Chmod(dir, perm); err != nil {
+			return err
+		}
 	}
 	return SyncDir(parent)
 }
