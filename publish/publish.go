@@ -102,10 +102,13 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if err != nil {
 		return nil, err
 	}
-	if err := snapshot.ValidName("stream name", st.Name); err != nil {
+	dir, err := within(root, st.Name)
+	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(root, st.Name)
+	if err := snapshot.ValidStreamName(st.Name); err != nil {
+		return nil, err
+	}
 	res := &Result{Stream: st.Name, Snapshot: snap, Dir: dir, Signed: o.Signer != nil}
 	mark := string(snap) + " unsigned"
 	if o.Signer != nil {
@@ -457,7 +460,10 @@ func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (name, 
 		return "", "", err
 	}
 	stem := cat.ContentID + "." + hex.EncodeToString(h.Sum(nil))[:16]
-	final := filepath.Join(p.meta, stem+".json")
+	final, err := within(p.meta, stem+".json")
+	if err != nil {
+		return "", "", err
+	}
 	if _, err := os.Stat(final); err == nil {
 		return stem + ".json", datatype, nil // the same content is published already
 	}
@@ -568,9 +574,32 @@ func copyFile(src, dst string) error {
 	return writeAtomic(dst, 0o444, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
 }
 
+// ErrUnsafeName is wrapped when a name from a snapshot would put a
+// published file anywhere but directly in its directory.
+var ErrUnsafeName = errors.New("unsafe file name")
+
+// within is dir/name for a name that is one plain file-name component: no
+// separator, not "." or "..", not hidden, no NUL. Every file a publish
+// names after metadata goes through it, whatever insert let in.
+func within(dir, name string) (string, error) {
+	if name == "" || name == "." || name == ".." || strings.HasPrefix(name, ".") ||
+		strings.ContainsAny(name, "/\\\x00") || len(name) > 255 {
+		return "", fmt.Errorf("%q: %w", name, ErrUnsafeName)
+	}
+	p := filepath.Join(dir, name)
+	if filepath.Dir(p) != filepath.Clean(dir) {
+		return "", fmt.Errorf("%q: %w", name, ErrUnsafeName)
+	}
+	return p, nil
+}
+
 // write writes a metadata file of the stream atomically.
 func (p *publisher) write(name string, fn func(io.Writer) error) error {
-	if err := writeAtomic(filepath.Join(p.meta, name), 0o644, fn); err != nil {
+	path, err := within(p.meta, name)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(path, 0o644, fn); err != nil {
 		return err
 	}
 	p.res.FilesWritten = append(p.res.FilesWritten, "streams/v1/"+name)

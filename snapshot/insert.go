@@ -152,6 +152,9 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 				if !VersionMatches(o.Filters, sc.Header, sp, &v) {
 					continue
 				}
+				if err := CheckVersion(sc.ContentID, sc.Header, pf.Key, pfields, &v); err != nil {
+					return nil, fmt.Errorf("%s: %w", sc.Path, err)
+				}
 				if err := collectFiles(sc, sp, &v, files); err != nil {
 					return nil, err
 				}
@@ -267,7 +270,7 @@ func ReadItemFile(s *Scope) (ItemFile, error) {
 	if !ok || path == "" {
 		return ItemFile{}, fmt.Errorf("%w: no path", ErrBadItem)
 	}
-	if err := CheckRel(path); err != nil {
+	if err := CheckItemPath(path); err != nil {
 		return ItemFile{Path: path}, err
 	}
 	shav, _ := s.Get("sha256")
@@ -357,6 +360,13 @@ type NewVersion struct {
 func (r *Repo) AddVersions(ctx context.Context, stream, op string, adds []NewVersion) (*Result, error) {
 	cands := make([]candidate, len(adds))
 	for i, a := range adds {
+		v, err := parseVersion(a.Version, a.Raw)
+		if err != nil {
+			return nil, fmt.Errorf("product %s: %w", a.Product, err)
+		}
+		if err := CheckVersion(a.ContentID, a.Header, a.Product, a.ProductFields, &v); err != nil {
+			return nil, err
+		}
 		cands[i] = candidate{cid: a.ContentID, header: jsonc.Sort(slices.Clone(a.Header)), product: a.Product,
 			pfields: jsonc.Sort(slices.Clone(a.ProductFields)), version: a.Version, raw: a.Raw}
 	}

@@ -99,7 +99,7 @@ func (r *Repo) CreateStream(ctx context.Context, name, label string) (*Stream, e
 	if label == "" {
 		label = name
 	}
-	if err := ValidName("stream name", name); err != nil {
+	if err := ValidStreamName(name); err != nil {
 		return nil, err
 	}
 	if err := ValidName("label", label); err != nil {

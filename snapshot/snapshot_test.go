@@ -102,6 +102,10 @@ func TestInsertBrokenTrees(t *testing.T) {
 		{"json-path", true, ErrBadSource, "unsigned"},
 		{"bom", true, pgp.ErrNotSigned, ".sjson"},
 		{"content-id", false, ErrBadSource, "content_id"},
+		{"escape-path", true, ErrBadSource, "stay inside"},
+		{"content-id-dir", true, ErrBadMetadataName, "content_id \"com.ubuntu.maas:../../x\""},
+		{"product-dir", true, ErrBadMetadataName, "product name \"com.ubuntu.maas:../../x\""},
+		{"long-name", true, ErrBadMetadataName, "version name"},
 	} {
 		t.Run(tc.brk, func(t *testing.T) {
 			tree := testtree.Make(t, k, "--break", tc.brk)
@@ -114,6 +118,9 @@ func TestInsertBrokenTrees(t *testing.T) {
 			_, err := r.Insert(ctx, tree, "daily", o)
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("got %v, want %v mentioning %q", err, tc.want, tc.msg)
+			}
+			if msg := err.Error(); strings.Contains(msg, "\n") || len(msg) > 600 {
+				t.Fatalf("error is not one short line: %d bytes", len(msg))
 			}
 			if head(t, r, "daily").Seq != 1 {
 				t.Fatal("stream changed")

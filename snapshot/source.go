@@ -175,6 +175,9 @@ func (s *Source) ReadCatalogs(ctx context.Context, kr pgp.Keyring, verify bool) 
 	}
 	var out []SourceCatalog
 	for _, e := range jsonc.Sort(entries) {
+		if err := CheckName("content_id", e.Key); err != nil {
+			return nil, fmt.Errorf("%s: index: %w", idx, err)
+		}
 		efs, err := jsonc.Object(e.Value)
 		if err != nil {
 			return nil, fmt.Errorf("%s: index entry %s: %w: %w", idx, e.Key, ErrBadSource, err)

@@ -62,6 +62,23 @@ func ValidName(kind, s string) error {
 	return nil
 }
 
+// reservedStreams are names a stream cannot take: they collide with the
+// publish root's own directories (root/data is the shared data pool) or
+// with the layout clients look for (streams/v1 at a tree's root).
+var reservedStreams = map[string]bool{"data": true, "streams": true}
+
+// ValidStreamName checks a new stream's name: ValidName, and none of the
+// names the publish root uses for itself.
+func ValidStreamName(s string) error {
+	if err := ValidName("stream name", s); err != nil {
+		return err
+	}
+	if reservedStreams[s] {
+		return fmt.Errorf("stream name %q: %w: the publish root uses it for itself", s, ErrBadName)
+	}
+	return nil
+}
+
 func streamKey(name string) []byte { return append([]byte{cas.PrefixStream}, name...) }
 
 func historyKey(name string, seq uint64) []byte {

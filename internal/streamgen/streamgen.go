@@ -65,6 +65,8 @@ var Breaks = map[string]string{
 	"no-datatype":    "the products file lacks datatype",
 	"content-id":     "the products file's content_id differs from its index key",
 	"content-id-dir": "the content id holds ../ (com.ubuntu.maas:../../x)",
+	"product-dir":    "the victim product's name holds /../ (com.ubuntu.maas:../../x)",
+	"long-name":      "the victim version's name is 30,000 digits long",
 	"maas-field":     "the first product lacks release_title",
 	"subarches-list": "the first product's subarches is a list",
 	"no-manifest":    "the victim version has no manifest item",

@@ -168,6 +168,14 @@ func (w *writer) breakProducts(products obj) error {
 			p["subarches"] = strings.Split(p["subarches"].(string), ",")
 		case "no-manifest":
 			delete(items, "manifest")
+		case "long-name":
+			vs := p["versions"].(obj)
+			vs[strings.Repeat("1", 30000)] = vs[vname]
+			delete(vs, vname)
+		case "product-dir":
+			first := slices.Sorted(maps.Keys(products))[0]
+			products["com.ubuntu.maas:../../x"] = products[first]
+			delete(products, first)
 		case "version-name":
 			vs := p["versions"].(obj)
 			vs[vname[:4]+"-"+vname[4:6]+"-"+vname[6:]] = vs[vname]
