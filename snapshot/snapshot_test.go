@@ -381,3 +381,48 @@ func TestQueryMaxAndFormat(t *testing.T) {
 		}
 	}
 }
+
+// A local tree is read through its root: a symlink that leads out of it
+// is refused, one that stays inside is followed.
+func TestInsertDirRefusesSymlinksOut(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		target func(tree, outside string) string
+		ok     bool
+	}{
+		{"absolute link out", func(tree, outside string) string { return outside }, false},
+		{"relative link out", func(tree, outside string) string { rel, _ := filepath.Rel(tree, outside); return "../../../../../../../" + rel }, false},
+		{"link inside", func(tree, outside string) string { return "boot-kernel.real" }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tree := testtree.Make(t, nil, "--releases", "1", "--arches", "amd64", "--versions", "1")
+			items := sourceItems(t, tree, "daily")
+			var victim string
+			for _, vs := range items {
+				for _, its := range vs {
+					victim = its["boot-kernel"].Path
+				}
+			}
+			full := filepath.Join(tree, victim)
+			// The same bytes outside the tree (or beside the victim), so
+			// that only the link decides.
+			outside := filepath.Join(t.TempDir(), "host-file")
+			b, _ := os.ReadFile(full)
+			os.WriteFile(outside, b, 0o644)
+			os.WriteFile(full+".real", b, 0o644)
+			os.Remove(full)
+			target := tc.target(filepath.Dir(full), outside)
+			if err := os.Symlink(target, full); err != nil {
+				t.Fatal(err)
+			}
+			r := newRepo(t, "daily")
+			_, err := r.Insert(ctx, tree, "daily", unsignedOpts())
+			if tc.ok != (err == nil) {
+				t.Fatalf("insert with %s -> %s: %v", victim, target, err)
+			}
+			if !tc.ok && (!errors.Is(err, ErrBadSource) || !strings.Contains(err.Error(), "leads out of the tree")) {
+				t.Fatalf("error %v", err)
+			}
+		})
+	}
+}

@@ -88,7 +88,18 @@ func (s *Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, er
 		return nil, 0, err
 	}
 	if s.url == nil {
-		f, err := os.Open(filepath.Join(s.root, filepath.FromSlash(rel)))
+		// Through os.Root: a symlink in the tree may point within it,
+		// never outside (nor may a path that climbs out through one).
+		root, err := os.OpenRoot(s.root)
+		if err != nil {
+			return nil, 0, err
+		}
+		defer root.Close()
+		f, err := root.Open(filepath.FromSlash(rel))
+		if err != nil && strings.Contains(err.Error(), "escapes") {
+			// (os.Root has no exported error for this.)
+			return nil, 0, fmt.Errorf("%s: %w: a symbolic link leads out of the tree", rel, ErrBadSource)
+		}
 		if err != nil {
 			return nil, 0, err
 		}
