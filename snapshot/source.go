@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/jsonc"
@@ -19,6 +20,16 @@ import (
 // ErrBadSource is wrapped by errors in a source tree's layout or index.
 var ErrBadSource = errors.New("bad source tree")
 
+// ErrTooLarge is wrapped when a metadata document passes MaxMetadata.
+var ErrTooLarge = errors.New("metadata document too large")
+
+// Bounds on one metadata document (an index or a products file) of a
+// source: the largest real ones are tens of MiB.
+const (
+	DefaultMaxMetadata     = 256 << 20
+	DefaultMetadataTimeout = 10 * time.Minute
+)
+
 // Source is a simplestreams tree to read: a directory or an http(s) URL of
 // its root.
 type Source struct {
@@ -26,6 +37,11 @@ type Source struct {
 	url    *url.URL // nil for a directory
 	index  string   // path of the index below root, as given (or default)
 	client *fetch.Client
+	// MaxMetadata bounds the size of one metadata document read whole
+	// (DefaultMaxMetadata when 0); MetadataTimeout the time to read it
+	// (DefaultMetadataTimeout when 0).
+	MaxMetadata     int64
+	MetadataTimeout time.Duration
 }
 
 // OpenSource parses where a tree is: a directory or URL of its root, or of
@@ -114,15 +130,37 @@ func (s *Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, er
 	return s.client.Get(ctx, u)
 }
 
-// ReadAll reads a metadata file below the root (at most 4 GiB).
+// ReadAll reads a metadata file below the root: at most MaxMetadata bytes
+// (a larger declared size fails before anything is read) within
+// MetadataTimeout.
 func (s *Source) ReadAll(ctx context.Context, rel string) ([]byte, error) {
+	limit, timeout := s.MaxMetadata, s.MetadataTimeout
+	if limit <= 0 {
+		limit = DefaultMaxMetadata
+	}
+	if timeout <= 0 {
+		timeout = DefaultMetadataTimeout
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%s: %w: not read within %v", rel, ErrBadSource, timeout))
+	defer cancel()
+	b, err := s.readAll(ctx, rel, limit)
+	if err != nil && context.Cause(ctx) != nil && ctx.Err() == context.DeadlineExceeded {
+		return nil, context.Cause(ctx)
+	}
+	return b, err
+}
+
+func (s *Source) readAll(ctx context.Context, rel string, limit int64) ([]byte, error) {
 	r, size, err := s.Open(ctx, rel)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", rel, err)
 	}
 	defer r.Close()
-	const limit = 4 << 30
-	if size >= 0 && size <= limit {
+	tooLarge := fmt.Errorf("%s: %w: more than %d MiB", rel, ErrTooLarge, limit>>20)
+	if size > limit {
+		return nil, tooLarge
+	}
+	if size >= 0 {
 		// One allocation of the known size (io.ReadAll's regrowing cost a
 		// third of an 80k-item insert).
 		b := make([]byte, size)
@@ -135,8 +173,8 @@ func (s *Source) ReadAll(ctx context.Context, rel string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", rel, err)
 	}
-	if len(b) > limit {
-		return nil, fmt.Errorf("%s: larger than 4 GiB", rel)
+	if int64(len(b)) > limit {
+		return nil, tooLarge
 	}
 	return b, nil
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mephstore/mephstore/build"
-	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/progress"
 )
 
@@ -65,7 +64,7 @@ Without --config the built-in config is used ('mephstore build default-config' p
 			o.Customize.Repos = append(splitRepos(a.getenv("M2E_ADD_REPOS")), repos...)
 			o.Customize.Proposed = proposed
 			if build.IsURL(src) {
-				tmp, err := build.Download(ctx, r.Store(), &fetch.Client{Log: a.log}, src, sum, a.meters())
+				tmp, err := build.Download(ctx, r.Store(), a.fetchClient(), src, sum, a.meters())
 				if err != nil {
 					return err
 				}

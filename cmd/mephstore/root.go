@@ -17,6 +17,7 @@ import (
 
 	"github.com/mephstore/mephstore/build"
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/progress"
 )
 
@@ -28,6 +29,8 @@ type app struct {
 	verbose   int
 	noProg    bool
 	cpuprof   string
+	stall     time.Duration
+	retries   int
 	log       *slog.Logger
 	stopProf  func()
 }
@@ -77,6 +80,8 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 	pf.DurationVar(&a.wait, "wait", cas.DefaultWait, "how long to wait for a store locked by another writer")
 	pf.CountVarP(&a.verbose, "verbose", "v", "log more detail (debug level; -vv adds the database's own)")
 	pf.BoolVar(&a.noProg, "no-progress", false, "never draw progress meters (they are drawn only on a terminal anyway)")
+	pf.DurationVar(&a.stall, "stall-timeout", fetch.DefaultStall, "give up on an HTTP server that sends nothing for this long (each attempt; downloads are retried and resumed)")
+	pf.IntVar(&a.retries, "retries", 5, "attempts after the first for a failed or broken HTTP download")
 	pf.StringVar(&a.cpuprof, "cpuprofile", "", "write a CPU profile to this file (for performance work)")
 	pf.MarkHidden("cpuprofile")
 	root.SetVersionTemplate("mephstore {{.Version}}\n")
@@ -139,6 +144,15 @@ func markUsage(cmd *cobra.Command) {
 		}
 		markUsage(c)
 	}
+}
+
+// fetchClient is the HTTP client of every download a command makes.
+func (a *app) fetchClient() *fetch.Client {
+	retries := a.retries
+	if retries <= 0 {
+		retries = -1 // none
+	}
+	return &fetch.Client{Stall: a.stall, Retries: retries, Log: a.log}
 }
 
 // storeDir resolves the store directory from the flag, the environment and

@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"
 	"github.com/mephstore/mephstore/snapshot"
@@ -180,7 +178,7 @@ Filters: key=value, key!=value, key~regex, key!~regex (all must match an item of
 				return err
 			}
 			o := snapshot.InsertOptions{Verify: !noVerify, Filters: filters, DryRun: dryRun, Jobs: jobs, Meters: a.meters(),
-				Client: &fetch.Client{HTTP: &http.Client{Timeout: 0}, Log: a.log}}
+				Client: a.fetchClient()}
 			if keyring != "" {
 				if o.Keyring, err = pgp.ReadKeyring(keyring); err != nil {
 					return err

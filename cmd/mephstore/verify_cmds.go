@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"
 	"github.com/mephstore/mephstore/internal/streamgen"
@@ -43,7 +42,7 @@ directory, unusable keyring).`,
   mephstore verify --max 1 -j 8 --json --keyring keyring.gpg /srv/images/stable arch=amd64`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o := verify.Options{MetadataOnly: metaOnly, Max: max, Jobs: jobs, RequireDetached: reqDt, Client: &fetch.Client{Log: a.log}}
+			o := verify.Options{MetadataOnly: metaOnly, Max: max, Jobs: jobs, RequireDetached: reqDt, Client: a.fetchClient()}
 			var err error
 			if o.Filters, err = snapshot.ParseFilters(args[1:]); err != nil {
 				return usageError{err}

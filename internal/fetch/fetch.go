@@ -6,25 +6,52 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
 // ErrHTTP is wrapped by errors for HTTP statuses that are not retried.
 var ErrHTTP = errors.New("http error")
 
+// ErrStalled is wrapped when a server sent nothing for the stall timeout
+// (no response, or no bytes of a body).
+var ErrStalled = errors.New("server stalled")
+
+// DefaultStall is the stall timeout when Client.Stall is zero.
+const DefaultStall = 60 * time.Second
+
 // Client downloads with retries.
 type Client struct {
-	HTTP    *http.Client
-	Retries int           // attempts after the first; 0 means 5
+	HTTP    *http.Client  // nil: a client with connect and TLS timeouts
+	Retries int           // attempts after the first; 0 means 5, negative none
 	Backoff time.Duration // first wait between attempts, doubled each time; 0 means 500ms
-	Log     *slog.Logger
+	// Stall bounds the wait for any progress: for the response headers
+	// after the request is sent, and between two reads of a body that
+	// return bytes. A stalled attempt counts as a broken one (retried or
+	// resumed). 0 means DefaultStall.
+	Stall time.Duration
+	Log   *slog.Logger
+
+	once sync.Once
+	hc   *http.Client
+}
+
+func (c *Client) stall() time.Duration {
+	if c.Stall > 0 {
+		return c.Stall
+	}
+	return DefaultStall
 }
 
 func (c *Client) retries() int {
-	if c.Retries > 0 {
+	switch {
+	case c.Retries > 0:
 		return c.Retries
+	case c.Retries < 0:
+		return 0
 	}
 	return 5
 }
@@ -41,7 +68,74 @@ func (c *Client) http() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	return http.DefaultClient
+	c.once.Do(func() {
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+		c.hc = &http.Client{Transport: &http.Transport{
+			Proxy:                  http.ProxyFromEnvironment,
+			DialContext:            d.DialContext,
+			TLSHandshakeTimeout:    30 * time.Second,
+			MaxIdleConnsPerHost:    8,
+			IdleConnTimeout:        90 * time.Second,
+			ExpectContinueTimeout:  time.Second,
+			MaxResponseHeaderBytes: 1 << 20,
+		}}
+	})
+	return c.hc
+}
+
+// watch runs one request under a watchdog: the request's context is
+// cancelled with ErrStalled when the wait for the response, or one read of
+// the body, lasts the stall time. Time the caller spends between reads
+// does not count.
+type watch struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	t      *time.Timer
+	stall  time.Duration
+}
+
+func (c *Client) newWatch(ctx context.Context) *watch {
+	w := &watch{stall: c.stall()}
+	w.ctx, w.cancel = context.WithCancelCause(ctx)
+	w.t = time.AfterFunc(w.stall, func() { w.cancel(ErrStalled) })
+	return w
+}
+
+func (w *watch) arm()   { w.t.Reset(w.stall) }
+func (w *watch) pause() { w.t.Stop() }
+
+func (w *watch) stop() {
+	w.t.Stop()
+	w.cancel(nil)
+}
+
+// err says why an operation under the watch failed: a stall, or err.
+func (w *watch) err(err error) error {
+	if errors.Is(context.Cause(w.ctx), ErrStalled) {
+		return fmt.Errorf("%w: nothing received for %v", ErrStalled, w.stall)
+	}
+	return err
+}
+
+// watchedBody arms its watch for the length of every read.
+type watchedBody struct {
+	io.ReadCloser
+	w *watch
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	b.w.arm()
+	n, err := b.ReadCloser.Read(p)
+	b.w.pause()
+	if err != nil && err != io.EOF {
+		err = b.w.err(err)
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	b.w.stop()
+	return b.ReadCloser.Close()
 }
 
 // transient reports whether a failed attempt is worth retrying.
@@ -85,8 +179,10 @@ func (c *Client) do(ctx context.Context, url string, off int64, validator string
 				return nil, err
 			}
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		w := c.newWatch(ctx)
+		req, err := http.NewRequestWithContext(w.ctx, http.MethodGet, url, nil)
 		if err != nil {
+			w.stop()
 			return nil, fmt.Errorf("%s: %w", url, err)
 		}
 		if off > 0 {
@@ -97,10 +193,11 @@ func (c *Client) do(ctx context.Context, url string, off int64, validator string
 		}
 		resp, err := c.http().Do(req)
 		if err != nil {
+			w.stop()
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			last = fmt.Errorf("%s: %w", url, err)
+			last = fmt.Errorf("%s: %w", url, w.err(err))
 			c.logRetry(url, attempt, last)
 			continue
 		}
@@ -109,9 +206,12 @@ func (c *Client) do(ctx context.Context, url string, off int64, validator string
 			want = http.StatusPartialContent
 		}
 		if resp.StatusCode == want {
+			w.pause()
+			resp.Body = &watchedBody{ReadCloser: resp.Body, w: w}
 			return resp, nil
 		}
 		resp.Body.Close()
+		w.stop()
 		last = fmt.Errorf("%s: %w: %s", url, ErrHTTP, resp.Status)
 		if off > 0 && resp.StatusCode == http.StatusOK {
 			return nil, fmt.Errorf("%s: the server cannot resume at byte %d (it sent the whole file): %w", url, off, ErrHTTP)
@@ -171,7 +271,7 @@ func (r *resumer) Read(p []byte) (int, error) {
 		}
 		resp, derr := r.c.do(r.ctx, r.url, r.off, r.validator)
 		if derr != nil {
-			return 0, derr
+			return 0, fmt.Errorf("transfer broken at byte %d (%w), and resuming failed: %w", r.off, err, derr)
 		}
 		r.body = resp.Body
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -105,5 +106,96 @@ func TestGivesUp(t *testing.T) {
 	}
 	if _, err := io.ReadAll(r); err == nil || !strings.Contains(err.Error(), "giving up") {
 		t.Fatalf("endlessly broken transfer: %v", err)
+	}
+}
+
+// stallServer answers with headers and the first half of payload, then
+// sends nothing more until the test ends; silent accepts connections and
+// never answers at all.
+func stallServer(t *testing.T) (halfway, silent string) {
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") != "" { // a resume: headers, then nothing
+			w.WriteHeader(http.StatusPartialContent)
+		} else {
+			w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+			w.Write(payload[:len(payload)/2])
+		}
+		w.(http.Flusher).Flush()
+		<-done
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // held open, never answered
+		}
+	}()
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done); ln.Close() })
+	return srv.URL + "/f", "http://" + ln.Addr().String() + "/f"
+}
+
+func TestStalledServersFail(t *testing.T) {
+	halfway, silent := stallServer(t)
+	const stall = 200 * time.Millisecond
+	c := &Client{Stall: stall, Retries: 2, Backoff: time.Millisecond}
+	for _, tc := range []struct {
+		name, url string
+	}{{"no response", silent}, {"body stops half-way", halfway}} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			var err error
+			r, _, gerr := c.Get(context.Background(), tc.url)
+			if err = gerr; err == nil {
+				_, err = io.Copy(io.Discard, r)
+				r.Close()
+			}
+			if !errors.Is(err, ErrStalled) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("got %v, want ErrStalled", err)
+			}
+			// Three attempts of one stall each, and some slack.
+			if d := time.Since(start); d > 20*stall {
+				t.Fatalf("took %v", d)
+			}
+		})
+	}
+}
+
+// A slow server that keeps sending is never cut off, however long the
+// whole transfer takes.
+func TestSlowServerNotCut(t *testing.T) {
+	const stall = 200 * time.Millisecond
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+		tick := time.NewTicker(stall / 4)
+		defer tick.Stop()
+		for off := 0; off < len(payload); off += len(payload) / 16 {
+			<-tick.C
+			w.Write(payload[off : off+len(payload)/16])
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer srv.Close()
+	c := &Client{Stall: stall, Retries: 1}
+	start := time.Now()
+	r, _, err := c.Get(context.Background(), srv.URL+"/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(b, payload) {
+		t.Fatalf("read %d bytes: %v", len(b), err)
+	}
+	if d := time.Since(start); d < 2*stall {
+		t.Fatalf("took %v: not longer than the stall time, proves nothing", d)
 	}
 }

@@ -1,0 +1,117 @@
+package snapshot
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mephstore/mephstore/internal/fetch"
+	"github.com/mephstore/mephstore/internal/testtree"
+)
+
+// hostileServer serves tree, except that a GET of a path ending in what
+// (index.sjson, boot-kernel...) gets how: "stall" (half the file, then
+// nothing), "endless" (no Content-Length, bytes without end), "huge"
+// (a Content-Length of 1 TiB).
+func hostileServer(t *testing.T, tree, what, how string) string {
+	done := make(chan struct{})
+	files := http.FileServer(http.Dir(tree))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, what) {
+			files.ServeHTTP(w, r)
+			return
+		}
+		switch how {
+		case "stall":
+			w.Write([]byte("{"))
+			w.(http.Flusher).Flush()
+			<-done
+		case "endless":
+			chunk := []byte(strings.Repeat(" ", 1<<20))
+			for {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+				select {
+				case <-done:
+					return
+				default:
+				}
+			}
+		case "huge":
+			w.Header().Set("Content-Length", "1099511627776")
+			w.Write([]byte("{"))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) })
+	return srv.URL + "/"
+}
+
+func TestInsertFromHostileServers(t *testing.T) {
+	k := testtree.KeysFor(t, "good")
+	tree := testtree.Make(t, k)
+	for _, tc := range []struct {
+		what, how string
+		want      error
+	}{
+		{"index.sjson", "stall", fetch.ErrStalled},
+		{"boot-kernel", "stall", fetch.ErrStalled},
+		{"index.sjson", "huge", ErrTooLarge},
+		{"index.sjson", "endless", ErrTooLarge}, // read to the default cap, no further
+		{".sjson", "huge", ErrTooLarge},
+	} {
+		t.Run(tc.what+" "+tc.how, func(t *testing.T) {
+			url := hostileServer(t, tree, tc.what, tc.how)
+			r := newRepo(t, "daily")
+			blobs := blobCount(t, r)
+			o := signedOpts(t, k)
+			o.Client = &fetch.Client{Stall: 200 * time.Millisecond, Retries: 1, Backoff: time.Millisecond}
+			start := time.Now()
+			_, err := r.Insert(ctx, url, "daily", o)
+			if !errors.Is(err, tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if d := time.Since(start); d > 30*time.Second {
+				t.Fatalf("took %v", d)
+			}
+			if head(t, r, "daily").Seq != 1 || blobCount(t, r) != blobs {
+				t.Fatal("the store changed")
+			}
+			// The store lock is free again: a writer gets it at once.
+			r2 := New(r.s)
+			if _, err := r2.CreateStream(ctx, "after", ""); err != nil {
+				t.Fatalf("a writer after the failed insert: %v", err)
+			}
+		})
+	}
+}
+
+// A source's caps are its own: a smaller one is obeyed too, and a
+// document's whole read is bounded in time even when bytes keep coming.
+func TestSourceMetadataCaps(t *testing.T) {
+	tree := testtree.Make(t, nil)
+	url := hostileServer(t, tree, "index.json", "endless")
+	s, err := OpenSource(url, &fetch.Client{Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.MaxMetadata = 4 << 20
+	if _, err := s.ReadAll(ctx, "streams/v1/index.json"); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "more than 4 MiB") {
+		t.Fatalf("4 MiB cap: %v", err)
+	}
+	s.MaxMetadata, s.MetadataTimeout = 1<<40, 300*time.Millisecond
+	if _, err := s.ReadAll(ctx, "streams/v1/index.json"); !errors.Is(err, ErrBadSource) || !strings.Contains(err.Error(), "not read within") {
+		t.Fatalf("time cap: %v", err)
+	}
+	// A normal document still reads.
+	s.MetadataTimeout = 0
+	if b, err := s.ReadAll(ctx, "streams/v1/"+"com.ubuntu.maas:daily:v3:download.json"); err != nil || len(b) == 0 {
+		t.Fatalf("products file: %d bytes, %v", len(b), err)
+	}
+	_ = io.EOF
+}
