@@ -391,7 +391,10 @@ func TestInsertDirRefusesSymlinksOut(t *testing.T) {
 		ok     bool
 	}{
 		{"absolute link out", func(tree, outside string) string { return outside }, false},
-		{"relative link out", func(tree, outside string) string { rel, _ := filepath.Rel(tree, outside); return "../../../../../../../" + rel }, false},
+		{"relative link out", func(tree, outside string) string {
+			rel, _ := filepath.Rel(tree, outside)
+			return "../../../../../../../" + rel
+		}, false},
 		{"link inside", func(tree, outside string) string { return "boot-kernel.real" }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
