@@ -3,6 +3,7 @@ package cas
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -27,6 +28,7 @@ import (
 type Expect struct {
 	Size   int64
 	Digest digest.Digest
+	MD5    string // lowercase hex; checked when set
 }
 
 // Unknown expects nothing.
@@ -92,7 +94,12 @@ func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 	if got, err := flock.TryExclusive(f); err != nil || !got {
 		return nil, fmt.Errorf("ingest: lock temp file %s: %v", path, err)
 	}
-	h := sha256.New()
+	var h hash.Hash = sha256.New()
+	var md hash.Hash
+	if exp.MD5 != "" {
+		md = md5.New()
+		h = &alsoHash{Hash: h, other: md}
+	}
 	var n int64
 	small := exp.Size
 	if lr, ok := r.(interface{ Len() int }); ok && small < 0 {
@@ -119,6 +126,9 @@ func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 	if exp.Digest != "" && st.Digest != exp.Digest {
 		return nil, fmt.Errorf("ingest: content is %s, expected %s: %w", st.Digest, exp.Digest, ErrDigestMismatch)
 	}
+	if md != nil && hex.EncodeToString(md.Sum(nil)) != exp.MD5 {
+		return nil, fmt.Errorf("ingest: md5 is %x, expected %s: %w", md.Sum(nil), exp.MD5, ErrDigestMismatch)
+	}
 	if err := f.Chmod(0o444); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
@@ -130,6 +140,45 @@ func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 	}
 	ok = true
 	return st, nil
+}
+
+// alsoHash is a sha256 that feeds a second hash the same bytes.
+type alsoHash struct {
+	hash.Hash
+	other hash.Hash
+}
+
+func (a *alsoHash) Write(p []byte) (int, error) {
+	a.other.Write(p)
+	return a.Hash.Write(p)
+}
+
+// BlobMD5 hashes a pooled blob with md5 (which the pool does not record),
+// for checking what metadata says of bytes the pool already holds.
+func (s *Store) BlobMD5(ctx context.Context, d digest.Digest) (string, error) {
+	f, err := os.Open(s.BlobPath(d))
+	if err != nil {
+		return "", fmt.Errorf("blob %s: %w", d, err)
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+		return "", fmt.Errorf("blob %s: %w", d, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // copySmall handles inputs known to be smaller than one chunk: one read

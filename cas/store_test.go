@@ -3,6 +3,8 @@ package cas
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -140,6 +142,8 @@ func TestIngestMismatchLeavesNothing(t *testing.T) {
 		{"sha256", Expect{Size: -1, Digest: sha(other)}, ErrDigestMismatch},
 		{"right size wrong sha256", Expect{Size: int64(len(b)), Digest: sha(other)}, ErrDigestMismatch},
 		{"not a sha256", Expect{Size: -1, Digest: "md5:d41d8cd98f00b204e9800998ecf8427e"}, ErrBadDigest},
+		{"right sha256 wrong md5", Expect{Size: int64(len(b)), Digest: sha(b), MD5: "d41d8cd98f00b204e9800998ecf8427e"}, ErrDigestMismatch},
+		{"small, wrong md5", Expect{Size: -1, MD5: "d41d8cd98f00b204e9800998ecf8427e"}, ErrDigestMismatch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
@@ -169,6 +173,19 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	k := min(len(p), f.n)
 	f.n -= k
 	return k, nil
+}
+
+func TestIngestChecksMD5(t *testing.T) {
+	b := randBytes(3*chunkSize+5, 3)
+	s := newStore(t)
+	m := md5.Sum(b)
+	if _, err := ingest(t, s, b, Expect{Size: -1, MD5: hex.EncodeToString(m[:])}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.BlobMD5(context.Background(), sha(b))
+	if err != nil || got != hex.EncodeToString(m[:]) {
+		t.Fatalf("BlobMD5: %s %v", got, err)
+	}
 }
 
 func TestStageReadErrorAndCancel(t *testing.T) {

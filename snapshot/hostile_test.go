@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/testtree"
 )
@@ -114,4 +115,33 @@ func TestSourceMetadataCaps(t *testing.T) {
 		t.Fatalf("products file: %d bytes, %v", len(b), err)
 	}
 	_ = io.EOF
+}
+
+// An item whose sha256 names a blob the pool holds is still checked: its
+// size against the pool's record, its md5 against the blob's bytes.
+func TestInsertChecksItemsOfPooledBlobs(t *testing.T) {
+	k := testtree.KeysFor(t, "good")
+	good := testtree.Make(t, k)
+	for _, tc := range []struct {
+		brk  string
+		want error
+	}{
+		{"size", cas.ErrSizeMismatch},
+		{"md5", cas.ErrDigestMismatch},
+	} {
+		t.Run(tc.brk, func(t *testing.T) {
+			r := newRepo(t, "daily", "other")
+			mustInsert(t, r, good, "other", signedOpts(t, k))
+			blobs := blobCount(t, r)
+			// The same tree (same seed: same bytes), one item lying.
+			bad := testtree.Make(t, k, "--break", tc.brk)
+			_, err := r.Insert(ctx, bad, "daily", signedOpts(t, k))
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "boot-kernel") || !strings.Contains(err.Error(), "pooled blob") {
+				t.Fatalf("got %v, want %v about the pooled blob", err, tc.want)
+			}
+			if head(t, r, "daily").Seq != 1 || blobCount(t, r) != blobs {
+				t.Fatal("the store changed")
+			}
+		})
+	}
 }

@@ -55,6 +55,7 @@ type candidate struct {
 type fileRef struct {
 	path string
 	size int64
+	md5  string // "" when the items give none
 }
 
 // splitProduct parses a product object one level deep: its fields (without
@@ -182,17 +183,26 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 	}
 	var present []cas.Ref
 	err = ss.View(func(txn *badger.Txn) error {
-		for d := range files {
-			if _, err := cas.GetBlob(txn, d); errors.Is(err, cas.ErrBlobNotFound) {
+		for d, f := range files {
+			b, err := cas.GetBlob(txn, d)
+			switch {
+			case errors.Is(err, cas.ErrBlobNotFound):
 				missing = append(missing, d)
-			} else if err != nil {
+			case err != nil:
 				return err
-			} else {
+			case b.Size != f.size:
+				// What the metadata says must hold of the bytes we
+				// serve, whoever fetched them.
+				return fmt.Errorf("%s: %w: size %d, but its sha256 names a pooled blob of %d bytes", f.path, cas.ErrSizeMismatch, f.size, b.Size)
+			default:
 				present = append(present, cas.Ref{Kind: cas.RefBlob, Digest: d})
 			}
 		}
 		return nil
 	})
+	if err == nil {
+		err = checkPresentMD5(ctx, r.s, present, files)
+	}
 	if err == nil && !o.DryRun {
 		err = ss.AddRefs(cas.LeaseFrom(ctx), present...)
 	}
@@ -216,7 +226,7 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 		srcs := make([]cas.Source, len(missing))
 		for i, d := range missing {
 			f := files[d]
-			srcs[i] = cas.Source{Name: f.path, Expect: cas.Expect{Size: f.size, Digest: d},
+			srcs[i] = cas.Source{Name: f.path, Expect: cas.Expect{Size: f.size, Digest: d, MD5: f.md5},
 				Open: func() (io.ReadCloser, int64, error) { return source.Open(ctx, f.path) }}
 		}
 		jobs := o.Jobs
@@ -252,6 +262,25 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 	r.log.Debug("insert: committed", "took", time.Since(start))
 	res.Result = *out
 	return res, nil
+}
+
+// checkPresentMD5 hashes the pooled blobs whose items give an md5 (the pool
+// records sha256 and size only) and compares.
+func checkPresentMD5(ctx context.Context, s *cas.Store, present []cas.Ref, files map[digest.Digest]fileRef) error {
+	for _, ref := range present {
+		f := files[ref.Digest]
+		if f.md5 == "" {
+			continue
+		}
+		got, err := s.BlobMD5(ctx, ref.Digest)
+		if err != nil {
+			return err
+		}
+		if got != f.md5 {
+			return fmt.Errorf("%s: %w: md5 %s, but the pooled blob of its sha256 has md5 %s", f.path, cas.ErrDigestMismatch, f.md5, got)
+		}
+	}
+	return nil
 }
 
 // ItemFile is the file an item names: its path, sha256 and size.
@@ -296,11 +325,22 @@ func collectFiles(sc *SourceCatalog, p *Product, v *Version, files map[digest.Di
 		if err != nil {
 			return fmt.Errorf("%s: product %s version %s item %s: %w", sc.Path, p.Name, v.Name, s.Item.Name, err)
 		}
+		m := s.Text("md5")
+		if m != "" && (len(m) != 32 || strings.Trim(m, "0123456789abcdef") != "") {
+			return fmt.Errorf("%s: product %s version %s item %s: %w: md5 %q is not 32 lowercase hex digits", sc.Path, p.Name, v.Name, s.Item.Name, ErrBadItem, clip(m))
+		}
 		d := digest.NewDigestFromEncoded(digest.SHA256, f.SHA256)
-		if old, seen := files[d]; seen && old.size != f.Size {
+		old, seen := files[d]
+		if seen && old.size != f.Size {
 			return fmt.Errorf("%s: product %s version %s item %s: %w: sha256 %s is listed with sizes %d and %d", sc.Path, p.Name, v.Name, s.Item.Name, ErrBadItem, f.SHA256, old.size, f.Size)
 		}
-		files[d] = fileRef{path: f.Path, size: f.Size}
+		if seen && old.md5 != "" && m != "" && old.md5 != m {
+			return fmt.Errorf("%s: product %s version %s item %s: %w: sha256 %s is listed with md5s %s and %s", sc.Path, p.Name, v.Name, s.Item.Name, ErrBadItem, f.SHA256, old.md5, m)
+		}
+		if m == "" {
+			m = old.md5
+		}
+		files[d] = fileRef{path: f.Path, size: f.Size, md5: m}
 	}
 	return nil
 }

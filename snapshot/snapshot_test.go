@@ -93,6 +93,7 @@ func TestInsertBrokenTrees(t *testing.T) {
 		{"data", true, cas.ErrDigestMismatch, "boot-kernel"},
 		{"sha256", true, cas.ErrDigestMismatch, "boot-kernel"},
 		{"size", true, cas.ErrSizeMismatch, "boot-kernel"},
+		{"md5", true, cas.ErrDigestMismatch, "md5"},
 		{"missing", true, os.ErrNotExist, "boot-kernel"},
 		{"size-string", true, ErrBadItem, "size \"64\""},
 		{"no-sha256", true, ErrBadItem, "sha256"},
