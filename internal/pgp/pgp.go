@@ -2,12 +2,16 @@ package pgp
 
 import (
 	"bytes"
+	"crypto"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
 
 // Errors callers can test with errors.Is.
@@ -55,6 +59,10 @@ func VerifyClearsigned(name string, data []byte, kr Keyring) ([]byte, error) {
 	if !bytes.HasPrefix(data, []byte(header)) {
 		return nil, fmt.Errorf("%s: %w: it does not start with %q", name, ErrNotSigned, header)
 	}
+	declared, err := hashHeaders(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", name, ErrBadSignature, err)
+	}
 	block, rest := clearsign.Decode(data)
 	if block == nil {
 		return nil, fmt.Errorf("%s: %w: no complete signed message", name, ErrNotSigned)
@@ -62,10 +70,89 @@ func VerifyClearsigned(name string, data []byte, kr Keyring) ([]byte, error) {
 	if len(bytes.TrimSpace(rest)) > 0 {
 		return nil, fmt.Errorf("%s: %w: %d bytes after the signature", name, ErrBadSignature, len(rest))
 	}
+	sig, err := io.ReadAll(io.LimitReader(block.ArmoredSignature.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", name, ErrBadSignature, err)
+	}
+	if err := signatureHashDeclared(sig, declared); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", name, ErrBadSignature, err)
+	}
+	block.ArmoredSignature.Body = bytes.NewReader(sig)
 	if _, err := block.VerifySignature(kr, nil); err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", name, ErrBadSignature, err)
 	}
 	return block.Plaintext, nil
+}
+
+// hashNames are the names a clear-signed message's Hash header may give
+// (RFC 4880 9.4), and the hash each stands for.
+var hashNames = map[string]crypto.Hash{
+	"MD5": crypto.MD5, "SHA1": crypto.SHA1, "RIPEMD160": crypto.RIPEMD160,
+	"SHA224": crypto.SHA224, "SHA256": crypto.SHA256, "SHA384": crypto.SHA384, "SHA512": crypto.SHA512,
+}
+
+// hashHeaders reads the armour headers of a clear-signed message the way
+// gpgv does: only "Hash: " lines, each a comma-separated list of known
+// names; none at all means MD5 (RFC 4880 7).
+func hashHeaders(data []byte) (map[crypto.Hash]bool, error) {
+	lines := bytes.SplitN(data, []byte("\n"), 64)
+	out := map[crypto.Hash]bool{}
+	for _, l := range lines[1:] {
+		l = bytes.TrimSuffix(l, []byte("\r"))
+		if len(bytes.TrimRight(l, " \t")) == 0 {
+			if len(out) == 0 {
+				out[crypto.MD5] = true
+			}
+			return out, nil
+		}
+		v, ok := bytes.CutPrefix(l, []byte("Hash: "))
+		if !ok {
+			return nil, fmt.Errorf("armour header %q: only Hash headers may precede the text", clip(l))
+		}
+		for _, n := range strings.Split(string(v), ",") {
+			h, ok := hashNames[n]
+			if !ok {
+				return nil, fmt.Errorf("armour header %q: unknown hash %q", clip(l), clip([]byte(n)))
+			}
+			out[h] = true
+		}
+	}
+	return nil, errors.New("no end to the armour headers")
+}
+
+func clip(b []byte) string {
+	if len(b) > 60 {
+		return string(b[:60]) + "..."
+	}
+	return string(b)
+}
+
+// signatureHashDeclared checks that every signature packet uses a hash the
+// Hash header declared (gpgv: "signature digest conflict in message").
+func signatureHashDeclared(sig []byte, declared map[crypto.Hash]bool) error {
+	pr := packet.NewReader(bytes.NewReader(sig))
+	n := 0
+	for {
+		p, err := pr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		s, ok := p.(*packet.Signature)
+		if !ok {
+			continue
+		}
+		n++
+		if !declared[s.Hash] {
+			return fmt.Errorf("signed with %v, but the Hash header does not declare it", s.Hash)
+		}
+	}
+	if n == 0 {
+		return errors.New("no signature packet")
+	}
+	return nil
 }
 
 // VerifyDetached checks an armoured (or binary) detached signature of data
