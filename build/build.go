@@ -11,7 +11,6 @@ import (
 	"maps"
 	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -264,7 +263,7 @@ func buildCustomised(ctx context.Context, repo *snapshot.Repo, src string, o Opt
 	}
 	o.Log.Debug("build: unpacked", "took", time.Since(t0))
 	// The rows' kernel packages the image lacks are installed too.
-	status, err := os.ReadFile(filepath.Join(ws.root, StatusPath))
+	status, err := readInImage(ws.root, StatusPath)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: no /%s: not an image of a Debian-based system", src, StatusPath)
 	}

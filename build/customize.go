@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -264,25 +266,47 @@ func (w *workspace) mount() error {
 		{"/dev", "dev", "", unix.MS_BIND, ""},
 		{"devpts", "dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620"},
 	} {
-		target := filepath.Join(w.root, mt.target)
-		if fi, err := os.Lstat(target); err != nil || !fi.IsDir() {
-			if err := clearPath(target, true); err != nil {
-				return err
-			}
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return fmt.Errorf("mount point %s: %w", target, err)
-			}
+		if err := w.mountAt(mt.src, mt.target, mt.fstype, mt.flags, mt.data); err != nil {
+			return err
 		}
-		if err := unix.Mount(mt.src, target, mt.fstype, mt.flags, mt.data); err != nil {
-			return fmt.Errorf("mount %s on %s: %w", mt.src, target, err)
-		}
-		w.mounts = append(w.mounts, target)
 	}
 	// resolv.conf: the host's, for apt; the image's own is put back.
 	if err := w.swapFile("etc/resolv.conf", hostFile("/etc/resolv.conf")); err != nil {
 		return err
 	}
 	return w.swapFile("usr/sbin/policy-rc.d", []byte("#!/bin/sh\n# mephstore: no services start during a build\nexit 101\n"))
+}
+
+// mountAt mounts src on the directory target of the image, resolved within
+// the image (a symlink of the image cannot make it mount over the host's
+// own directories): what is there and is not a directory is replaced by
+// one, and the mount goes through the /proc name of the opened directory.
+func (w *workspace) mountAt(src, target, fstype string, flags uintptr, data string) error {
+	ir, err := openImageRoot(w.root)
+	if err != nil {
+		return err
+	}
+	defer ir.Close()
+	fd, err := ir.openat2(target, unix.O_PATH|unix.O_DIRECTORY, 0, inRootResolve)
+	if err != nil {
+		if err := ir.Remove(target); err != nil {
+			return fmt.Errorf("mount point %s: %w", target, err)
+		}
+		if err := ir.MkdirAll(target); err != nil {
+			return fmt.Errorf("mount point %s: %w", target, err)
+		}
+		if fd, err = ir.openat2(target, unix.O_PATH|unix.O_DIRECTORY, 0, inRootResolve); err != nil {
+			return fmt.Errorf("mount point %s: %w", target, err)
+		}
+	}
+	defer unix.Close(fd)
+	at := "/proc/self/fd/" + strconv.Itoa(fd)
+	if err := unix.Mount(src, at, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", src, target, err)
+	}
+	real, _ := os.Readlink(at)
+	w.mounts = append(w.mounts, real)
+	return nil
 }
 
 func hostFile(p string) []byte {
@@ -296,26 +320,34 @@ func hostFile(p string) []byte {
 // swapFile puts content at rel (mode 0755) for the customisation and
 // registers the restoring of what was there (a file, a symlink, nothing).
 func (w *workspace) swapFile(rel string, content []byte) error {
-	p := filepath.Join(w.root, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	ir, err := openImageRoot(w.root)
+	if err != nil {
 		return err
 	}
-	saved := p + ".mephstore-saved"
-	_, err := os.Lstat(p)
-	had := err == nil
-	if had {
-		if err := os.Rename(p, saved); err != nil {
-			return err
-		}
+	if err := ir.MkdirAll(path.Dir(rel)); err != nil {
+		ir.Close()
+		return err
+	}
+	saved := rel + ".mephstore-saved"
+	had, err := ir.Exists(rel)
+	if err == nil && had {
+		err = ir.Rename(rel, saved)
+	}
+	if err != nil {
+		ir.Close()
+		return err
 	}
 	w.restore = append(w.restore, func() error {
-		os.Remove(p)
+		defer ir.Close()
+		if err := ir.Remove(rel); err != nil {
+			return err
+		}
 		if had {
-			return os.Rename(saved, p)
+			return ir.Rename(saved, rel)
 		}
 		return nil
 	})
-	return os.WriteFile(p, content, 0o755)
+	return ir.WriteFile(rel, content, 0o755)
 }
 
 // chroot runs a shell command in the tree, its output to the log (and a
@@ -400,11 +432,7 @@ func (w *workspace) customise(ctx context.Context, c *Customize, meters progress
 		lines = append(lines, fmt.Sprintf("deb %s %s-proposed %s", uri, suite, comps))
 	}
 	if len(lines) > 0 {
-		p := filepath.Join(w.root, "etc/apt/sources.list.d/mephstore.list")
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		if err := writeInImage(w.root, "etc/apt/sources.list.d/mephstore.list", []byte(strings.Join(lines, "\n")+"\n")); err != nil {
 			return err
 		}
 	}
@@ -442,9 +470,39 @@ func (w *workspace) customise(ctx context.Context, c *Customize, meters progress
 	return err
 }
 
+// writeInImage writes a file (0644) of the image, making its directory,
+// resolving every path within the image.
+func writeInImage(root, rel string, content []byte) error {
+	ir, err := openImageRoot(root)
+	if err != nil {
+		return err
+	}
+	defer ir.Close()
+	if err := ir.MkdirAll(path.Dir(rel)); err != nil {
+		return err
+	}
+	return ir.WriteFile(rel, content, 0o644)
+}
+
+// readInImage reads a file of the image, resolving its path within the
+// image.
+func readInImage(root, rel string) ([]byte, error) {
+	ir, err := openImageRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer ir.Close()
+	return ir.ReadFile(rel)
+}
+
 // firstSource reads the image's first apt source: URI, suite, components.
 func firstSource(root string) (string, string, string, error) {
-	if b, err := os.ReadFile(filepath.Join(root, "etc/apt/sources.list")); err == nil {
+	ir, err := openImageRoot(root)
+	if err != nil {
+		return "", "", "", err
+	}
+	defer ir.Close()
+	if b, err := ir.ReadFile("etc/apt/sources.list"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			f := strings.Fields(l)
 			if len(f) >= 4 && f[0] == "deb" && !strings.HasPrefix(f[1], "[") {
@@ -452,10 +510,10 @@ func firstSource(root string) (string, string, string, error) {
 			}
 		}
 	}
-	ms, _ := filepath.Glob(filepath.Join(root, "etc/apt/sources.list.d/*.sources"))
+	ms, _ := ir.Glob("etc/apt/sources.list.d", "*.sources")
 	slices.Sort(ms)
 	for _, m := range ms {
-		b, err := os.ReadFile(m)
+		b, err := ir.ReadFile(m)
 		if err != nil {
 			continue
 		}

@@ -110,11 +110,19 @@ type guard struct {
 	links map[string]bool
 }
 
-func (g *guard) check(e *Entry) error {
-	for d := path.Dir(e.Path); d != "." && d != "/" && d != ""; d = path.Dir(d) {
+// belowLink returns the symbolic link of the stream that p lies below, or "".
+func (g *guard) belowLink(p string) string {
+	for d := path.Dir(p); d != "." && d != "/" && d != ""; d = path.Dir(d) {
 		if g.links[d] {
-			return fmt.Errorf("%q: %w (it lies below the symbolic link %q)", e.Path, ErrEscape, d)
+			return d
 		}
+	}
+	return ""
+}
+
+func (g *guard) check(e *Entry) error {
+	if d := g.belowLink(e.Path); d != "" {
+		return fmt.Errorf("%q: %w (it lies below the symbolic link %q)", e.Path, ErrEscape, d)
 	}
 	switch e.Type {
 	case TypeSymlink:
@@ -129,6 +137,11 @@ func (g *guard) check(e *Entry) error {
 		}
 		if l == "" {
 			return fmt.Errorf("hard link %q: %w (it names the root)", e.Path, ErrEscape)
+		}
+		// A target reached through a symbolic link of the image would
+		// be resolved on the host: refused, like entries below one.
+		if d := g.belowLink(l); d != "" {
+			return fmt.Errorf("hard link %q to %q: %w (the target lies below the symbolic link %q)", e.Path, l, ErrEscape, d)
 		}
 		e.Link = l
 	default:

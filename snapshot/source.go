@@ -104,18 +104,7 @@ func (s *Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, er
 		return nil, 0, err
 	}
 	if s.url == nil {
-		// Through os.Root: a symlink in the tree may point within it,
-		// never outside (nor may a path that climbs out through one).
-		root, err := os.OpenRoot(s.root)
-		if err != nil {
-			return nil, 0, err
-		}
-		defer root.Close()
-		f, err := root.Open(filepath.FromSlash(rel))
-		if err != nil && strings.Contains(err.Error(), "escapes") {
-			// (os.Root has no exported error for this.)
-			return nil, 0, fmt.Errorf("%s: %w: a symbolic link leads out of the tree", rel, ErrBadSource)
-		}
+		f, err := s.openLocal(rel)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -128,6 +117,39 @@ func (s *Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, er
 	}
 	u := s.root + (&url.URL{Path: rel}).EscapedPath()
 	return s.client.Get(ctx, u)
+}
+
+// openLocal opens rel of a directory tree through os.Root: a symlink in the
+// tree may point within it, never outside (nor may a path climb out
+// through one). The one exception is the layout mephstore publishes: a
+// stream's data link to ../data, the publish root's shared data pool.
+func (s *Source) openLocal(rel string) (*os.File, error) {
+	f, err := openInRoot(s.root, rel)
+	if errors.Is(err, errEscapes) && strings.HasPrefix(rel, "data/") {
+		if t, lerr := os.Readlink(filepath.Join(s.root, "data")); lerr == nil && t == "../data" {
+			f, err = openInRoot(filepath.Dir(s.root), rel)
+		}
+	}
+	if errors.Is(err, errEscapes) {
+		return nil, fmt.Errorf("%s: %w: a symbolic link leads out of the tree", rel, ErrBadSource)
+	}
+	return f, err
+}
+
+var errEscapes = errors.New("escapes")
+
+func openInRoot(dir, rel string) (*os.File, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	f, err := root.Open(filepath.FromSlash(rel))
+	if err != nil && strings.Contains(err.Error(), "escapes") {
+		// (os.Root has no exported error for this.)
+		return nil, fmt.Errorf("%w: %w", errEscapes, err)
+	}
+	return f, err
 }
 
 // ReadAll reads a metadata file below the root: at most MaxMetadata bytes
