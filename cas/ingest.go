@@ -53,6 +53,7 @@ type Staged struct {
 	path   string
 	synced bool // fsynced; Commit syncs the file system for the others
 	moved  bool // renamed into the pool: nothing left to remove
+	pooled bool // hashed in place: the pool has these bytes, no temp file
 }
 
 // Stage reads r once, writing it to a temp file in the pool while hashing
@@ -518,6 +519,13 @@ func (ss *Session) commit(lease *Lease, staged []*Staged) ([]Committed, error) {
 	dirs := map[string]bool{}
 	for i, st := range staged {
 		dst := ss.s.BlobPath(st.Digest)
+		if st.pooled {
+			if fi, err := os.Stat(dst); err != nil || fi.Size() != st.Size {
+				return nil, fmt.Errorf("commit %s: %w: removed from the pool since it was found there (by gc?); ingest it again", st.Digest, ErrBlobNotFound)
+			}
+			out[i] = Committed{Blob: Blob{Digest: st.Digest, Size: st.Size}}
+			continue
+		}
 		if err := fsx.MkdirDurable(filepath.Dir(dst), 0o755); err != nil {
 			return nil, fmt.Errorf("commit %s: %w", st.Digest, err)
 		}

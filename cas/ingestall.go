@@ -2,13 +2,19 @@ package cas
 
 import (
 	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/internal/progress"
 )
@@ -100,6 +106,7 @@ func (s *Store) ingest(ctx context.Context, srcs []Source, jobs int, meters prog
 	defer cancel()
 	todo := make(chan Source)
 	done := make(chan stagedSource, jobs)
+	sizes := &pooledSizes{}
 	go func() {
 		defer close(todo)
 		for _, src := range srcs {
@@ -114,7 +121,7 @@ func (s *Store) ingest(ctx context.Context, srcs []Source, jobs int, meters prog
 	for range jobs {
 		workers.Go(func() {
 			for src := range todo {
-				st, err := s.stageSource(ctx, src, meters, shared)
+				st, err := s.stageSource(ctx, src, sizes, meters, shared)
 				done <- stagedSource{src.Name, st, err}
 			}
 		})
@@ -210,7 +217,7 @@ func (s *Store) ingest(ctx context.Context, srcs []Source, jobs int, meters prog
 	return flush()
 }
 
-func (s *Store) stageSource(ctx context.Context, src Source, meters progress.Factory, shared progress.Meter) (*Staged, error) {
+func (s *Store) stageSource(ctx context.Context, src Source, sizes *pooledSizes, meters progress.Factory, shared progress.Meter) (*Staged, error) {
 	r, size, err := src.Open()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.Name, err)
@@ -222,6 +229,19 @@ func (s *Store) stageSource(ctx context.Context, src Source, meters progress.Fac
 		defer m.Done()
 	}
 	start := time.Now()
+	if f, ok := r.(*os.File); ok && size >= smallFile && sizes.has(ctx, s, size) {
+		// Bytes the pool may hold already: hash them in place first,
+		// and stage (a copy of the whole file) only if they are new.
+		st, err := s.hashInPlace(ctx, f, size, src.Expect, m)
+		if err != nil || st != nil {
+			if err != nil {
+				err = fmt.Errorf("%s: %w", src.Name, err)
+			}
+			return st, err
+		}
+		m = meters.New("ingest "+filepath.Base(src.Name)+" (new bytes)", size, progress.Bytes)
+		defer m.Done()
+	}
 	stage := s.Stage
 	if size >= 0 && size < smallFile {
 		stage = s.StageUnsynced // the batch's commit syncs them all at once
@@ -232,6 +252,77 @@ func (s *Store) stageSource(ctx context.Context, src Source, meters progress.Fac
 	}
 	s.log.Debug("staged", "name", src.Name, "bytes", st.Size, "took", time.Since(start))
 	return st, nil
+}
+
+// pooledSizes is the set of the sizes of the pool's blobs, read once, when
+// the first large local file is ingested.
+type pooledSizes struct {
+	once  sync.Once
+	sizes map[int64]bool
+}
+
+func (p *pooledSizes) has(ctx context.Context, s *Store, size int64) bool {
+	p.once.Do(func() {
+		p.sizes = map[int64]bool{}
+		ss, err := s.Reader(ctx)
+		if err != nil {
+			return // then every file is staged, as it always may be
+		}
+		defer ss.Close()
+		ss.Blobs(func(b Blob) error {
+			if b.Size >= smallFile {
+				p.sizes[b.Size] = true
+			}
+			return nil
+		})
+	})
+	return p.sizes[size]
+}
+
+// hashInPlace hashes f (reading it once, writing nothing) and returns a
+// Staged that stands for the pooled blob of the same bytes, or nil (with f
+// back at its start) when the pool lacks them.
+func (s *Store) hashInPlace(ctx context.Context, f *os.File, size int64, exp Expect, m progress.Meter) (*Staged, error) {
+	var h hash.Hash = sha256.New()
+	var md hash.Hash
+	if exp.MD5 != "" {
+		md = md5.New()
+		h = &alsoHash{Hash: h, other: md}
+	}
+	buf := s.getBuf()
+	defer s.bufs.Put(&buf)
+	n, err := io.CopyBuffer(h, &meteredReader{ctxReader{ctx, f}, m}, buf)
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+	switch {
+	case exp.Size >= 0 && n != exp.Size:
+		return nil, fmt.Errorf("ingest: got %d bytes, expected %d: %w", n, exp.Size, ErrSizeMismatch)
+	case exp.Digest != "" && d != exp.Digest:
+		return nil, fmt.Errorf("ingest: content is %s, expected %s: %w", d, exp.Digest, ErrDigestMismatch)
+	case md != nil && hex.EncodeToString(md.Sum(nil)) != exp.MD5:
+		return nil, fmt.Errorf("ingest: md5 is %x, expected %s: %w", md.Sum(nil), exp.MD5, ErrDigestMismatch)
+	}
+	if fi, err := os.Stat(s.BlobPath(d)); err == nil && fi.Size() == n {
+		return &Staged{Digest: d, Size: n, synced: true, pooled: true}, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// meteredReader advances a progress meter as it reads.
+type meteredReader struct {
+	r io.Reader
+	m progress.Meter
+}
+
+func (r *meteredReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.m.Add(int64(n))
+	return n, err
 }
 
 // DefaultDir is the store used when neither --store nor MEPHSTORE_STORE is

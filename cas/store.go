@@ -53,8 +53,12 @@ type Store struct {
 	bufs sync.Pool // chunkSize buffers of the ingest pipeline
 }
 
-// Init creates a new, empty store at dir. dir may exist if it is empty.
-func Init(dir string) error {
+// Init creates a new, empty store at dir with the default reserve (see
+// MinFree). dir may exist if it is empty.
+func Init(dir string) error { return InitWith(dir, DefaultReserve) }
+
+// InitWith is Init with a reserve of the given size (0: none).
+func InitWith(dir string, reserve int64) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -66,7 +70,7 @@ func Init(dir string) error {
 		for _, e := range ents {
 			// A half-done init left only our own directories: finish it.
 			switch e.Name() {
-			case dbDir, poolDir, lockFile, dbLockFile:
+			case dbDir, poolDir, lockFile, dbLockFile, reserveFile:
 			default:
 				return fmt.Errorf("init %s: directory is not empty and holds no store (found %q)", dir, e.Name())
 			}
@@ -85,6 +89,9 @@ func Init(dir string) error {
 	}
 	if err := db.Close(); err != nil {
 		return fmt.Errorf("init %s: database: %w", dir, err)
+	}
+	if err := makeReserve(dir, reserve); err != nil {
+		return fmt.Errorf("init %s: %w", dir, err)
 	}
 	// The format file is written last: a directory without it is no store.
 	if err := fsx.WriteFileAtomic(filepath.Join(dir, formatFile), []byte(formatContent), 0o644); err != nil {
@@ -168,7 +175,11 @@ func (s *Store) Writer(ctx context.Context, op string) (*Session, error) {
 		lk.Unlock()
 		return nil, err
 	}
-	if err := s.dropEmptyValueLogs(); err != nil {
+	err = s.checkSpace(ctx)
+	if err == nil {
+		err = s.dropEmptyValueLogs()
+	}
+	if err != nil {
 		dl.Unlock()
 		lk.Unlock()
 		return nil, err

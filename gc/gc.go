@@ -97,6 +97,16 @@ func Run(ctx context.Context, r *snapshot.Repo, o Options) (*Report, error) {
 	if o.Older < 0 {
 		return nil, fmt.Errorf("gc: --older %s: %w: negative", o.Older, ErrBadAge)
 	}
+	// gc is what frees space: on a full disk it may use the store's
+	// reserve for its own records.
+	if !o.DryRun {
+		putBack, err := s.ReleaseReserve()
+		if err != nil {
+			return nil, err
+		}
+		defer putBack()
+		ctx = cas.WithReserve(ctx)
+	}
 	host, _ := os.Hostname()
 	lk, err := flock.Acquire(ctx, filepath.Join(s.Dir(), "gc.lock"), "gc of store "+s.Dir(), flock.Exclusive, 0,
 		&flock.Holder{PID: os.Getpid(), Host: host, Since: s.Now(), Operation: "gc"})

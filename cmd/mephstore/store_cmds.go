@@ -15,20 +15,29 @@ import (
 )
 
 func (a *app) initCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "init",
-		Short:   "Create a new, empty store",
+	var reserveMiB int64
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a new, empty store",
+		Long: `Create a new, empty store. It holds a reserve: a file of real blocks
+(--reserve MiB) that gc deletes when the disk is full, to have room for its
+own records while it frees space, and makes again when it is done.`,
 		Example: "  mephstore --store /srv/mephstore init",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if reserveMiB < 0 {
+				return usageError{fmt.Errorf("--reserve %d: must be 0 or more", reserveMiB)}
+			}
 			dir := a.storeDir()
-			if err := cas.Init(dir); err != nil {
+			if err := cas.InitWith(dir, reserveMiB<<20); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "initialised store %s\n", dir)
 			return nil
 		},
 	}
+	cmd.Flags().Int64Var(&reserveMiB, "reserve", cas.DefaultReserve>>20, "MiB of disk kept in reserve for gc on a full disk (0: none)")
+	return cmd
 }
 
 func (a *app) ingestCmd() *cobra.Command {
