@@ -109,7 +109,26 @@ func (c *stepClock) done(name string) {
 	c.steps = append(c.steps, Step{name, d})
 }
 
-var serialRe = regexp.MustCompile(`^[0-9]{8}(\.[0-9]+)?$`)
+var serialRe = regexp.MustCompile(`^[0-9]{8}(\.[0-9]{1,6})?$`)
+
+// ErrBadSerial is wrapped when a serial is not YYYYMMDD or YYYYMMDD.N.
+var ErrBadSerial = errors.New("bad serial")
+
+// CheckSerial checks a build serial: YYYYMMDD, or YYYYMMDD.N with N of at
+// most six digits (it names a version and a directory of every item path).
+func CheckSerial(s string) error {
+	if !serialRe.MatchString(s) {
+		return fmt.Errorf("serial %q: %w: want YYYYMMDD or YYYYMMDD.N", clipName(s), ErrBadSerial)
+	}
+	return nil
+}
+
+func clipName(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
 
 // captured is a file of the image kept on the way: staged into the pool
 // (kernels, initrds, dtbs) or held in memory (the dpkg status).
@@ -133,8 +152,8 @@ func Build(ctx context.Context, repo *snapshot.Repo, src string, o Options) (*Re
 	if o.Jobs <= 0 {
 		o.Jobs = runtime.NumCPU()
 	}
-	if !serialRe.MatchString(o.Serial) {
-		return nil, fmt.Errorf("serial %q: want YYYYMMDD or YYYYMMDD.N", o.Serial)
+	if err := CheckSerial(o.Serial); err != nil {
+		return nil, err
 	}
 	rel, err := o.Config.Release(o.Release)
 	if err != nil {

@@ -27,7 +27,6 @@ func smallFS(t *testing.T, mib int) string {
 	return dir
 }
 
-
 // fill writes a file until the file system is full, leaving keep bytes.
 func fill(t *testing.T, dir string, keep int64) {
 	t.Helper()
