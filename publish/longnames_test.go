@@ -32,7 +32,7 @@ func TestLongestNamesSignForGpgv(t *testing.T) {
 		renamed := map[string]any{}
 		for _, v := range vs { // one version each (--versions 1)
 			v.(map[string]any)["notes"] = strings.Repeat("n", snapshot.MaxValueLen-2) // quoted: 4096 bytes
-			renamed["20240101."+strings.Repeat("9", snapshot.MaxNameLen-9)] = v // a serial MAAS reads, 200 bytes
+			renamed["20240101."+strings.Repeat("9", snapshot.MaxNameLen-9)] = v       // a serial MAAS reads, 200 bytes
 		}
 		p.(map[string]any)["versions"] = renamed
 	}
