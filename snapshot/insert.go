@@ -126,89 +126,15 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 	if err != nil {
 		return nil, err
 	}
-	// Plan: what the stream lacks, and the files that needs.
-	var cands []candidate
-	files := map[digest.Digest]fileRef{}
 	res := &InsertResult{Result: Result{Stream: st, DryRun: o.DryRun}}
-	for ci := range cats {
-		sc := &cats[ci]
-		for _, pf := range sc.Products {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			pfields, versions, err := splitProduct(pf.Key, pf.Value)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", sc.Path, err)
-			}
-			have := versionNames(head, sc.ContentID, pf.Key)
-			sp := &Product{Name: pf.Key, Fields: pfields}
-			for _, vf := range versions {
-				if have[vf.Key] {
-					continue
-				}
-				v, err := parseVersion(vf.Key, vf.Value)
-				if err != nil {
-					return nil, fmt.Errorf("%s: product %s: %w", sc.Path, pf.Key, err)
-				}
-				if !VersionMatches(o.Filters, sc.Header, sp, &v) {
-					continue
-				}
-				if err := CheckVersion(sc.ContentID, sc.Header, pf.Key, pfields, &v); err != nil {
-					return nil, fmt.Errorf("%s: %w", sc.Path, err)
-				}
-				if err := collectFiles(sc, sp, &v, files); err != nil {
-					return nil, err
-				}
-				cands = append(cands, candidate{cid: sc.ContentID, header: sc.Header, product: pf.Key, pfields: pfields, version: vf.Key, raw: vf.Value})
-				res.Added = append(res.Added, VersionRef{Product: pf.Key, Version: vf.Key})
-			}
-		}
-	}
-	res.Files = len(files)
-	if len(cands) == 0 {
-		return nil, fmt.Errorf("stream %s: %w: %s has no version the stream lacks%s", stream, ErrNothingToDo, source, filterNote(o.Filters))
-	}
-	// Which files the pool lacks. The ones it has are added to the lease
-	// in the same writer session, so that gc cannot reap them before the
-	// snapshot refers to them.
-	var missing []digest.Digest
-	var ss *cas.Session
-	if o.DryRun {
-		ss, err = r.s.Reader(ctx)
-	} else {
-		ss, err = r.s.Writer(ctx, "insert: plan")
-	}
+	cands, files, err := planInsert(ctx, head, cats, o.Filters, res)
 	if err != nil {
 		return nil, err
 	}
-	var present []cas.Ref
-	err = ss.View(func(txn *badger.Txn) error {
-		for d, f := range files {
-			b, err := cas.GetBlob(txn, d)
-			switch {
-			case errors.Is(err, cas.ErrBlobNotFound):
-				missing = append(missing, d)
-			case err != nil:
-				return err
-			case b.Size != f.size:
-				// What the metadata says must hold of the bytes we
-				// serve, whoever fetched them.
-				return fmt.Errorf("%s: %w: size %d, but its sha256 names a pooled blob of %d bytes", f.path, cas.ErrSizeMismatch, f.size, b.Size)
-			default:
-				present = append(present, cas.Ref{Kind: cas.RefBlob, Digest: d})
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		err = checkPresentMD5(ctx, r.s, present, files)
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("stream %s: %w: %s has no version the stream lacks%s", stream, ErrNothingToDo, source, filterNote(o.Filters))
 	}
-	if err == nil && !o.DryRun {
-		err = ss.AddRefs(cas.LeaseFrom(ctx), present...)
-	}
-	if cerr := ss.Close(); err == nil {
-		err = cerr
-	}
+	missing, err := r.checkPool(ctx, files, o.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -222,32 +148,10 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 		return res, nil
 	}
 	// Data first, in short writer sessions; nothing refers to it yet.
-	if len(missing) > 0 {
-		srcs := make([]cas.Source, len(missing))
-		for i, d := range missing {
-			f := files[d]
-			srcs[i] = cas.Source{Name: f.path, Expect: cas.Expect{Size: f.size, Digest: d, MD5: f.md5},
-				Open: func() (io.ReadCloser, int64, error) { return source.Open(ctx, f.path) }}
-		}
-		jobs := o.Jobs
-		if jobs <= 0 {
-			// Downloads overlap network latency; a local tree gains nothing
-			// from parallel staging, and two threads creating files in the
-			// pool's temp directory spin on its lock (measured: 19 s of
-			// kernel time against 6 s for 60,000 small files).
-			jobs = 1
-			if source.url != nil {
-				jobs = 4
-			}
-		}
-		m := o.Meters.New("insert: fetch "+fmt.Sprint(len(missing))+" files", res.FetchBytes, progress.Bytes)
-		err := r.s.IngestParallel(ctx, srcs, jobs, m, func(cas.Ingested) error { return nil })
-		m.Done()
-		if err != nil {
-			return nil, fmt.Errorf("insert from %s: %w (the stream is unchanged)", source, err)
-		}
-		r.log.Debug("insert: fetched", "files", len(missing), "took", time.Since(start))
+	if err := r.fetchMissing(ctx, source, files, missing, o, res.FetchBytes); err != nil {
+		return nil, err
 	}
+	r.log.Debug("insert: fetched", "files", len(missing), "took", time.Since(start))
 	// Then the snapshot.
 	op := "insert " + src + " " + stream
 	for _, f := range o.Filters {
@@ -279,6 +183,128 @@ func checkPresentMD5(ctx context.Context, s *cas.Store, present []cas.Ref, files
 		if got != f.md5 {
 			return fmt.Errorf("%s: %w: md5 %s, but the pooled blob of its sha256 has md5 %s", f.path, cas.ErrDigestMismatch, f.md5, got)
 		}
+	}
+	return nil
+}
+
+// planInsert lists the source versions that match the filters and that
+// the stream (head) lacks, checking each, and the files they refer to.
+func planInsert(ctx context.Context, head *Doc, cats []SourceCatalog, filters []Filter, res *InsertResult) ([]candidate, map[digest.Digest]fileRef, error) {
+	var cands []candidate
+	files := map[digest.Digest]fileRef{}
+	for ci := range cats {
+		sc := &cats[ci]
+		for _, pf := range sc.Products {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
+			pfields, versions, err := splitProduct(pf.Key, pf.Value)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", sc.Path, err)
+			}
+			have := versionNames(head, sc.ContentID, pf.Key)
+			sp := &Product{Name: pf.Key, Fields: pfields}
+			for _, vf := range versions {
+				if have[vf.Key] {
+					continue
+				}
+				v, err := parseVersion(vf.Key, vf.Value)
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s: product %s: %w", sc.Path, pf.Key, err)
+				}
+				if !VersionMatches(filters, sc.Header, sp, &v) {
+					continue
+				}
+				if err := CheckVersion(sc.ContentID, sc.Header, pf.Key, pfields, &v); err != nil {
+					return nil, nil, fmt.Errorf("%s: %w", sc.Path, err)
+				}
+				if err := collectFiles(sc, sp, &v, files); err != nil {
+					return nil, nil, err
+				}
+				cands = append(cands, candidate{cid: sc.ContentID, header: sc.Header, product: pf.Key, pfields: pfields, version: vf.Key, raw: vf.Value})
+				res.Added = append(res.Added, VersionRef{Product: pf.Key, Version: vf.Key})
+			}
+		}
+	}
+	res.Files = len(files)
+	return cands, files, nil
+}
+
+// checkPool returns the files the pool lacks. The ones it has are checked
+// against what the items say of them (size, md5) and, unless dryRun, added
+// to the lease of ctx in the same writer session, so that gc cannot reap
+// them before the snapshot refers to them.
+func (r *Repo) checkPool(ctx context.Context, files map[digest.Digest]fileRef, dryRun bool) ([]digest.Digest, error) {
+	var ss *cas.Session
+	var err error
+	if dryRun {
+		ss, err = r.s.Reader(ctx)
+	} else {
+		ss, err = r.s.Writer(ctx, "insert: plan")
+	}
+	if err != nil {
+		return nil, err
+	}
+	var missing []digest.Digest
+	var present []cas.Ref
+	err = ss.View(func(txn *badger.Txn) error {
+		for d, f := range files {
+			b, err := cas.GetBlob(txn, d)
+			switch {
+			case errors.Is(err, cas.ErrBlobNotFound):
+				missing = append(missing, d)
+			case err != nil:
+				return err
+			case b.Size != f.size:
+				// What the metadata says must hold of the bytes we
+				// serve, whoever fetched them.
+				return fmt.Errorf("%s: %w: size %d, but its sha256 names a pooled blob of %d bytes", f.path, cas.ErrSizeMismatch, f.size, b.Size)
+			default:
+				present = append(present, cas.Ref{Kind: cas.RefBlob, Digest: d})
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = checkPresentMD5(ctx, r.s, present, files)
+	}
+	if err == nil && !dryRun {
+		err = ss.AddRefs(cas.LeaseFrom(ctx), present...)
+	}
+	if cerr := ss.Close(); err == nil {
+		err = cerr
+	}
+	return missing, err
+}
+
+// fetchMissing puts the missing files in the pool, each checked against
+// its size, sha256 and md5 as it streams.
+func (r *Repo) fetchMissing(ctx context.Context, source *Source, files map[digest.Digest]fileRef, missing []digest.Digest, o InsertOptions, bytes int64) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	srcs := make([]cas.Source, len(missing))
+	for i, d := range missing {
+		f := files[d]
+		srcs[i] = cas.Source{Name: f.path, Expect: cas.Expect{Size: f.size, Digest: d, MD5: f.md5},
+			Open: func() (io.ReadCloser, int64, error) { return source.Open(ctx, f.path) }}
+	}
+	jobs := o.Jobs
+	if jobs <= 0 {
+		// Downloads overlap network latency; a local tree gains nothing
+		// from parallel staging, and two threads creating files in the
+		// pool's temp directory spin on its lock (measured: 19 s of
+		// kernel time against 6 s for 60,000 small files).
+		jobs = 1
+		if source.url != nil {
+			jobs = 4
+		}
+	}
+	m := o.Meters.New("insert: fetch "+fmt.Sprint(len(missing))+" files", bytes, progress.Bytes)
+	err := r.s.IngestParallel(ctx, srcs, jobs, m, func(cas.Ingested) error { return nil })
+	m.Done()
+	if err != nil {
+		return fmt.Errorf("insert from %s: %w (the stream is unchanged)", source, err)
 	}
 	return nil
 }
