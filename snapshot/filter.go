@@ -14,10 +14,12 @@ var ErrBadFilter = errors.New("bad filter")
 
 // Filter is one condition of sstream-query / meph2-util: key=value,
 // key!=value, key~regex, key!~regex. A regex matches anywhere in the value
-// (Python's re.search); a missing key has the value "".
+// (Python's re.search); a missing key has the value "". mephstore adds
+// key<value, key<=value, key>value and key>=value, which compare in the
+// serial order of CompareVersions (version_name>=20260101).
 type Filter struct {
 	Key    string
-	Op     string // "=", "!=", "~", "!~"
+	Op     string // "=", "!=", "~", "!~", "<", "<=", ">", ">="
 	Value  string
 	re     *regexp.Regexp
 	negate bool
@@ -41,12 +43,12 @@ func ParseFilter(s string) (Filter, error) {
 	}
 	rest := strings.TrimLeft(s[i:], " ")
 	switch {
-	case strings.HasPrefix(rest, "!="), strings.HasPrefix(rest, "!~"):
+	case strings.HasPrefix(rest, "!="), strings.HasPrefix(rest, "!~"), strings.HasPrefix(rest, "<="), strings.HasPrefix(rest, ">="):
 		f.Op, rest = rest[:2], rest[2:]
-	case strings.HasPrefix(rest, "="), strings.HasPrefix(rest, "~"):
+	case strings.HasPrefix(rest, "="), strings.HasPrefix(rest, "~"), strings.HasPrefix(rest, "<"), strings.HasPrefix(rest, ">"):
 		f.Op, rest = rest[:1], rest[1:]
 	default:
-		return Filter{}, fmt.Errorf("filter %q: %w: no operator after key %q (want =, !=, ~ or !~)", s, ErrBadFilter, f.Key)
+		return Filter{}, fmt.Errorf("filter %q: %w: no operator after key %q (want =, !=, ~, !~, <, <=, > or >=)", s, ErrBadFilter, f.Key)
 	}
 	f.Value = strings.TrimLeft(rest, " ")
 	f.negate = f.Op[0] == '!'
@@ -78,6 +80,16 @@ func (f Filter) String() string { return f.Key + f.Op + f.Value }
 // Match tests the filter against a value.
 func (f Filter) Match(value string) bool {
 	var m bool
+	switch f.Op {
+	case "<":
+		return CompareVersions(value, f.Value) < 0
+	case "<=":
+		return CompareVersions(value, f.Value) <= 0
+	case ">":
+		return CompareVersions(value, f.Value) > 0
+	case ">=":
+		return CompareVersions(value, f.Value) >= 0
+	}
 	if f.re != nil {
 		m = f.re.MatchString(value)
 	} else {

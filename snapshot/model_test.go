@@ -68,6 +68,12 @@ func TestFilterSemantics(t *testing.T) {
 		{"missing!=", false},
 		{"product_name~amd64", true},
 		{"version_name=20240101", true},
+		{"version_name>=20240101", true},
+		{"version_name>=20240101.1", false},
+		{"version_name>20231231.9", true},
+		{"version_name<20240101.10", true},
+		{"version_name<=20231231", false},
+		{"size>9", true}, // numbers compare as numbers
 		{"item_name=boot-kernel", true},
 		{"size=64", true},
 	} {
