@@ -209,6 +209,8 @@ func (o Options) customize(rel *Release) *Customize {
 	c.Packages = slices.Concat(o.Config.Packages, rel.Packages, o.Customize.Packages)
 	c.Repos = slices.Concat(o.Config.Repos, rel.Repos, o.Customize.Repos)
 	c.Commands = slices.Concat(o.Config.Customize, rel.Customize, o.Customize.Commands)
+	c.Purge = slices.Concat(o.Config.prePurge, o.Customize.Purge)
+	c.ProposedPackages = slices.Concat(o.Config.proposedPackages, o.Customize.ProposedPackages)
 	return c
 }
 

@@ -62,6 +62,8 @@ type Config struct {
 	ProposedPackages yaml.Node `yaml:"proposed_packages"`
 	PrePurgePackages yaml.Node `yaml:"pre_purge_packages"`
 
+	proposedPackages, prePurge []string // the two above, as lists
+
 	Digest string `yaml:"-"` // sha256 of the config file's bytes
 	// Ignored lists the keys the config sets that mephstore accepts but
 	// does not act on, each with the reason ("-v" prints them).
@@ -197,6 +199,24 @@ func (c *Config) check(distroInfo map[string]DistroRelease) error {
 	return nil
 }
 
+// packageList reads meph2's package lists: a string of names separated by
+// commas or blanks, or a YAML list.
+func packageList(n *yaml.Node) []string {
+	var out []string
+	add := func(v string) {
+		out = append(out, strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })...)
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		add(n.Value)
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			add(c.Value)
+		}
+	}
+	return out
+}
+
 // noteIgnored lists the meph2 keys the config sets that mephstore does not
 // act on.
 func (c *Config) noteIgnored() {
@@ -206,12 +226,8 @@ func (c *Config) noteIgnored() {
 	if c.DefaultTarget != "" {
 		c.Ignored = append(c.Ignored, "default_target: the stream a build goes to is --stream")
 	}
-	if !c.ProposedPackages.IsZero() {
-		c.Ignored = append(c.Ignored, "proposed_packages: enable_proposed (or --proposed) enables the whole -proposed pocket")
-	}
-	if !c.PrePurgePackages.IsZero() {
-		c.Ignored = append(c.Ignored, "pre_purge_packages: not purged; use customize commands")
-	}
+	c.proposedPackages = packageList(&c.ProposedPackages)
+	c.prePurge = packageList(&c.PrePurgePackages)
 	for _, r := range c.Releases {
 		if !r.BuiltinKernel.IsZero() {
 			c.Ignored = append(c.Ignored, "builtin_kernel: each row's kernel package is what the image holds or gets installed")

@@ -39,11 +39,18 @@ type Customize struct {
 	Proposed bool     `json:"proposed,omitempty"` // enable the release's -proposed pocket
 	Commands []string `json:"commands,omitempty"` // shell commands run in the image
 	Kernels  []string `json:"kernels,omitempty"`  // kernel packages the image lacked
+	// Purge is purged before anything is installed (meph2's
+	// pre_purge_packages).
+	Purge []string `json:"purge,omitempty"`
+	// ProposedPackages are installed from the release's -proposed pocket
+	// (which they enable), after the other packages.
+	ProposedPackages []string `json:"proposed_packages,omitempty"`
 }
 
 // Requested says whether anything asks for a customisation.
 func (c *Customize) Requested() bool {
-	return c != nil && (len(c.Packages) > 0 || len(c.Repos) > 0 || c.Proposed || len(c.Commands) > 0 || len(c.Kernels) > 0)
+	return c != nil && (len(c.Packages) > 0 || len(c.Repos) > 0 || c.Proposed || len(c.Commands) > 0 || len(c.Kernels) > 0 ||
+		len(c.Purge) > 0 || len(c.ProposedPackages) > 0)
 }
 
 // WorkDirName is the directory of the store that holds customisation work
@@ -406,6 +413,21 @@ func (w *workspace) chroot(ctx context.Context, meters progress.Factory, label, 
 	return nil
 }
 
+// aptGet runs apt-get VERB on the packages in the image, from the suite
+// when given (-t).
+func (w *workspace) aptGet(ctx context.Context, meters progress.Factory, verb string, pkgs []string, suite string) error {
+	q := make([]string, len(pkgs))
+	for i, p := range pkgs {
+		q[i] = shellQuote(p)
+	}
+	cmd := "apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+	if suite != "" {
+		cmd += "-t " + shellQuote(suite) + " "
+	}
+	cmd += verb + " " + strings.Join(q, " ")
+	return w.chroot(ctx, meters, "apt-get "+verb+" "+strings.Join(pkgs, " "), cmd)
+}
+
 // shellQuote quotes s for /bin/sh.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
@@ -424,21 +446,33 @@ func (w *workspace) customise(ctx context.Context, c *Customize, meters progress
 		}
 		lines = append(lines, r)
 	}
-	if c.Proposed {
+	var proposedSuite string
+	if c.Proposed || len(c.ProposedPackages) > 0 {
 		uri, suite, comps, err := firstSource(w.root)
 		if err != nil {
 			return fmt.Errorf("%w: --proposed: %w", ErrCustomize, err)
 		}
-		lines = append(lines, fmt.Sprintf("deb %s %s-proposed %s", uri, suite, comps))
+		proposedSuite = suite + "-proposed"
+		lines = append(lines, fmt.Sprintf("deb %s %s %s", uri, proposedSuite, comps))
 	}
 	if len(lines) > 0 {
 		if err := writeInImage(w.root, "etc/apt/sources.list.d/mephstore.list", []byte(strings.Join(lines, "\n")+"\n")); err != nil {
 			return err
 		}
 	}
+	if len(c.Purge) > 0 {
+		if err := w.aptGet(ctx, meters, "purge", c.Purge, ""); err != nil {
+			return err
+		}
+	}
 	pkgs := append(slices.Clone(c.Kernels), c.Packages...)
 	if len(pkgs) > 0 || len(lines) > 0 || len(c.Repos) > 0 {
 		if err := w.chroot(ctx, meters, "apt-get update", "apt-get -q update"); err != nil {
+			return err
+		}
+	}
+	if len(c.ProposedPackages) > 0 {
+		if err := w.aptGet(ctx, meters, "install", c.ProposedPackages, proposedSuite); err != nil {
 			return err
 		}
 	}

@@ -36,7 +36,11 @@ type Source struct {
 	root   string   // directory, or URL ending in "/"
 	url    *url.URL // nil for a directory
 	index  string   // path of the index below root, as given (or default)
-	client *fetch.Client
+	// products, when the source was given as a products file
+	// (streams/v1/<content id>.(s)json), is its path below root: it is
+	// read instead of an index.
+	products string
+	client   *fetch.Client
 	// MaxMetadata bounds the size of one metadata document read whole
 	// (DefaultMaxMetadata when 0); MetadataTimeout the time to read it
 	// (DefaultMetadataTimeout when 0).
@@ -55,9 +59,9 @@ func OpenSource(src string, client *fetch.Client) (*Source, error) {
 		}
 		s.url = u
 		p := u.Path
-		if strings.HasSuffix(p, "/streams/v1/index.json") || strings.HasSuffix(p, "/streams/v1/index.sjson") {
-			s.index = "streams/v1/" + path.Base(p)
-			p = strings.TrimSuffix(p, s.index)
+		if meta := metaFile(p); meta != "" {
+			s.setMeta(meta)
+			p = strings.TrimSuffix(p, meta)
 		}
 		if !strings.HasSuffix(p, "/") {
 			p += "/"
@@ -76,11 +80,11 @@ func OpenSource(src string, client *fetch.Client) (*Source, error) {
 		return nil, fmt.Errorf("source %s: %w", src, err)
 	}
 	if !fi.IsDir() {
-		base := filepath.Base(abs)
-		if (base != "index.json" && base != "index.sjson") || filepath.Base(filepath.Dir(abs)) != "v1" {
-			return nil, fmt.Errorf("source %s: %w: want a tree's root directory or its streams/v1/index.(s)json", src, ErrBadSource)
+		meta := metaFile(filepath.ToSlash(abs))
+		if meta == "" {
+			return nil, fmt.Errorf("source %s: %w: want a tree's root directory, its streams/v1/index.(s)json or a products file streams/v1/NAME.(s)json", src, ErrBadSource)
 		}
-		s.index = "streams/v1/" + base
+		s.setMeta(meta)
 		abs = filepath.Dir(filepath.Dir(filepath.Dir(abs)))
 	}
 	s.root = abs
@@ -88,6 +92,34 @@ func OpenSource(src string, client *fetch.Client) (*Source, error) {
 }
 
 func (s *Source) String() string { return s.root }
+
+// metaFile is the streams/v1/NAME.(s)json tail of p, or "".
+func metaFile(p string) string {
+	dir, base := path.Split(p)
+	if !strings.HasSuffix(dir, "/streams/v1/") && dir != "streams/v1/" {
+		return ""
+	}
+	if !strings.HasSuffix(base, ".json") && !strings.HasSuffix(base, ".sjson") || strings.HasPrefix(base, ".") {
+		return ""
+	}
+	return "streams/v1/" + base
+}
+
+func (s *Source) setMeta(meta string) {
+	if strings.HasPrefix(path.Base(meta), "index.") {
+		s.index = meta
+	} else {
+		s.products = meta
+	}
+}
+
+// Location is where the file at rel below the root is: a URL or a path.
+func (s *Source) Location(rel string) string {
+	if s.url == nil {
+		return filepath.Join(s.root, filepath.FromSlash(rel))
+	}
+	return s.root + (&url.URL{Path: rel}).EscapedPath()
+}
 
 // CheckRel refuses paths that could leave the tree.
 func CheckRel(p string) error {
@@ -215,6 +247,9 @@ type SourceCatalog struct {
 // .sjson, each clear-signed by a key of the keyring; without one
 // (verify=false) the unsigned index.json is read.
 func (s *Source) ReadCatalogs(ctx context.Context, kr pgp.Keyring, verify bool) ([]SourceCatalog, error) {
+	if s.products != "" {
+		return s.readProductsFile(ctx, kr, verify)
+	}
 	idx := s.index
 	switch {
 	case idx == "" && verify:
@@ -281,6 +316,26 @@ func (s *Source) ReadCatalogs(ctx context.Context, kr pgp.Keyring, verify bool) 
 		return nil, fmt.Errorf("%s: %w: no image products files in the index", idx, ErrBadSource)
 	}
 	return out, nil
+}
+
+// readProductsFile reads the one products file the source was given as.
+func (s *Source) readProductsFile(ctx context.Context, kr pgp.Keyring, verify bool) ([]SourceCatalog, error) {
+	p := s.products
+	if verify && !strings.HasSuffix(p, ".sjson") {
+		return nil, fmt.Errorf("source %s: %w: --keyring needs a signed .sjson products file, not %s", s, ErrBadSource, p)
+	}
+	body, err := s.readMeta(ctx, p, kr, verify)
+	if err != nil {
+		return nil, err
+	}
+	header, cid, prods, err := ParseCatalog(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if err := CheckName("content_id", cid); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return []SourceCatalog{{Path: p, Format: "products:1.0", ContentID: cid, Header: header, Products: prods}}, nil
 }
 
 func (s *Source) readMeta(ctx context.Context, rel string, kr pgp.Keyring, verify bool) ([]byte, error) {

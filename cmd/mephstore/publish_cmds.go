@@ -44,40 +44,9 @@ atomic directory exchange. Publishing an unchanged head writes nothing. The publ
 			if err != nil {
 				return err
 			}
-			saved, err := a.settings(cmd, r.Store(), publish.SettingRoot, publish.SettingSignKey)
+			o, err := a.publishOptions(cmd, r.Store(), root, signKey, passFile, noSign)
 			if err != nil {
 				return err
-			}
-			savedRoot, savedKey := saved[0], saved[1]
-			if root == "" {
-				root = savedRoot
-			}
-			if root == "" {
-				return usageError{errors.New("no publish root yet: give --publish-root DIR (it is remembered)")}
-			}
-			o := publish.Options{Root: root, Meters: a.meters()}
-			if !noSign {
-				key := signKey
-				if key == "" {
-					key = savedKey
-				}
-				if key == "" {
-					return usageError{errors.New("give --sign-key FILE (it is remembered) or --no-sign; 'mephstore key generate' makes a key")}
-				}
-				pass := []byte(a.getenv("MEPHSTORE_SIGN_PASSPHRASE"))
-				if passFile != "" {
-					b, err := os.ReadFile(passFile)
-					if err != nil {
-						return err
-					}
-					pass = []byte(strings.TrimRight(string(b), "\r\n"))
-				}
-				if o.Signer, err = pgp.ReadSigningKey(key, pass); err != nil {
-					return err
-				}
-				if o.SignKeyPath, err = filepath.Abs(key); err != nil {
-					return err
-				}
 			}
 			// Pending builds of the stream first go into its next snapshot.
 			c, err := build.CommitPending(ctxOf(cmd), r, args[0])
@@ -209,6 +178,46 @@ func writeNewKey(dir, name, email string) (*pgp.Signer, error) {
 		}
 	}
 	return s, nil
+}
+
+// publishOptions resolves where and how to publish: the flags, else what
+// the store remembers.
+func (a *app) publishOptions(cmd *cobra.Command, s *cas.Store, root, signKey, passFile string, noSign bool) (publish.Options, error) {
+	saved, err := a.settings(cmd, s, publish.SettingRoot, publish.SettingSignKey)
+	if err != nil {
+		return publish.Options{}, err
+	}
+	savedRoot, savedKey := saved[0], saved[1]
+	if root == "" {
+		root = savedRoot
+	}
+	if root == "" {
+		return publish.Options{}, usageError{errors.New("no publish root yet: give --publish-root DIR (it is remembered)")}
+	}
+	o := publish.Options{Root: root, Meters: a.meters()}
+	if noSign {
+		return o, nil
+	}
+	key := signKey
+	if key == "" {
+		key = savedKey
+	}
+	if key == "" {
+		return o, usageError{errors.New("give --sign-key FILE (it is remembered) or --no-sign; 'mephstore key generate' makes a key")}
+	}
+	pass := []byte(a.getenv("MEPHSTORE_SIGN_PASSPHRASE"))
+	if passFile != "" {
+		b, err := os.ReadFile(passFile)
+		if err != nil {
+			return o, err
+		}
+		pass = []byte(strings.TrimRight(string(b), "\r\n"))
+	}
+	if o.Signer, err = pgp.ReadSigningKey(key, pass); err != nil {
+		return o, err
+	}
+	o.SignKeyPath, err = filepath.Abs(key)
+	return o, err
 }
 
 func (a *app) serveCmd() *cobra.Command {

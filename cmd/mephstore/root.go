@@ -110,6 +110,7 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 		a.leasesCmd(),
 		a.findOrphansCmd(),
 		a.reapOrphansCmd(),
+		a.syncCmd(),
 		a.verifyCmd(),
 		a.devCmd(),
 	)
