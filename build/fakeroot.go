@@ -53,7 +53,9 @@ func FakeRoot(cfg *Config, release, arch, seed string) ([]byte, error) {
 		tw.Write([]byte(body))
 	}
 	dir := func(name string) { add(tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755}, "") }
-	file := func(name, body string, mode int64) { add(tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode}, body) }
+	file := func(name, body string, mode int64) {
+		add(tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode}, body)
+	}
 	for _, d := range []string{"./", "./boot/", "./etc/", "./var/", "./var/lib/", "./var/lib/dpkg/"} {
 		dir(d)
 	}

@@ -137,4 +137,3 @@ func versionsOf(t testing.TB, r *snapshot.Repo, stream string) []string {
 	}
 	return out
 }
-

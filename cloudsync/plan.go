@@ -78,7 +78,9 @@ func ParseRebuild(s string) (Rebuild, error) {
 // target is what the stream has: release version, arch and serial.
 type target map[string]bool
 
-func targetKey(relVersion, arch, serial string) string { return relVersion + "\x00" + arch + "\x00" + serial }
+func targetKey(relVersion, arch, serial string) string {
+	return relVersion + "\x00" + arch + "\x00" + serial
+}
 
 // readTarget lists the versions the stream's head and its pending builds
 // hold, by release version, arch and serial.

@@ -33,9 +33,9 @@ const (
 // Source is a simplestreams tree to read: a directory or an http(s) URL of
 // its root.
 type Source struct {
-	root   string   // directory, or URL ending in "/"
-	url    *url.URL // nil for a directory
-	index  string   // path of the index below root, as given (or default)
+	root  string   // directory, or URL ending in "/"
+	url   *url.URL // nil for a directory
+	index string   // path of the index below root, as given (or default)
 	// products, when the source was given as a products file
 	// (streams/v1/<content id>.(s)json), is its path below root: it is
 	// read instead of an index.
