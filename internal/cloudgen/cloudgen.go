@@ -149,7 +149,7 @@ func (s *Spec) metadata(dir string, products obj) (string, error) {
 		return "", err
 	}
 	if s.Hostile == "not-json" {
-		ptext = []byte(`{"content_id": "` + ContentID + `", "products": {`)
+		ptext = []byte(`{"content_id": "` + ContentID + `", "products": {` + "\n")
 	}
 	names := slices.Sorted(maps.Keys(products))
 	entry := func(ext string) obj {
