@@ -193,14 +193,24 @@ func buildOne(ctx context.Context, r *snapshot.Repo, src *snapshot.Source, o Opt
 }
 
 // fetchSource puts the upstream image in the pool, checked against its
-// size, sha256 and md5 as it streams, unless the pool holds it already.
+// size, sha256 and md5 as it streams, unless the pool holds it already
+// (then it joins the run's lease, so that gc leaves it alone).
 func fetchSource(ctx context.Context, s *cas.Store, src *snapshot.Source, o Options, b Build, d digest.Digest) (bool, error) {
-	ss, err := s.Reader(ctx)
+	ss, err := s.Writer(ctx, "sync: look for "+b.String())
 	if err != nil {
 		return false, err
 	}
 	blob, err := ss.Stat(d)
-	ss.Close()
+	if err == nil {
+		err = ss.AddRefs(cas.LeaseFrom(ctx), cas.Ref{Kind: cas.RefBlob, Digest: d})
+		if err != nil {
+			ss.Close()
+			return false, err
+		}
+	}
+	if cerr := ss.Close(); cerr != nil {
+		return false, cerr
+	}
 	if err == nil {
 		if blob.Size != b.Size {
 			return false, fmt.Errorf("%s: %w: size %d, but its sha256 names a pooled blob of %d bytes", b.Path, cas.ErrSizeMismatch, b.Size, blob.Size)
