@@ -26,33 +26,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testConfig: two releases, two arches, one kernel row each (jammy has
-// no arm64 row: its arm64 products are not ours to build).
-const testConfig = `
-kname: "%(subarch)s"
-releases:
-  - release: noble
-    version: "24.04"
-    release_title: "24.04 LTS"
-    release_codename: Noble Numbat
-    support_eol: "2029-05-31"
-    support_esm_eol: "2036-04-09"
-    kernels:
-      - [noble, amd64, ga-24.04, generic, linux-generic]
-      - [noble, arm64, ga-24.04, generic, linux-generic]
-  - release: jammy
-    version: "22.04"
-    release_title: "22.04 LTS"
-    release_codename: Jammy Jellyfish
-    support_eol: "2027-06-01"
-    support_esm_eol: "2032-04-09"
-    kernels:
-      - [jammy, amd64, ga-22.04, generic, linux-generic]
-`
-
 func config(t testing.TB) *build.Config {
 	t.Helper()
-	cfg, err := build.ParseConfig("test config", []byte(testConfig), nil)
+	cfg, err := build.ParseConfig("test config", []byte(cloudgen.TestConfig), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,31 @@ type Spec struct {
 	MetadataOnly bool
 }
 
+// TestConfig is a build config for the trees of the tests: noble (amd64
+// and arm64) and jammy (amd64 only: its arm64 products are not built),
+// one kernel row each, with the distro-info fields set.
+const TestConfig = `
+kname: "%(subarch)s"
+releases:
+  - release: noble
+    version: "24.04"
+    release_title: "24.04 LTS"
+    release_codename: Noble Numbat
+    support_eol: "2029-05-31"
+    support_esm_eol: "2036-04-09"
+    kernels:
+      - [noble, amd64, ga-24.04, generic, linux-generic]
+      - [noble, arm64, ga-24.04, generic, linux-generic]
+  - release: jammy
+    version: "22.04"
+    release_title: "22.04 LTS"
+    release_codename: Jammy Jellyfish
+    support_eol: "2027-06-01"
+    support_esm_eol: "2032-04-09"
+    kernels:
+      - [jammy, amd64, ga-22.04, generic, linux-generic]
+`
+
 // Key is the Break key of an image.
 func Key(release, arch, version string) string { return release + "/" + arch + "/" + version }
 
