@@ -91,8 +91,12 @@ func TestHostileSources(t *testing.T) {
 		{name: "tampered after signing", spec: with(func(s *cloudgen.Spec) { s.Hostile = "tamper" }), want: pgp.ErrBadSignature},
 		{name: "not JSON", spec: with(func(s *cloudgen.Spec) { s.Hostile = "not-json" }), want: snapshot.ErrBadCatalog},
 		{name: "far too large", spec: one, wrap: huge, want: snapshot.ErrTooLarge},
-		{name: "dotdot path", spec: with(func(s *cloudgen.Spec) { s.Break = map[string]string{cloudgen.Key("noble", "amd64", "20261201"): "dotdot-path"} }), failMsg: "stay inside"},
-		{name: "absolute path", spec: with(func(s *cloudgen.Spec) { s.Break = map[string]string{cloudgen.Key("noble", "amd64", "20261201"): "abs-path"} }), failMsg: "relative"},
+		{name: "dotdot path", spec: with(func(s *cloudgen.Spec) {
+			s.Break = map[string]string{cloudgen.Key("noble", "amd64", "20261201"): "dotdot-path"}
+		}), failMsg: "stay inside"},
+		{name: "absolute path", spec: with(func(s *cloudgen.Spec) {
+			s.Break = map[string]string{cloudgen.Key("noble", "amd64", "20261201"): "abs-path"}
+		}), failMsg: "relative"},
 		{name: "bad version name", spec: with(func(s *cloudgen.Spec) { s.Hostile = "version-name" }), failMsg: "serial \"2026-12-01\""},
 		{name: "stalled server", spec: one, wrap: stall, failMsg: "server stalled"},
 	} {
