@@ -3,9 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mephstore/mephstore/build"
+	"github.com/mephstore/mephstore/internal/cloudgen"
+	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"
 	"github.com/mephstore/mephstore/internal/streamgen"
@@ -128,6 +133,57 @@ func (a *app) devCmd() *cobra.Command {
 	}
 	mk.Flags().StringVar(&keyOut, "key-out", "", "make a signing key in this directory (signing-key.asc, keyring.gpg) and sign the tree")
 	mk.Flags().StringVar(&signKey, "sign-key", "", "sign the tree with this secret key")
-	cmd.AddCommand(mk)
+	cmd.AddCommand(mk, a.makeCloudTreeCmd())
+	return cmd
+}
+
+// makeCloudTreeCmd writes a cloud-images-like upstream for sync, with its
+// build config (OUT/config.yaml) and, with --key-out, a key that signs it.
+func (a *app) makeCloudTreeCmd() *cobra.Command {
+	var releases, versions int
+	var arches []string
+	var keyOut string
+	var metaOnly bool
+	cmd := &cobra.Command{
+		Use:     "make-cloud-tree OUT",
+		Short:   "Write a cloud-images-like upstream tree for sync, and its build config (OUT/config.yaml)",
+		Example: "  mephstore dev make-cloud-tree --releases 20 --arches amd64,arm64,armhf,i386,ppc64el,s390x --versions 400 --metadata-only /tmp/up",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			text := cloudgen.ConfigFor(releases, arches)
+			cfg, err := build.ParseConfig("generated", []byte(text), nil)
+			if err != nil {
+				return err
+			}
+			spec := cloudgen.Spec{Config: cfg, Arches: arches, MetadataOnly: metaOnly}
+			for i := range releases {
+				spec.Releases = append(spec.Releases, fmt.Sprintf("r%02d", i))
+			}
+			day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			for i := range versions {
+				spec.Versions = append(spec.Versions, day.AddDate(0, 0, i).Format("20060102"))
+			}
+			if keyOut != "" {
+				if spec.Signer, err = writeNewKey(keyOut, "mephstore test trees", "test@example.invalid"); err != nil {
+					return err
+				}
+			}
+			p, err := cloudgen.Write(args[0], spec)
+			if err != nil {
+				return err
+			}
+			if err := fsx.WriteFileAtomic(filepath.Join(args[0], "config.yaml"), []byte(text), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "wrote %s: %d releases x %d arches x %d versions; products file %s\n", args[0], releases, len(arches), versions, p)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&releases, "releases", 2, "releases (r00, r01, ...)")
+	f.StringSliceVar(&arches, "arches", []string{"amd64", "arm64"}, "arches")
+	f.IntVar(&versions, "versions", 3, "versions per product (daily serials from 20260101)")
+	f.StringVar(&keyOut, "key-out", "", "make a signing key in this directory and sign the tree")
+	f.BoolVar(&metaOnly, "metadata-only", false, "write the metadata only, no image files (for planning benchmarks)")
 	return cmd
 }

@@ -70,6 +70,22 @@ releases:
       - [jammy, amd64, ga-22.04, generic, linux-generic]
 `
 
+// ConfigFor is a build config with releases r00, r01, ... (n of them),
+// each with one kernel row per arch: for trees of any size.
+func ConfigFor(n int, arches []string) string {
+	var b strings.Builder
+	b.WriteString("kname: \"%(subarch)s\"\nreleases:\n")
+	for i := range n {
+		rel := fmt.Sprintf("r%02d", i)
+		fmt.Fprintf(&b, "  - release: %s\n    version: \"%d.04\"\n    release_title: \"%d.04\"\n    release_codename: R%02d\n", rel, 30+i, 30+i, i)
+		b.WriteString("    support_eol: \"2040-01-01\"\n    support_esm_eol: \"2045-01-01\"\n    kernels:\n")
+		for _, a := range arches {
+			fmt.Fprintf(&b, "      - [%s, %s, ga-%d.04, generic, linux-generic]\n", rel, a, 30+i)
+		}
+	}
+	return b.String()
+}
+
 // Key is the Break key of an image.
 func Key(release, arch, version string) string { return release + "/" + arch + "/" + version }
 
