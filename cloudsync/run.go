@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,6 +148,9 @@ func execute(ctx context.Context, r *snapshot.Repo, src *snapshot.Source, o Opti
 		}()
 	}
 	wg.Wait()
+	byName := func(a, b Build) int { return strings.Compare(a.String(), b.String()) }
+	slices.SortFunc(rep.Built, byName)
+	slices.SortFunc(rep.Failed, func(a, b Failure) int { return byName(a.Build, b.Build) })
 	if err := ctx.Err(); err != nil {
 		return err
 	}
