@@ -145,3 +145,19 @@ func TestInsertChecksItemsOfPooledBlobs(t *testing.T) {
 		})
 	}
 }
+
+// A source given as a file:// URL or as its products file reads the same
+// catalogs as its root.
+func TestSourceForms(t *testing.T) {
+	tree := testtree.Make(t, nil)
+	for _, src := range []string{tree, "file://" + tree, tree + "/streams/v1/index.json", tree + "/streams/v1/com.ubuntu.maas:daily:v3:download.json"} {
+		s, err := OpenSource(src, &fetch.Client{})
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		cats, err := s.ReadCatalogs(ctx, nil, false)
+		if err != nil || len(cats) != 1 || cats[0].ContentID != "com.ubuntu.maas:daily:v3:download" || len(cats[0].Products) != 2 {
+			t.Fatalf("%s: %d catalogs, %v", src, len(cats), err)
+		}
+	}
+}

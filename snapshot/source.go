@@ -48,8 +48,9 @@ type Source struct {
 	MetadataTimeout time.Duration
 }
 
-// OpenSource parses where a tree is: a directory or URL of its root, or of
-// its streams/v1/index.json or index.sjson.
+// OpenSource parses where a tree is: a directory, file:// or http(s) URL
+// of its root, or of its streams/v1/index.(s)json or of one products file
+// streams/v1/NAME.(s)json.
 func OpenSource(src string, client *fetch.Client) (*Source, error) {
 	s := &Source{client: client}
 	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
@@ -70,6 +71,12 @@ func OpenSource(src string, client *fetch.Client) (*Source, error) {
 		u2.Path, u2.RawQuery, u2.Fragment = p, "", ""
 		s.root = u2.String()
 		return s, nil
+	}
+	if p, ok := strings.CutPrefix(src, "file://"); ok {
+		if u, err := url.Parse(src); err == nil && u.Host == "" {
+			p = u.Path
+		}
+		src = p
 	}
 	abs, err := filepath.Abs(src)
 	if err != nil {
