@@ -1,7 +1,6 @@
 package gc
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -195,9 +194,11 @@ func remark(ctx context.Context, txn *badger.Txn, s *cas.Store, m *marker, keep 
 	return roots, nil
 }
 
-// sweepRecords merges the blob records, the orphan records and the mark
-// set: it records new orphans, drops the records of blobs reachable again
-// or gone, drops lapsed leases, and lists the blobs old enough to reap.
+// sweepRecords plans the sweep of the store's records (the blob records,
+// the orphan records and the mark set, merged by the pure sweeper) under
+// the writer lock (a reader on a dry run), after marking again what is new,
+// reports the plan, and, unless DryRun, records it: new orphan records,
+// dropped records, lapsed leases. It lists the blobs old enough to reap.
 func sweepRecords(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o Options, rep *Report, cands *[]digest.Digest) error {
 	s := r.Store()
 	var ss *cas.Session
@@ -212,128 +213,122 @@ func sweepRecords(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o 
 	}
 	defer ss.Close()
 	now := s.Now().UTC()
-	cutoff := now.Add(-o.Older)
 	var roots *Roots
-	var newOrphans []Sum
-	var drop [][]byte
+	var plan SweepPlan
 	err = ss.View(func(txn *badger.Txn) error {
 		var err error
 		if roots, err = remark(ctx, txn, s, m, keep); err != nil {
 			return err
 		}
-		rep.Streams, rep.RootSnapshots, rep.Leases, rep.PendingBuilds = roots.Streams, len(roots.Snapshots), roots.Leases, roots.Pending
-		bo := badger.DefaultIteratorOptions
-		bo.Prefix = []byte{cas.PrefixBlob}
-		bit := txn.NewIterator(bo)
-		defer bit.Close()
-		oo := badger.DefaultIteratorOptions
-		oo.Prefix = []byte{cas.PrefixOrphan, 'b'}
-		oit := txn.NewIterator(oo)
-		defer oit.Close()
-		bit.Rewind()
-		oit.Rewind()
-		for n := 0; bit.Valid() || oit.Valid(); n++ {
-			if n%4096 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			var bsum, osum []byte
-			if bit.Valid() {
-				bsum = bit.Item().Key()[1:]
-			}
-			if oit.Valid() {
-				osum = oit.Item().Key()[2:]
-			}
-			c := 0
-			switch {
-			case bsum == nil:
-				c = 1
-			case osum == nil:
-				c = -1
-			default:
-				c = bytes.Compare(bsum, osum)
-			}
-			if c > 0 {
-				// An orphan record whose blob is gone.
-				drop = append(drop, oit.Item().KeyCopy(nil))
-				oit.Next()
-				continue
-			}
-			var sum Sum
-			copy(sum[:], bsum)
-			size, err := blobSize(bit.Item(), sum)
-			if err != nil {
-				return err
-			}
-			rep.Blobs++
-			var since time.Time
-			hasRecord := c == 0
-			if hasRecord {
-				v, err := oit.Item().ValueCopy(nil)
-				if err != nil {
-					return err
-				}
-				if since, err = decodeTime(v); err != nil {
-					return fmt.Errorf("blob %s: %w", digestOf(sum), err)
-				}
-			}
-			switch {
-			case m.has(sum):
-				rep.Marked++
-				if hasRecord {
-					rep.Rereferenced++
-					drop = append(drop, oit.Item().KeyCopy(nil))
-				}
-			default:
-				if !hasRecord {
-					since = now
-					newOrphans = append(newOrphans, sum)
-					rep.NewOrphans++
-					rep.NewOrphanSize += size
-					if o.Plan != nil {
-						o.Plan(Action{Kind: "orphan", Name: digestOf(sum).String(), Size: size, Since: since})
-					}
-				}
-				if !since.After(cutoff) {
-					*cands = append(*cands, digestOf(sum))
-					if o.DryRun {
-						rep.Reaped++
-						rep.Freed += size
-						if o.Plan != nil {
-							o.Plan(Action{Kind: "reap", Name: digestOf(sum).String(), Size: size, Since: since})
-						}
-					}
-				} else {
-					rep.Waiting++
-					rep.WaitingSize += size
-				}
-			}
-			bit.Next()
-			if hasRecord {
-				oit.Next()
-			}
-		}
-		return nil
+		plan, err = storeSweepPlan(ctx, txn, m.has, now, o.Older)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
+	rep.Streams, rep.RootSnapshots, rep.Leases, rep.PendingBuilds = roots.Streams, len(roots.Snapshots), roots.Leases, roots.Pending
+	reportSweep(&plan, o, rep, cands)
 	if o.DryRun {
 		return nil
 	}
+	return applySweep(ss, &plan, roots, now, o, rep)
+}
+
+// storeSweepPlan streams the blob and orphan records of txn through a
+// sweeper.
+func storeSweepPlan(ctx context.Context, txn *badger.Txn, marked func(Sum) bool, now time.Time, older time.Duration) (SweepPlan, error) {
+	sw := sweeper{marked: marked, now: now, cutoff: now.Add(-older)}
+	bo := badger.DefaultIteratorOptions
+	bo.Prefix = []byte{cas.PrefixBlob}
+	bit := txn.NewIterator(bo)
+	defer bit.Close()
+	oo := badger.DefaultIteratorOptions
+	oo.Prefix = []byte{cas.PrefixOrphan, 'b'}
+	oit := txn.NewIterator(oo)
+	defer oit.Close()
+	bit.Rewind()
+	oit.Rewind()
+	for n := 0; bit.Valid() || oit.Valid(); n++ {
+		if n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return SweepPlan{}, err
+			}
+		}
+		var b *blobRec
+		var o *orphanRec
+		if bit.Valid() {
+			b = &blobRec{}
+			copy(b.sum[:], bit.Item().Key()[1:])
+			size, err := blobSize(bit.Item(), b.sum)
+			if err != nil {
+				return SweepPlan{}, err
+			}
+			b.size = size
+		}
+		if oit.Valid() {
+			o = &orphanRec{}
+			copy(o.sum[:], oit.Item().Key()[2:])
+			v, err := oit.Item().ValueCopy(nil)
+			if err != nil {
+				return SweepPlan{}, err
+			}
+			if o.since, err = decodeTime(v); err != nil {
+				return SweepPlan{}, fmt.Errorf("blob %s: %w", digestOf(o.sum), err)
+			}
+		}
+		nb, no := sw.step(b, o)
+		if nb {
+			bit.Next()
+		}
+		if no {
+			oit.Next()
+		}
+	}
+	return sw.plan, nil
+}
+
+// reportSweep puts the plan in the report and tells o.Plan each step (the
+// deletions only on a dry run: otherwise reapBatch reports what it did).
+func reportSweep(p *SweepPlan, o Options, rep *Report, cands *[]digest.Digest) {
+	rep.Blobs, rep.Marked, rep.Rereferenced = p.Blobs, p.Marked, p.Rereferenced
+	for _, e := range p.NewOrphans {
+		rep.NewOrphans++
+		rep.NewOrphanSize += e.Size
+		if o.Plan != nil {
+			o.Plan(Action{Kind: "orphan", Name: digestOf(e.Sum).String(), Size: e.Size, Since: e.Since})
+		}
+	}
+	for _, e := range p.Waiting {
+		rep.Waiting++
+		rep.WaitingSize += e.Size
+	}
+	for _, e := range p.Reap {
+		*cands = append(*cands, digestOf(e.Sum))
+		if o.DryRun {
+			rep.Reaped++
+			rep.Freed += e.Size
+			if o.Plan != nil {
+				o.Plan(Action{Kind: "reap", Name: digestOf(e.Sum).String(), Size: e.Size, Since: e.Since})
+			}
+		}
+	}
+}
+
+// applySweep records the plan in the writer session ss: new orphan
+// records, dropped records, the remembered keep-history, lapsed leases.
+func applySweep(ss *cas.Session, p *SweepPlan, roots *Roots, now time.Time, o Options, rep *Report) error {
 	wb, err := ss.NewWriteBatch()
 	if err != nil {
 		return err
 	}
 	defer wb.Cancel()
-	for _, sum := range newOrphans {
-		if err := wb.Set(orphanKey(sum), encodeTime(now)); err != nil {
+	for _, e := range p.NewOrphans {
+		if err := wb.Set(orphanKey(e.Sum), encodeTime(now)); err != nil {
 			return fmt.Errorf("gc: record orphans: %w", err)
 		}
 	}
-	for _, k := range drop {
-		if err := wb.Delete(k); err != nil {
+	for _, sum := range p.DropRecords {
+		if err := wb.Delete(orphanKey(sum)); err != nil {
 			return fmt.Errorf("gc: drop orphan records: %w", err)
 		}
 	}
