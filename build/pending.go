@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
@@ -72,7 +71,7 @@ func putPending(ctx context.Context, ss *cas.Session, p *Pending) error {
 	}
 	raw, _ := hex.DecodeString(ds[0].Encoded())
 	p.ID = hex.EncodeToString(raw[:8])
-	return ss.Update(func(txn *badger.Txn) error {
+	return ss.Update(func(txn *cas.Txn) error {
 		return txn.Set(pendingKey(raw[:8]), cas.EncodeRefs(refs))
 	})
 }
@@ -81,17 +80,9 @@ func putPending(ctx context.Context, ss *cas.Session, p *Pending) error {
 // hashes: the order is only stable).
 func ListPending(ss *cas.Session) ([]*Pending, error) {
 	var out []*Pending
-	err := ss.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte{cas.PrefixBuild}
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			id := hex.EncodeToString(it.Item().Key()[1:])
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
+	err := ss.View(func(txn *cas.Txn) error {
+		return txn.Scan([]byte{cas.PrefixBuild}, nil, func(k, v []byte) error {
+			id := hex.EncodeToString(k[1:])
 			refs, err := cas.DecodeRefs(v)
 			if err != nil || len(refs) == 0 {
 				return fmt.Errorf("pending build %s: bad record: %v", id, err)
@@ -106,8 +97,8 @@ func ListPending(ss *cas.Session) ([]*Pending, error) {
 			}
 			p.ID = id
 			out = append(out, &p)
-		}
-		return nil
+			return nil
+		})
 	})
 	return out, err
 }
@@ -143,7 +134,7 @@ func DropPending(ss *cas.Session, ids ...string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = ss.Update(func(txn *badger.Txn) error {
+	err = ss.Update(func(txn *cas.Txn) error {
 		for _, id := range matched {
 			raw, _ := hex.DecodeString(id)
 			if err := txn.Delete(pendingKey(raw)); err != nil {

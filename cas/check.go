@@ -124,7 +124,7 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 			}
 		})
 	}
-	werr := ss.View(func(txn *badger.Txn) error {
+	werr := ss.db.View(func(txn *badger.Txn) error {
 		return s.mergeWalk(ctx, txn, add, func(b Blob) {
 			rep.Blobs++
 			rep.Bytes += b.Size

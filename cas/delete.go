@@ -34,7 +34,7 @@ type Deleted struct {
 // leftover intent by unlinking every listed file that has no record, so the
 // pool never keeps a file that the records do not know, and a record never
 // names a missing file.
-func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn *badger.Txn, b Blob) (bool, error)) (Deleted, error) {
+func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn *Txn, b Blob) (bool, error)) (Deleted, error) {
 	var res Deleted
 	if !ss.writable {
 		return res, ErrReadOnly
@@ -43,7 +43,7 @@ func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn
 	ikey := deleteIntentKey()
 	err := ss.db.Update(func(txn *badger.Txn) error {
 		for _, d := range ds {
-			b, err := GetBlob(txn, d)
+			b, err := getBlob(txn, d)
 			if errors.Is(err, ErrBlobNotFound) {
 				continue
 			}
@@ -51,7 +51,7 @@ func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn
 				return err
 			}
 			if keep != nil {
-				k, err := keep(txn, b)
+				k, err := keep(&Txn{txn}, b)
 				if err != nil {
 					return err
 				}
@@ -152,7 +152,7 @@ func (ss *Session) recoverDeletes(ctx context.Context) (int, error) {
 		var orphaned []digest.Digest
 		err := ss.db.View(func(txn *badger.Txn) error {
 			for _, d := range in.ds {
-				if _, err := GetBlob(txn, d); errors.Is(err, ErrBlobNotFound) {
+				if _, err := getBlob(txn, d); errors.Is(err, ErrBlobNotFound) {
 					orphaned = append(orphaned, d)
 				} else if err != nil {
 					return err

@@ -562,7 +562,7 @@ func (ss *Session) commit(lease *Lease, staged []*Staged) ([]Committed, error) {
 	// (it holds the first-ingested time).
 	err := ss.db.Update(func(txn *badger.Txn) error {
 		for i := range out {
-			b, err := GetBlob(txn, out[i].Digest)
+			b, err := getBlob(txn, out[i].Digest)
 			switch {
 			case err == nil:
 				out[i].Blob, out[i].New = b, false
@@ -653,7 +653,7 @@ func (ss *Session) PutBytes(ctx context.Context, blobs ...[]byte) ([]digest.Dige
 		if _, err := os.Stat(ss.s.BlobPath(d)); err == nil {
 			var has bool
 			if err := ss.db.View(func(txn *badger.Txn) error {
-				_, err := GetBlob(txn, d)
+				_, err := getBlob(txn, d)
 				has = err == nil
 				return nil
 			}); err != nil {

@@ -130,7 +130,7 @@ func leaseRefsKey(id string) ([]byte, error) {
 // CreateLease records a new lease for the operation op in this writer
 // session, expiring ttl from now. data is stored with it; dataFn, when not
 // nil, computes it in the same transaction.
-func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn *badger.Txn) ([]byte, error)) (*Lease, error) {
+func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn *Txn) ([]byte, error)) (*Lease, error) {
 	if !ss.writable {
 		return nil, ErrReadOnly
 	}
@@ -141,7 +141,7 @@ func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn *ba
 	l := &Lease{ID: hex.EncodeToString(raw[:]), Operation: op, PID: os.Getpid(), Host: host, Created: now, Expires: now.Add(ttl)}
 	err := ss.db.Update(func(txn *badger.Txn) error {
 		if dataFn != nil {
-			d, err := dataFn(txn)
+			d, err := dataFn(&Txn{txn})
 			if err != nil {
 				return err
 			}
@@ -214,7 +214,7 @@ func (ss *Session) AddRefs(l *Lease, refs ...Ref) error {
 	}
 	return ss.db.Update(func(txn *badger.Txn) error {
 		for _, r := range refs {
-			if _, err := GetBlob(txn, r.Digest); err != nil {
+			if _, err := getBlob(txn, r.Digest); err != nil {
 				return err
 			}
 		}
@@ -270,9 +270,27 @@ type LeaseInfo struct {
 	Refs []Ref `json:"-"`
 }
 
+// ListLeases lists every lease (lapsed ones too) in a short read session.
+func (s *Store) ListLeases(ctx context.Context) ([]LeaseInfo, error) {
+	ss, err := s.Reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer ss.Close()
+	var ls []LeaseInfo
+	err = ss.db.View(func(txn *badger.Txn) error {
+		var err error
+		ls, err = leases(txn)
+		return err
+	})
+	return ls, err
+}
+
 // Leases lists every lease (lapsed ones too) with its references, in id
 // order.
-func Leases(txn *badger.Txn) ([]LeaseInfo, error) {
+func Leases(txn *Txn) ([]LeaseInfo, error) { return leases(txn.t) }
+
+func leases(txn *badger.Txn) ([]LeaseInfo, error) {
 	o := badger.DefaultIteratorOptions
 	o.Prefix = []byte{PrefixLease}
 	it := txn.NewIterator(o)
@@ -331,7 +349,7 @@ func LeaseFrom(ctx context.Context) *Lease {
 // keeps it alive while ctx lives, and returns a context carrying it and a
 // function that releases it (call it when the operation is over, whether it
 // succeeded or not). dataFn may be nil.
-func (s *Store) Hold(ctx context.Context, op string, dataFn func(txn *badger.Txn) ([]byte, error)) (context.Context, func(), error) {
+func (s *Store) Hold(ctx context.Context, op string, dataFn func(txn *Txn) ([]byte, error)) (context.Context, func(), error) {
 	ss, err := s.Writer(ctx, "lease for "+op)
 	if err != nil {
 		return nil, nil, err

@@ -74,7 +74,9 @@ func ParseDigest(s string) (digest.Digest, error) {
 }
 
 // GetBlob reads the record of d in txn.
-func GetBlob(txn *badger.Txn, d digest.Digest) (Blob, error) {
+func GetBlob(txn *Txn, d digest.Digest) (Blob, error) { return getBlob(txn.t, d) }
+
+func getBlob(txn *badger.Txn, d digest.Digest) (Blob, error) {
 	it, err := txn.Get(blobKey(PrefixBlob, d))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return Blob{}, fmt.Errorf("%s: %w", d, ErrBlobNotFound)
@@ -94,9 +96,9 @@ func GetBlob(txn *badger.Txn, d digest.Digest) (Blob, error) {
 // Stat returns the record of blob d.
 func (ss *Session) Stat(d digest.Digest) (Blob, error) {
 	var b Blob
-	err := ss.View(func(txn *badger.Txn) error {
+	err := ss.db.View(func(txn *badger.Txn) error {
 		var err error
-		b, err = GetBlob(txn, d)
+		b, err = getBlob(txn, d)
 		return err
 	})
 	return b, err
@@ -105,7 +107,7 @@ func (ss *Session) Stat(d digest.Digest) (Blob, error) {
 // Blobs calls fn for every blob record, in digest order, streaming: memory
 // stays constant whatever the number of blobs.
 func (ss *Session) Blobs(fn func(Blob) error) error {
-	return ss.View(func(txn *badger.Txn) error {
+	return ss.db.View(func(txn *badger.Txn) error {
 		return eachBlob(txn, fn)
 	})
 }

@@ -134,7 +134,7 @@ func (ss *Session) resolveIntent(d digest.Digest) (adopted bool, err error) {
 	p := ss.s.BlobPath(d)
 	size, herr := hashFile(p, d)
 	err = ss.db.Update(func(txn *badger.Txn) error {
-		if _, err := GetBlob(txn, d); err == nil {
+		if _, err := getBlob(txn, d); err == nil {
 			return nil
 		}
 		if herr == nil {

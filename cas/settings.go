@@ -9,7 +9,7 @@ import (
 // Setting reads a setting remembered in the store ("" when unset).
 func (ss *Session) Setting(name string) (string, error) {
 	var v string
-	err := ss.View(func(txn *badger.Txn) error {
+	err := ss.db.View(func(txn *badger.Txn) error {
 		it, err := txn.Get(append([]byte{PrefixConfig}, name...))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -26,7 +26,7 @@ func (ss *Session) Setting(name string) (string, error) {
 
 // SetSetting remembers a setting in the store.
 func (ss *Session) SetSetting(name, value string) error {
-	return ss.Update(func(txn *badger.Txn) error {
+	return ss.update(func(txn *badger.Txn) error {
 		return txn.Set(append([]byte{PrefixConfig}, name...), []byte(value))
 	})
 }
@@ -34,7 +34,7 @@ func (ss *Session) SetSetting(name, value string) error {
 // Settings calls fn for every setting whose name starts with prefix, in
 // name order.
 func (ss *Session) Settings(prefix string, fn func(name, value string) error) error {
-	return ss.View(func(txn *badger.Txn) error {
+	return ss.db.View(func(txn *badger.Txn) error {
 		o := badger.DefaultIteratorOptions
 		o.Prefix = append([]byte{PrefixConfig}, prefix...)
 		it := txn.NewIterator(o)

@@ -252,7 +252,7 @@ func crashAfterRename(t *testing.T, s *Store, b []byte, ghosts ...[]byte) *Stage
 	for _, g := range ghosts { // in the batch, but their rename never happened
 		batch = append(batch, &Staged{Digest: sha(g)})
 	}
-	if err := ss.Update(func(txn *badger.Txn) error { return txn.Set(intentKey(), encodeIntent(batch)) }); err != nil {
+	if err := ss.update(func(txn *badger.Txn) error { return txn.Set(intentKey(), encodeIntent(batch)) }); err != nil {
 		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Dir(s.BlobPath(st.Digest)), 0o755)
@@ -336,7 +336,7 @@ func TestSecondWriterWaitsThenNamesHolder(t *testing.T) {
 	if _, err := s.Writer(ctx, "ingest"); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "reader") {
 		t.Fatalf("writer while readers list: %v", err)
 	}
-	if err := r1.Update(func(*badger.Txn) error { return nil }); !errors.Is(err, ErrReadOnly) {
+	if err := r1.Update(func(*Txn) error { return nil }); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("update in a reader session: %v", err)
 	}
 	r1.Close()

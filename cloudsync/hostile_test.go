@@ -105,7 +105,7 @@ func TestHostileSources(t *testing.T) {
 			r := newRepo(t, "daily")
 			blobs := blobCount(t, r)
 			o := u.options(t, true)
-			o.Client = &fetch.Client{Backoff: time.Millisecond, Retries: -1, Stall: 300 * time.Millisecond}
+			o.Client = &fetch.Client{Backoff: time.Millisecond, Retries: -1, Stall: time.Second}
 			if tc.otherKR {
 				other, _ := pgp.ReadKeyring(otherKeyring(t))
 				o.Keyring = other

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
@@ -186,15 +185,8 @@ func (f *fixture) orphans() int {
 	}
 	defer ss.Close()
 	n := 0
-	ss.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte{cas.PrefixOrphan, 'b'}
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-		}
-		return nil
+	ss.View(func(txn *cas.Txn) error {
+		return txn.Scan([]byte{cas.PrefixOrphan, 'b'}, nil, func(k, v []byte) error { n++; return nil })
 	})
 	return n
 }

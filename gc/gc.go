@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
@@ -133,7 +132,7 @@ func Run(ctx context.Context, r *snapshot.Repo, o Options) (*Report, error) {
 	var roots *Roots
 	var publishRoots []string
 	if err == nil {
-		err = rs.View(func(txn *badger.Txn) error {
+		err = rs.View(func(txn *cas.Txn) error {
 			var err error
 			roots, err = CollectRoots(txn, keep, s.Now())
 			return err
@@ -183,7 +182,7 @@ func Run(ctx context.Context, r *snapshot.Repo, o Options) (*Report, error) {
 
 // remark collects the roots again in txn and marks what is new: heads that
 // moved, leases taken or extended since the first mark.
-func remark(ctx context.Context, txn *badger.Txn, s *cas.Store, m *marker, keep int) (*Roots, error) {
+func remark(ctx context.Context, txn *cas.Txn, s *cas.Store, m *marker, keep int) (*Roots, error) {
 	roots, err := CollectRoots(txn, keep, s.Now())
 	if err != nil {
 		return nil, err
@@ -215,7 +214,7 @@ func sweepRecords(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o 
 	now := s.Now().UTC()
 	var roots *Roots
 	var plan SweepPlan
-	err = ss.View(func(txn *badger.Txn) error {
+	err = ss.View(func(txn *cas.Txn) error {
 		var err error
 		if roots, err = remark(ctx, txn, s, m, keep); err != nil {
 			return err
@@ -236,18 +235,12 @@ func sweepRecords(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o 
 
 // storeSweepPlan streams the blob and orphan records of txn through a
 // sweeper.
-func storeSweepPlan(ctx context.Context, txn *badger.Txn, marked func(Sum) bool, now time.Time, older time.Duration) (SweepPlan, error) {
+func storeSweepPlan(ctx context.Context, txn *cas.Txn, marked func(Sum) bool, now time.Time, older time.Duration) (SweepPlan, error) {
 	sw := sweeper{marked: marked, now: now, cutoff: now.Add(-older)}
-	bo := badger.DefaultIteratorOptions
-	bo.Prefix = []byte{cas.PrefixBlob}
-	bit := txn.NewIterator(bo)
+	bit := txn.Cursor([]byte{cas.PrefixBlob})
 	defer bit.Close()
-	oo := badger.DefaultIteratorOptions
-	oo.Prefix = []byte{cas.PrefixOrphan, 'b'}
-	oit := txn.NewIterator(oo)
+	oit := txn.Cursor([]byte{cas.PrefixOrphan, 'b'})
 	defer oit.Close()
-	bit.Rewind()
-	oit.Rewind()
 	for n := 0; bit.Valid() || oit.Valid(); n++ {
 		if n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -258,17 +251,21 @@ func storeSweepPlan(ctx context.Context, txn *badger.Txn, marked func(Sum) bool,
 		var o *orphanRec
 		if bit.Valid() {
 			b = &blobRec{}
-			copy(b.sum[:], bit.Item().Key()[1:])
-			size, err := blobSize(bit.Item(), b.sum)
+			copy(b.sum[:], bit.Key()[1:])
+			v, err := bit.Value()
 			if err != nil {
 				return SweepPlan{}, err
 			}
-			b.size = size
+			rec, err := cas.DecodeRecord(digestOf(b.sum), v)
+			if err != nil {
+				return SweepPlan{}, err
+			}
+			b.size = rec.Size
 		}
 		if oit.Valid() {
 			o = &orphanRec{}
-			copy(o.sum[:], oit.Item().Key()[2:])
-			v, err := oit.Item().ValueCopy(nil)
+			copy(o.sum[:], oit.Key()[2:])
+			v, err := oit.Value()
 			if err != nil {
 				return SweepPlan{}, err
 			}
@@ -359,12 +356,12 @@ func reapBatch(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o Opt
 		return fmt.Errorf("gc: %w", err)
 	}
 	defer ss.Close()
-	if err := ss.View(func(txn *badger.Txn) error { _, err := remark(ctx, txn, s, m, keep); return err }); err != nil {
+	if err := ss.View(func(txn *cas.Txn) error { _, err := remark(ctx, txn, s, m, keep); return err }); err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
 	cutoff := s.Now().UTC().Add(-o.Older)
 	var reaped []Action
-	del, err := ss.Delete(ctx, batch, func(txn *badger.Txn, b cas.Blob) (bool, error) {
+	del, err := ss.Delete(ctx, batch, func(txn *cas.Txn, b cas.Blob) (bool, error) {
 		sum, err := sumOf(b.Digest)
 		if err != nil {
 			return true, err
@@ -372,14 +369,10 @@ func reapBatch(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o Opt
 		if m.has(sum) {
 			return true, nil
 		}
-		it, err := txn.Get(orphanKey(sum))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		v, err := txn.Get(orphanKey(sum))
+		if errors.Is(err, cas.ErrNoRecord) {
 			return true, nil
 		}
-		if err != nil {
-			return true, err
-		}
-		v, err := it.ValueCopy(nil)
 		if err != nil {
 			return true, err
 		}
@@ -404,14 +397,4 @@ func reapBatch(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o Opt
 		return err
 	}
 	return nil
-}
-
-func blobSize(it *badger.Item, sum Sum) (int64, error) {
-	var size int64
-	err := it.Value(func(v []byte) error {
-		b, err := cas.DecodeRecord(digestOf(sum), v)
-		size = b.Size
-		return err
-	})
-	return size, err
 }

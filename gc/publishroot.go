@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/flock"
 	"github.com/mephstore/mephstore/internal/fsx"
@@ -429,24 +427,16 @@ func orphanRecords(ctx context.Context, s *cas.Store, root string, dryRun bool) 
 	defer ss.Close()
 	out := map[string]time.Time{}
 	prefix := publishOrphanPrefix(root)
-	err = ss.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = prefix
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			rel := string(it.Item().Key()[len(prefix):])
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
+	err = ss.View(func(txn *cas.Txn) error {
+		return txn.Scan(prefix, nil, func(k, v []byte) error {
+			rel := string(k[len(prefix):])
 			t, err := decodeTime(v)
 			if err != nil {
 				return fmt.Errorf("%s: %w", rel, err)
 			}
 			out[rel] = t
-		}
-		return nil
+			return nil
+		})
 	})
 	return out, err
 }

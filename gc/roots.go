@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
@@ -26,7 +25,7 @@ type Roots struct {
 // CollectRoots reads the roots in txn: the newest keep entries of every
 // stream's history (the head is the newest), pending builds, and live
 // leases at time now.
-func CollectRoots(txn *badger.Txn, keep int, now time.Time) (*Roots, error) {
+func CollectRoots(txn *cas.Txn, keep int, now time.Time) (*Roots, error) {
 	if keep < 1 {
 		return nil, fmt.Errorf("keep-history %d: must be at least 1 (the head)", keep)
 	}
@@ -98,21 +97,14 @@ func CollectRoots(txn *badger.Txn, keep int, now time.Time) (*Roots, error) {
 		}
 	}
 	// Pending builds.
-	o := badger.DefaultIteratorOptions
-	o.Prefix = []byte{cas.PrefixBuild}
-	it := txn.NewIterator(o)
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			return nil, err
-		}
+	err = txn.Scan([]byte{cas.PrefixBuild}, nil, func(k, v []byte) error {
 		refs, err := cas.DecodeRefs(v)
 		if err != nil {
-			return nil, fmt.Errorf("pending build %x: %w", it.Item().Key()[1:], err)
+			return fmt.Errorf("pending build %x: %w", k[1:], err)
 		}
 		r.Pending++
 		r.Refs = append(r.Refs, refs...)
-	}
-	return r, nil
+		return nil
+	})
+	return r, err
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
@@ -247,7 +246,7 @@ func (r *Repo) checkPool(ctx context.Context, files map[digest.Digest]fileRef, d
 	}
 	var missing []digest.Digest
 	var present []cas.Ref
-	err = ss.View(func(txn *badger.Txn) error {
+	err = ss.View(func(txn *cas.Txn) error {
 		for d, f := range files {
 			b, err := cas.GetBlob(txn, d)
 			switch {

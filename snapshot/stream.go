@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
@@ -92,62 +91,52 @@ func historyPrefix(name string) []byte {
 }
 
 // GetStream reads a stream record.
-func GetStream(txn *badger.Txn, name string) (*Stream, error) {
-	it, err := txn.Get(streamKey(name))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+func GetStream(txn *cas.Txn, name string) (*Stream, error) {
+	v, err := txn.Get(streamKey(name))
+	if errors.Is(err, cas.ErrNoRecord) {
 		return nil, fmt.Errorf("stream %q: %w", name, ErrNoStream)
 	}
 	if err != nil {
 		return nil, err
 	}
 	var st Stream
-	err = it.Value(func(v []byte) error { return json.Unmarshal(v, &st) })
-	if err != nil {
+	if err := json.Unmarshal(v, &st); err != nil {
 		return nil, fmt.Errorf("stream %q: record: %w", name, err)
 	}
 	return &st, nil
 }
 
 // Streams lists every stream in name order.
-func Streams(txn *badger.Txn) ([]*Stream, error) {
-	o := badger.DefaultIteratorOptions
-	o.Prefix = []byte{cas.PrefixStream}
-	it := txn.NewIterator(o)
-	defer it.Close()
+func Streams(txn *cas.Txn) ([]*Stream, error) {
 	var out []*Stream
-	for it.Rewind(); it.Valid(); it.Next() {
+	err := txn.Scan([]byte{cas.PrefixStream}, nil, func(k, v []byte) error {
 		var st Stream
-		if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &st) }); err != nil {
-			return nil, fmt.Errorf("stream record %q: %w", it.Item().Key()[1:], err)
+		if err := json.Unmarshal(v, &st); err != nil {
+			return fmt.Errorf("stream record %q: %w", k[1:], err)
 		}
 		out = append(out, &st)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // History calls fn for the stream's history entries, newest first, until
 // fn returns false.
-func History(txn *badger.Txn, name string, fn func(Entry) bool) error {
-	o := badger.DefaultIteratorOptions
-	o.Prefix = historyPrefix(name)
-	o.Reverse = true
-	it := txn.NewIterator(o)
-	defer it.Close()
-	seek := append(historyPrefix(name), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	for it.Seek(seek); it.Valid(); it.Next() {
+func History(txn *cas.Txn, name string, fn func(Entry) bool) error {
+	return txn.ScanReverse(historyPrefix(name), func(k, v []byte) error {
 		var e Entry
-		if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+		if err := json.Unmarshal(v, &e); err != nil {
 			return fmt.Errorf("stream %q: history: %w", name, err)
 		}
 		if !fn(e) {
-			return nil
+			return cas.ErrStopScan
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // appendEntry moves the stream's head by appending a history entry.
-func appendEntry(txn *badger.Txn, st *Stream, e Entry) error {
+func appendEntry(txn *cas.Txn, st *Stream, e Entry) error {
 	st.Seq++
 	e.Seq = st.Seq
 	st.Head = e.Snapshot

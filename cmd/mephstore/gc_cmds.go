@@ -5,7 +5,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/spf13/cobra"
 
 	"github.com/mephstore/mephstore/cas"
@@ -139,17 +138,8 @@ next gc drops lapsed leases.`,
 			if err != nil {
 				return err
 			}
-			ss, err := s.Reader(ctxOf(cmd))
+			ls, err := s.ListLeases(ctxOf(cmd))
 			if err != nil {
-				return err
-			}
-			defer ss.Close()
-			var ls []cas.LeaseInfo
-			if err := ss.View(func(txn *badger.Txn) error {
-				var err error
-				ls, err = cas.Leases(txn)
-				return err
-			}); err != nil {
 				return err
 			}
 			now := s.Now()
