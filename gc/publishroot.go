@@ -208,30 +208,14 @@ func count(rep *PublishReport, c candidate) {
 	rep.Freed += c.size
 }
 
-// publishedStreams lists the stream directories of a publish root: those
-// with a streams/ directory.
-func publishedStreams(root string) ([]string, error) {
-	ents, err := os.ReadDir(root)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range ents {
-		if !e.IsDir() || e.Name() == "data" || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if fi, err := os.Stat(filepath.Join(root, e.Name(), "streams")); err == nil && fi.IsDir() {
-			out = append(out, e.Name())
-		}
-	}
-	return out, nil
-}
+// publishedStreams lists the stream directories of a publish root.
+func publishedStreams(root string) ([]string, error) { return publish.Layout{Root: root}.Streams() }
 
 // liveIndex reads the products paths of a stream's live index (relative to
 // streams/v1, without their .json or .sjson extension); nil when the stream
 // has no index yet.
 func liveIndex(root, st string) (map[string]bool, error) {
-	p := filepath.Join(root, st, "streams", "v1", "index.json")
+	p := publish.Layout{Root: root}.Index(st)
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -249,9 +233,9 @@ func liveIndex(root, st string) (map[string]bool, error) {
 	}
 	out := map[string]bool{}
 	for cid, e := range idx.Index {
-		rel, ok := strings.CutPrefix(e.Path, "streams/v1/")
+		rel, ok := strings.CutPrefix(e.Path, publish.MetaDir+"/")
 		if !ok || strings.Contains(rel, "/") {
-			return nil, fmt.Errorf("%s: %s: path %q is not in streams/v1", p, cid, e.Path)
+			return nil, fmt.Errorf("%s: %s: path %q is not in %s", p, cid, e.Path, publish.MetaDir)
 		}
 		out[strings.TrimSuffix(strings.TrimSuffix(rel, ".json"), ".sjson")] = true
 	}
@@ -266,20 +250,21 @@ func unreferencedMeta(root, st string) ([]candidate, error) {
 		return nil, err
 	}
 	var out []candidate
-	streams := filepath.Join(root, st, "streams")
+	lay := publish.Layout{Root: root}
+	streams := lay.StreamsDir(st)
 	ents, err := os.ReadDir(streams)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range ents {
-		if e.IsDir() && strings.HasPrefix(e.Name(), ".v1.") {
-			out = append(out, candidate{rel: path.Join(st, "streams", e.Name()), kind: "index", size: dirSize(filepath.Join(streams, e.Name())), dir: true})
+		if e.IsDir() && publish.IsStaging(e.Name()) {
+			out = append(out, candidate{rel: path.Join(st, publish.StreamsDir, e.Name()), kind: "index", size: dirSize(filepath.Join(streams, e.Name())), dir: true})
 		}
 	}
 	if live == nil {
 		return out, nil
 	}
-	v1 := filepath.Join(streams, "v1")
+	v1 := lay.MetaDir(st)
 	ents, err = os.ReadDir(v1)
 	if err != nil {
 		return nil, err
@@ -298,7 +283,7 @@ func unreferencedMeta(root, st string) ([]candidate, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, candidate{rel: path.Join(st, "streams", "v1", name), kind: "products", size: fi.Size()})
+		out = append(out, candidate{rel: path.Join(st, publish.MetaRel(name)), kind: "products", size: fi.Size()})
 	}
 	return out, nil
 }
@@ -319,7 +304,7 @@ func dirSize(dir string) int64 {
 // productsRefs adds the item sha256s of every products file (.json) of the
 // stream that stays after this run to refs.
 func productsRefs(root, st string, reaped map[string]bool, refs map[Sum]struct{}, jobs int) error {
-	v1 := filepath.Join(root, st, "streams", "v1")
+	v1 := publish.Layout{Root: root}.MetaDir(st)
 	ents, err := os.ReadDir(v1)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -332,7 +317,7 @@ func productsRefs(root, st string, reaped map[string]bool, refs map[Sum]struct{}
 		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), "index.") {
 			continue
 		}
-		if reaped[path.Join(st, "streams", "v1", e.Name())] {
+		if reaped[path.Join(st, publish.MetaRel(e.Name()))] {
 			continue
 		}
 		files = append(files, filepath.Join(v1, e.Name()))
@@ -383,7 +368,7 @@ func fileRefs(p string, fn func(Sum)) error {
 // unreferencedData lists the files of the root's data pool for which keep
 // is false.
 func unreferencedData(root string, keep func(Sum) bool) ([]candidate, error) {
-	pool := filepath.Join(root, "data", "sha256")
+	pool := publish.Layout{Root: root}.DataPool()
 	subs, err := os.ReadDir(pool)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -412,7 +397,7 @@ func unreferencedData(root string, keep func(Sum) bool) ([]candidate, error) {
 			if fi, err := e.Info(); err == nil {
 				size = fi.Size()
 			}
-			out = append(out, candidate{rel: path.Join("data", "sha256", sub.Name(), e.Name()), kind: "data", size: size})
+			out = append(out, candidate{rel: publish.DataPoolRel(sub.Name(), e.Name()), kind: "data", size: size})
 		}
 	}
 	return out, nil

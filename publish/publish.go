@@ -82,7 +82,7 @@ func publishKey(root, stream string) string { return PublishedPrefix + root + "\
 
 // RootLockFile is the lock of a publish root: publishes hold it shared, gc
 // exclusive while it sweeps the root.
-const RootLockFile = ".publish.lock"
+const RootLockFile = lockFile
 
 // LockRoot takes the lock of a publish root (see RootLockFile).
 func LockRoot(ctx context.Context, root string, mode flock.Mode) (*flock.Lock, error) {
@@ -92,7 +92,7 @@ func LockRoot(ctx context.Context, root string, mode flock.Mode) (*flock.Lock, e
 	} else {
 		what += " (gc is sweeping it)"
 	}
-	return flock.Acquire(ctx, filepath.Join(root, RootLockFile), what, mode, time.Minute, nil)
+	return flock.Acquire(ctx, Layout{Root: root}.RootLock(), what, mode, time.Minute, nil)
 }
 
 // PublishSnapshot renders snapshot snap of the stream st under
@@ -106,6 +106,7 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if err != nil {
 		return nil, err
 	}
+	lay := Layout{Root: root}
 	if err := snapshot.ValidStreamName(st.Name); err != nil {
 		return nil, err
 	}
@@ -122,7 +123,7 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 		savedKey, _ = ss.Setting(SettingSignKey)
 		ss.Close()
 		if prev == mark {
-			if _, err := os.Stat(filepath.Join(dir, "streams", "v1", "index.json")); err == nil {
+			if _, err := os.Stat(lay.Index(st.Name)); err == nil {
 				res.Unchanged = true
 				if o.SignKeyPath != "" && o.SignKeyPath != savedKey {
 					return res, remember(ctx, s, "publish: remember signing key", map[string]string{SettingSignKey: o.SignKeyPath})
@@ -144,7 +145,7 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	// their data in the pool already: no need to look for it again.
 	// (Only while that tree is there: a root removed by hand is rebuilt.)
 	linked := map[digest.Digest]bool{}
-	_, ierr := os.Stat(filepath.Join(dir, "streams", "v1", "index.json"))
+	_, ierr := os.Stat(lay.Index(st.Name))
 	if prevSnap, _, ok := strings.Cut(prev, " "); ok && ierr == nil {
 		if pdoc, err := r.Doc(digest.Digest(prevSnap)); err == nil {
 			for _, c := range pdoc.Catalogs {
@@ -160,8 +161,8 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	}
 	c := doc.Counts()
 	res.Products, res.Items = c.Products, c.Items
-	streams := filepath.Join(dir, "streams")
-	for _, d := range []string{filepath.Join(root, "data", "sha256"), streams} {
+	streams := lay.StreamsDir(st.Name)
+	for _, d := range []string{lay.DataPool(), streams} {
 		if err := fsx.MkdirDurable(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -177,12 +178,12 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	defer rlk.Unlock()
 	// One publish of a stream at a time; the lock also guards the staging
 	// directories that a killed publish left.
-	lk, err := flock.Acquire(ctx, filepath.Join(dir, ".publish.lock"), "publish of "+st.Name, flock.Exclusive, time.Minute, nil)
+	lk, err := flock.Acquire(ctx, lay.StreamLock(st.Name), "publish of "+st.Name, flock.Exclusive, time.Minute, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer lk.Unlock()
-	live := filepath.Join(streams, "v1")
+	live := lay.MetaDir(st.Name)
 	meta, err := stage(streams, live)
 	if err != nil {
 		return nil, err
@@ -204,7 +205,7 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 		if err != nil {
 			return nil, err
 		}
-		e := entry{cid: cat.ContentID, path: "streams/v1/" + name, datatype: dt}
+		e := entry{cid: cat.ContentID, path: MetaRel(name), datatype: dt}
 		for _, pr := range cat.Products {
 			e.products = append(e.products, pr.Name)
 		}
@@ -320,13 +321,13 @@ func stage(streams, live string) (string, error) {
 		return "", err
 	}
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".v1.") {
+		if IsStaging(e.Name()) {
 			if err := os.RemoveAll(filepath.Join(streams, e.Name())); err != nil {
 				return "", err
 			}
 		}
 	}
-	dir, err := os.MkdirTemp(streams, ".v1.")
+	dir, err := os.MkdirTemp(streams, stagePrefix)
 	if err != nil {
 		return "", err
 	}
@@ -368,7 +369,7 @@ func swap(staging, live string) error {
 
 // ensureDataLink makes dir/data a symlink to ../data.
 func ensureDataLink(dir string) error {
-	p := filepath.Join(dir, "data")
+	p := filepath.Join(dir, DataDir)
 	if t, err := os.Readlink(p); err == nil {
 		if t == "../data" {
 			return nil
@@ -387,9 +388,6 @@ func ensureDataLink(dir string) error {
 	}
 	return fsx.SyncDir(dir)
 }
-
-// dataPath is where an item's bytes are served, relative to a stream root.
-func dataPath(sum string) string { return "data/sha256/" + sum[:2] + "/" + sum }
 
 // products renders the products file of a catalog, linking the data of
 // every item first, and returns its file name and its datatype.
@@ -491,7 +489,7 @@ func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (name, 
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return "", "", err
 	}
-	p.res.FilesWritten = append(p.res.FilesWritten, "streams/v1/"+stem+".json")
+	p.res.FilesWritten = append(p.res.FilesWritten, MetaRel(stem+".json"))
 	return stem + ".json", datatype, nil
 }
 
@@ -512,7 +510,7 @@ func (p *publisher) linkData(pr *snapshot.Product, check bool) error {
 				}
 				p.seen[sum] = true
 			}
-			it.Fields = jsonc.Set(it.Fields, "path", jsonc.Quote(dataPath(sum)))
+			it.Fields = jsonc.Set(it.Fields, "path", jsonc.Quote(DataRel(sum)))
 		}
 	}
 	return nil
@@ -520,7 +518,7 @@ func (p *publisher) linkData(pr *snapshot.Product, check bool) error {
 
 // ensureData links (or copies) the blob sum into the data pool.
 func (p *publisher) ensureData(sum string) error {
-	dst := filepath.Join(p.root, filepath.FromSlash(dataPath(sum)))
+	dst := Layout{Root: p.root}.DataFile(sum)
 	// One directory listing per prefix instead of one lstat per file: at
 	// 400k items that is 256 listings against 216,000 system calls.
 	dir := p.present[sum[:2]]
@@ -602,7 +600,7 @@ func (p *publisher) write(name string, fn func(io.Writer) error) error {
 	if err := writeAtomic(path, 0o644, fn); err != nil {
 		return err
 	}
-	p.res.FilesWritten = append(p.res.FilesWritten, "streams/v1/"+name)
+	p.res.FilesWritten = append(p.res.FilesWritten, MetaRel(name))
 	return nil
 }
 
