@@ -620,17 +620,7 @@ func (ss *Session) syncFiles(sts []*Staged) error {
 	return nil
 }
 
-func (ss *Session) syncfs() error {
-	d, err := os.Open(ss.s.poolPath())
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
-		return fmt.Errorf("syncfs %s: %w", ss.s.poolPath(), err)
-	}
-	return nil
-}
+func (ss *Session) syncfs() error { return fsx.Syncfs(ss.s.poolPath()) }
 
 // PutBytes stores small blobs held in memory (snapshot documents, product
 // metadata) in this writer session: blobs the store has are skipped without

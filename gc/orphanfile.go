@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/pgp"
@@ -347,9 +345,8 @@ func unlinkAll(ctx context.Context, dataDir, realData string, rels []string, job
 	}
 	// One sync of the file system instead of one per directory (a tree of
 	// 400k items has 100k of them).
-	if d, err := os.Open(dataDir); err == nil {
-		unix.Syncfs(int(d.Fd()))
-		d.Close()
+	if err := fsx.Syncfs(dataDir); err != nil {
+		errs = append(errs, err)
 	}
 	removeEmptyDirs(ctx, dataDir, dirs, jobs)
 	return freed, gone, errors.Join(errs...)

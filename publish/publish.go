@@ -212,7 +212,7 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 		entries = append(entries, e)
 	}
 	// Everything the index will name is in place: make it durable.
-	if err := syncfs(root); err != nil {
+	if err := fsx.Syncfs(root); err != nil {
 		return nil, err
 	}
 	index := func(ext string) ([]byte, error) {
@@ -569,7 +569,7 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	return writeAtomic(dst, 0o444, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
+	return fsx.WriteAtomic(dst, 0o444, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
 }
 
 // ErrUnsafeName is wrapped when a name from a snapshot would put a
@@ -597,43 +597,9 @@ func (p *publisher) write(name string, fn func(io.Writer) error) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(path, 0o644, fn); err != nil {
+	if err := fsx.WriteAtomic(path, 0o644, fn); err != nil {
 		return err
 	}
 	p.res.FilesWritten = append(p.res.FilesWritten, MetaRel(name))
 	return nil
-}
-
-// writeAtomic writes path through a temp file in its directory: fn, fsync,
-// rename. The directory is synced by the caller.
-func writeAtomic(path string, perm fs.FileMode, fn func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err := fn(bw); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
-func syncfs(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return unix.Syncfs(int(d.Fd()))
 }
