@@ -14,6 +14,7 @@ import (
 
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/jsonc"
+	"github.com/mephstore/mephstore/publish"
 	"github.com/mephstore/mephstore/snapshot"
 )
 
@@ -210,4 +211,16 @@ func CommitPending(ctx context.Context, repo *snapshot.Repo, stream string) (*Co
 		return nil, werr
 	}
 	return &Committed{Builds: ids, Result: res}, ws.Close()
+}
+
+// PublishStream is what `publish` does: the stream's pending builds go into
+// its next snapshot first (CommitPending; nil when there were none), then
+// the head is published.
+func PublishStream(ctx context.Context, repo *snapshot.Repo, stream string, o publish.Options) (*Committed, *publish.Result, error) {
+	c, err := CommitPending(ctx, repo, stream)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := publish.Publish(ctx, repo, stream, o)
+	return c, res, err
 }

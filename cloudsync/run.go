@@ -154,17 +154,18 @@ func execute(ctx context.Context, r *snapshot.Repo, src *snapshot.Source, o Opti
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c, err := build.CommitPending(ctx, r, o.Stream)
-	if err != nil {
-		return fmt.Errorf("sync: commit: %w", err)
-	}
-	rep.Committed = c
-	if o.Publish != nil {
-		res, err := publish.Publish(ctx, r, o.Stream, *o.Publish)
+	if o.Publish == nil {
+		c, err := build.CommitPending(ctx, r, o.Stream)
+		rep.Committed = c
 		if err != nil {
-			return fmt.Errorf("sync: publish: %w", err)
+			return fmt.Errorf("sync: commit: %w", err)
 		}
-		rep.Published = res
+		return nil
+	}
+	c, res, err := build.PublishStream(ctx, r, o.Stream, *o.Publish)
+	rep.Committed, rep.Published = c, res
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
 	}
 	return nil
 }

@@ -48,11 +48,7 @@ atomic directory exchange. Publishing an unchanged head writes nothing. The publ
 			if err != nil {
 				return err
 			}
-			// Pending builds of the stream first go into its next snapshot.
-			c, err := build.CommitPending(ctxOf(cmd), r, args[0])
-			if err != nil {
-				return err
-			}
+			c, res, err := build.PublishStream(ctxOf(cmd), r, args[0], o)
 			if c != nil {
 				out := a.stdout
 				if asJSON {
@@ -65,7 +61,6 @@ atomic directory exchange. Publishing an unchanged head writes nothing. The publ
 					fmt.Fprintf(out, "  kept as it was: %s\n", v)
 				}
 			}
-			res, err := publish.Publish(ctxOf(cmd), r, args[0], o)
 			if err != nil {
 				return err
 			}

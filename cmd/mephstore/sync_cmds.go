@@ -83,7 +83,7 @@ others are committed); 1 nothing could run (source, signature or store); 2 bad u
 	fl.BoolVar(&f.doPublish, "publish", false, "publish the stream after the commit (root and key as for publish)")
 	fl.StringVar(&f.root, "publish-root", "", "with --publish: the publish root (default: remembered)")
 	fl.StringVar(&f.signKey, "sign-key", "", "with --publish: the signing key (default: remembered)")
-	fl.StringVar(&f.passFile, "passphrase-file", "", "with --publish: file holding the signing key's passphrase")
+	fl.StringVar(&f.passFile, "sign-passphrase-file", "", "with --publish: file holding the signing key's passphrase (or MEPHSTORE_SIGN_PASSPHRASE)")
 	fl.BoolVar(&f.noSign, "no-sign", false, "with --publish: publish unsigned")
 	return cmd
 }
