@@ -72,7 +72,7 @@ func putPending(ctx context.Context, ss *cas.Session, p *Pending) error {
 	}
 	raw, _ := hex.DecodeString(ds[0].Encoded())
 	p.ID = hex.EncodeToString(raw[:8])
-	return ss.Update(func(txn *cas.Txn) error {
+	return ss.Update(func(txn cas.Txn) error {
 		return txn.Set(pendingKey(raw[:8]), cas.EncodeRefs(refs))
 	})
 }
@@ -81,7 +81,7 @@ func putPending(ctx context.Context, ss *cas.Session, p *Pending) error {
 // hashes: the order is only stable).
 func ListPending(ss *cas.Session) ([]*Pending, error) {
 	var out []*Pending
-	err := ss.View(func(txn *cas.Txn) error {
+	err := ss.View(func(txn cas.Txn) error {
 		return txn.Scan([]byte{cas.PrefixBuild}, nil, func(k, v []byte) error {
 			id := hex.EncodeToString(k[1:])
 			refs, err := cas.DecodeRefs(v)
@@ -135,7 +135,7 @@ func DropPending(ss *cas.Session, ids ...string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = ss.Update(func(txn *cas.Txn) error {
+	err = ss.Update(func(txn cas.Txn) error {
 		for _, id := range matched {
 			raw, _ := hex.DecodeString(id)
 			if err := txn.Delete(pendingKey(raw)); err != nil {

@@ -34,7 +34,7 @@ type Deleted struct {
 // leftover intent by unlinking every listed file that has no record, so the
 // pool never keeps a file that the records do not know, and a record never
 // names a missing file.
-func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn *Txn, b Blob) (bool, error)) (Deleted, error) {
+func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn Txn, b Blob) (bool, error)) (Deleted, error) {
 	var res Deleted
 	if !ss.writable {
 		return res, ErrReadOnly
@@ -51,7 +51,7 @@ func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn
 				return err
 			}
 			if keep != nil {
-				k, err := keep(&Txn{txn}, b)
+				k, err := keep(&bTxn{txn}, b)
 				if err != nil {
 					return err
 				}

@@ -130,7 +130,7 @@ func leaseRefsKey(id string) ([]byte, error) {
 // CreateLease records a new lease for the operation op in this writer
 // session, expiring ttl from now. data is stored with it; dataFn, when not
 // nil, computes it in the same transaction.
-func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn *Txn) ([]byte, error)) (*Lease, error) {
+func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn Txn) ([]byte, error)) (*Lease, error) {
 	if !ss.writable {
 		return nil, ErrReadOnly
 	}
@@ -141,7 +141,7 @@ func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn *Tx
 	l := &Lease{ID: hex.EncodeToString(raw[:]), Operation: op, PID: os.Getpid(), Host: host, Created: now, Expires: now.Add(ttl)}
 	err := ss.db.Update(func(txn *badger.Txn) error {
 		if dataFn != nil {
-			d, err := dataFn(&Txn{txn})
+			d, err := dataFn(&bTxn{txn})
 			if err != nil {
 				return err
 			}
@@ -280,7 +280,7 @@ func (s *Store) ListLeases(ctx context.Context) ([]LeaseInfo, error) {
 	var ls []LeaseInfo
 	err = ss.db.View(func(txn *badger.Txn) error {
 		var err error
-		ls, err = leases(txn)
+		ls, err = Leases(&bTxn{txn})
 		return err
 	})
 	return ls, err
@@ -288,35 +288,24 @@ func (s *Store) ListLeases(ctx context.Context) ([]LeaseInfo, error) {
 
 // Leases lists every lease (lapsed ones too) with its references, in id
 // order.
-func Leases(txn *Txn) ([]LeaseInfo, error) { return leases(txn.t) }
-
-func leases(txn *badger.Txn) ([]LeaseInfo, error) {
-	o := badger.DefaultIteratorOptions
-	o.Prefix = []byte{PrefixLease}
-	it := txn.NewIterator(o)
-	defer it.Close()
+func Leases(txn Txn) ([]LeaseInfo, error) {
 	var out []LeaseInfo
-	for it.Rewind(); it.Valid(); it.Next() {
-		k := it.Item().Key()
+	err := txn.Scan([]byte{PrefixLease}, nil, func(k, v []byte) error {
 		if len(k) < 2+leaseIDLen {
-			return nil, fmt.Errorf("lease key %x: too short", k)
+			return fmt.Errorf("lease key %x: too short", k)
 		}
 		id := hex.EncodeToString(k[1 : 1+leaseIDLen])
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			return nil, err
-		}
 		switch k[1+leaseIDLen] {
 		case 0:
 			var l Lease
 			if err := json.Unmarshal(v, &l); err != nil {
-				return nil, fmt.Errorf("lease %s: %w", id, err)
+				return fmt.Errorf("lease %s: %w", id, err)
 			}
 			out = append(out, LeaseInfo{Lease: l})
 		case 1:
 			refs, err := DecodeRefs(v)
 			if err != nil {
-				return nil, fmt.Errorf("lease %s: %w", id, err)
+				return fmt.Errorf("lease %s: %w", id, err)
 			}
 			if len(out) == 0 || out[len(out)-1].ID != id {
 				// References whose lease record is gone (a release cut
@@ -325,10 +314,11 @@ func leases(txn *badger.Txn) ([]LeaseInfo, error) {
 			}
 			out[len(out)-1].Refs = append(out[len(out)-1].Refs, refs...)
 		default:
-			return nil, fmt.Errorf("lease key %x: unknown kind", k)
+			return fmt.Errorf("lease key %x: unknown kind", k)
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 type leaseCtxKey struct{}
@@ -349,7 +339,7 @@ func LeaseFrom(ctx context.Context) *Lease {
 // keeps it alive while ctx lives, and returns a context carrying it and a
 // function that releases it (call it when the operation is over, whether it
 // succeeded or not). dataFn may be nil.
-func (s *Store) Hold(ctx context.Context, op string, dataFn func(txn *Txn) ([]byte, error)) (context.Context, func(), error) {
+func (s *Store) Hold(ctx context.Context, op string, dataFn func(txn Txn) ([]byte, error)) (context.Context, func(), error) {
 	ss, err := s.Writer(ctx, "lease for "+op)
 	if err != nil {
 		return nil, nil, err

@@ -74,7 +74,16 @@ func ParseDigest(s string) (digest.Digest, error) {
 }
 
 // GetBlob reads the record of d in txn.
-func GetBlob(txn *Txn, d digest.Digest) (Blob, error) { return getBlob(txn.t, d) }
+func GetBlob(txn Txn, d digest.Digest) (Blob, error) {
+	v, err := txn.Get(blobKey(PrefixBlob, d))
+	if errors.Is(err, ErrNoRecord) {
+		return Blob{}, fmt.Errorf("%s: %w", d, ErrBlobNotFound)
+	}
+	if err != nil {
+		return Blob{}, err
+	}
+	return decodeRecord(d, v)
+}
 
 func getBlob(txn *badger.Txn, d digest.Digest) (Blob, error) {
 	it, err := txn.Get(blobKey(PrefixBlob, d))

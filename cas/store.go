@@ -267,16 +267,16 @@ func (s *Store) Reader(ctx context.Context) (*Session, error) {
 func (ss *Session) Store() *Store { return ss.s }
 
 // View runs fn in a read transaction.
-func (ss *Session) View(fn func(txn *Txn) error) error {
-	return ss.db.View(func(t *badger.Txn) error { return fn(&Txn{t}) })
+func (ss *Session) View(fn func(txn Txn) error) error {
+	return ss.db.View(func(t *badger.Txn) error { return fn(&bTxn{t}) })
 }
 
 // Update runs fn in a read-write transaction; it fails on reader sessions.
-func (ss *Session) Update(fn func(txn *Txn) error) error {
+func (ss *Session) Update(fn func(txn Txn) error) error {
 	if !ss.writable {
 		return ErrReadOnly
 	}
-	return ss.db.Update(func(t *badger.Txn) error { return fn(&Txn{t}) })
+	return ss.db.Update(func(t *badger.Txn) error { return fn(&bTxn{t}) })
 }
 
 // Close closes the database and releases the locks.
@@ -343,11 +343,11 @@ func (b badgerLogger) Debugf(f string, a ...any) {
 
 // NewWriteBatch starts a batch of writes (many keys, one sync) in this
 // writer session.
-func (ss *Session) NewWriteBatch() (*Batch, error) {
+func (ss *Session) NewWriteBatch() (Batch, error) {
 	if !ss.writable {
 		return nil, ErrReadOnly
 	}
-	return &Batch{ss.db.NewWriteBatch()}, nil
+	return &bBatch{ss.db.NewWriteBatch()}, nil
 }
 
 // update is Update for this package's own code, on the database's

@@ -336,7 +336,7 @@ func TestSecondWriterWaitsThenNamesHolder(t *testing.T) {
 	if _, err := s.Writer(ctx, "ingest"); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "reader") {
 		t.Fatalf("writer while readers list: %v", err)
 	}
-	if err := r1.Update(func(*Txn) error { return nil }); !errors.Is(err, ErrReadOnly) {
+	if err := r1.Update(func(Txn) error { return nil }); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("update in a reader session: %v", err)
 	}
 	r1.Close()

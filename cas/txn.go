@@ -11,15 +11,69 @@ import (
 // ErrNoRecord is wrapped when a key has no record.
 var ErrNoRecord = errors.New("no such record")
 
-// Txn is one transaction on the store's records: a unit of work that may
-// span record kinds (blob records, streams and their history, leases,
-// orphan records, pending builds, settings), each kind under its own key
-// prefix (Prefix*). It is valid only inside the View or Update call that
-// gives it; the database behind it is this package's business alone.
-type Txn struct{ t *badger.Txn }
+// Records is a store of records: ordered keys and their values, read and
+// written in transactions. Every record kind of the store (blob records,
+// streams and their history, leases, orphan records, pending builds,
+// settings) lives under its own key prefix (Prefix*). A writer Session is
+// the local implementation (badger, embedded); recordtest.Run is the
+// contract every implementation passes.
+//
+// Contract: View sees one consistent state; Update commits all its writes
+// or, when fn fails, none; a Txn is valid only inside the call that gives
+// it, and a key or value it hands to a callback only during that call; a
+// missing key is ErrNoRecord on Get and no error on Delete; scans run in
+// byte order of the keys; a Batch applies its writes when flushed, and
+// none of them when cancelled.
+type Records interface {
+	View(fn func(txn Txn) error) error
+	Update(fn func(txn Txn) error) error
+	NewWriteBatch() (Batch, error)
+}
+
+// Txn is one transaction on the records: a unit of work that may span
+// record kinds.
+type Txn interface {
+	// Get returns a copy of the value of key, or an error wrapping
+	// ErrNoRecord.
+	Get(key []byte) ([]byte, error)
+	// Set writes key (in an Update).
+	Set(key, val []byte) error
+	// Delete removes key (in an Update); a missing key is no error.
+	Delete(key []byte) error
+	// Scan calls fn with every record whose key starts with prefix, in
+	// key order, from the first key at or after from (nil: the start);
+	// fn returning ErrStopScan ends the scan without error.
+	Scan(prefix, from []byte, fn func(key, val []byte) error) error
+	// ScanReverse is Scan from the last record under prefix to the first.
+	ScanReverse(prefix []byte, fn func(key, val []byte) error) error
+	// Cursor starts a walk of the records under prefix (for merging two
+	// record kinds in one pass). Close it when done.
+	Cursor(prefix []byte) Cursor
+}
+
+// Cursor walks records in key order.
+type Cursor interface {
+	Valid() bool            // on a record
+	Key() []byte            // the current key, valid until Next
+	Value() ([]byte, error) // a copy of the current value
+	Next()
+	Close()
+}
+
+// Batch is a write batch: many Sets and Deletes written together, for
+// record updates too large for one transaction.
+type Batch interface {
+	Set(key, val []byte) error
+	Delete(key []byte) error
+	Flush() error // write them
+	Cancel()      // drop what was not flushed
+}
+
+// bTxn is a Txn on badger.
+type bTxn struct{ t *badger.Txn }
 
 // Get returns a copy of the value of key, or an error wrapping ErrNoRecord.
-func (t *Txn) Get(key []byte) ([]byte, error) {
+func (t *bTxn) Get(key []byte) ([]byte, error) {
 	it, err := t.t.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, fmt.Errorf("%w", ErrNoRecord)
@@ -31,16 +85,16 @@ func (t *Txn) Get(key []byte) ([]byte, error) {
 }
 
 // Set writes key (in an Update).
-func (t *Txn) Set(key, val []byte) error { return t.t.Set(key, val) }
+func (t *bTxn) Set(key, val []byte) error { return t.t.Set(key, val) }
 
 // Delete removes key (in an Update); a missing key is no error.
-func (t *Txn) Delete(key []byte) error { return t.t.Delete(key) }
+func (t *bTxn) Delete(key []byte) error { return t.t.Delete(key) }
 
 // Scan calls fn with every record whose key starts with prefix, in key
 // order, from the first key at or after from (nil: the start). key and val
 // are valid during the call only. fn returning errStop ends the scan.
-func (t *Txn) Scan(prefix, from []byte, fn func(key, val []byte) error) error {
-	c := t.Cursor(prefix)
+func (t *bTxn) Scan(prefix, from []byte, fn func(key, val []byte) error) error {
+	c := t.cursor(prefix)
 	defer c.Close()
 	if from != nil {
 		c.it.Seek(from)
@@ -63,53 +117,52 @@ func (t *Txn) Scan(prefix, from []byte, fn func(key, val []byte) error) error {
 // ErrStopScan, returned by a Scan callback, ends the scan without error.
 var ErrStopScan = errors.New("stop scan")
 
-// Cursor walks the records under a prefix in key order (for merging two
-// kinds of records in one pass). Close it when done.
-type Cursor struct{ it *badger.Iterator }
+// bCursor is a Cursor on a badger iterator.
+type bCursor struct{ it *badger.Iterator }
 
 // Cursor starts a walk of the records under prefix, at the first one.
-func (t *Txn) Cursor(prefix []byte) *Cursor {
+func (t *bTxn) Cursor(prefix []byte) Cursor { return t.cursor(prefix) }
+
+func (t *bTxn) cursor(prefix []byte) *bCursor {
 	o := badger.DefaultIteratorOptions
 	o.Prefix = prefix
 	it := t.t.NewIterator(o)
 	it.Rewind()
-	return &Cursor{it: it}
+	return &bCursor{it: it}
 }
 
 // Valid says whether the cursor is on a record.
-func (c *Cursor) Valid() bool { return c.it.Valid() }
+func (c *bCursor) Valid() bool { return c.it.Valid() }
 
 // Key is the current record's key, valid until Next.
-func (c *Cursor) Key() []byte { return c.it.Item().Key() }
+func (c *bCursor) Key() []byte { return c.it.Item().Key() }
 
 // Value is a copy of the current record's value.
-func (c *Cursor) Value() ([]byte, error) { return c.it.Item().ValueCopy(nil) }
+func (c *bCursor) Value() ([]byte, error) { return c.it.Item().ValueCopy(nil) }
 
 // Next moves to the next record.
-func (c *Cursor) Next() { c.it.Next() }
+func (c *bCursor) Next() { c.it.Next() }
 
 // Close ends the walk.
-func (c *Cursor) Close() { c.it.Close() }
+func (c *bCursor) Close() { c.it.Close() }
 
-// Batch is a write batch: many Sets and Deletes written together, for
-// record updates too large for one transaction. Flush writes it; Cancel
-// drops what was not flushed.
-type Batch struct{ wb *badger.WriteBatch }
+// bBatch is a Batch on badger.
+type bBatch struct{ wb *badger.WriteBatch }
 
 // Set adds a write of key.
-func (b *Batch) Set(key, val []byte) error { return b.wb.Set(key, val) }
+func (b *bBatch) Set(key, val []byte) error { return b.wb.Set(key, val) }
 
 // Delete adds a removal of key.
-func (b *Batch) Delete(key []byte) error { return b.wb.Delete(key) }
+func (b *bBatch) Delete(key []byte) error { return b.wb.Delete(key) }
 
 // Flush writes the batch.
-func (b *Batch) Flush() error { return b.wb.Flush() }
+func (b *bBatch) Flush() error { return b.wb.Flush() }
 
 // Cancel drops the batch.
-func (b *Batch) Cancel() { b.wb.Cancel() }
+func (b *bBatch) Cancel() { b.wb.Cancel() }
 
 // ScanReverse is Scan from the last record under prefix to the first.
-func (t *Txn) ScanReverse(prefix []byte, fn func(key, val []byte) error) error {
+func (t *bTxn) ScanReverse(prefix []byte, fn func(key, val []byte) error) error {
 	o := badger.DefaultIteratorOptions
 	o.Prefix = prefix
 	o.Reverse = true

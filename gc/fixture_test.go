@@ -185,7 +185,7 @@ func (f *fixture) orphans() int {
 	}
 	defer ss.Close()
 	n := 0
-	ss.View(func(txn *cas.Txn) error {
+	ss.View(func(txn cas.Txn) error {
 		return txn.Scan([]byte{cas.PrefixOrphan, 'b'}, nil, func(k, v []byte) error { n++; return nil })
 	})
 	return n

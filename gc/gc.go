@@ -132,7 +132,7 @@ func Run(ctx context.Context, r *snapshot.Repo, o Options) (*Report, error) {
 	var roots *Roots
 	var publishRoots []string
 	if err == nil {
-		err = rs.View(func(txn *cas.Txn) error {
+		err = rs.View(func(txn cas.Txn) error {
 			var err error
 			roots, err = CollectRoots(txn, keep, s.Now())
 			return err
@@ -182,7 +182,7 @@ func Run(ctx context.Context, r *snapshot.Repo, o Options) (*Report, error) {
 
 // remark collects the roots again in txn and marks what is new: heads that
 // moved, leases taken or extended since the first mark.
-func remark(ctx context.Context, txn *cas.Txn, s *cas.Store, m *marker, keep int) (*Roots, error) {
+func remark(ctx context.Context, txn cas.Txn, s *cas.Store, m *marker, keep int) (*Roots, error) {
 	roots, err := CollectRoots(txn, keep, s.Now())
 	if err != nil {
 		return nil, err
@@ -214,7 +214,7 @@ func sweepRecords(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o 
 	now := s.Now().UTC()
 	var roots *Roots
 	var plan SweepPlan
-	err = ss.View(func(txn *cas.Txn) error {
+	err = ss.View(func(txn cas.Txn) error {
 		var err error
 		if roots, err = remark(ctx, txn, s, m, keep); err != nil {
 			return err
@@ -235,7 +235,7 @@ func sweepRecords(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o 
 
 // storeSweepPlan streams the blob and orphan records of txn through a
 // sweeper.
-func storeSweepPlan(ctx context.Context, txn *cas.Txn, marked func(Sum) bool, now time.Time, older time.Duration) (SweepPlan, error) {
+func storeSweepPlan(ctx context.Context, txn cas.Txn, marked func(Sum) bool, now time.Time, older time.Duration) (SweepPlan, error) {
 	sw := sweeper{marked: marked, now: now, cutoff: now.Add(-older)}
 	bit := txn.Cursor([]byte{cas.PrefixBlob})
 	defer bit.Close()
@@ -356,12 +356,12 @@ func reapBatch(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o Opt
 		return fmt.Errorf("gc: %w", err)
 	}
 	defer ss.Close()
-	if err := ss.View(func(txn *cas.Txn) error { _, err := remark(ctx, txn, s, m, keep); return err }); err != nil {
+	if err := ss.View(func(txn cas.Txn) error { _, err := remark(ctx, txn, s, m, keep); return err }); err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
 	cutoff := s.Now().UTC().Add(-o.Older)
 	var reaped []Action
-	del, err := ss.Delete(ctx, batch, func(txn *cas.Txn, b cas.Blob) (bool, error) {
+	del, err := ss.Delete(ctx, batch, func(txn cas.Txn, b cas.Blob) (bool, error) {
 		sum, err := sumOf(b.Digest)
 		if err != nil {
 			return true, err

@@ -36,7 +36,7 @@ func TestKeepsExactlyTheRoots(t *testing.T) {
 		if err := ss.AddRefs(lease, cas.Ref{Kind: cas.RefBlob, Digest: f.data["leased"]}); err != nil {
 			t.Fatal(err)
 		}
-		if err := ss.Update(func(txn *cas.Txn) error {
+		if err := ss.Update(func(txn cas.Txn) error {
 			return txn.Set([]byte{cas.PrefixBuild, 1}, cas.EncodeRefs([]cas.Ref{{Kind: cas.RefBlob, Digest: f.data["pending"]}}))
 		}); err != nil {
 			t.Fatal(err)

@@ -412,7 +412,7 @@ func orphanRecords(ctx context.Context, s *cas.Store, root string, dryRun bool) 
 	defer ss.Close()
 	out := map[string]time.Time{}
 	prefix := publishOrphanPrefix(root)
-	err = ss.View(func(txn *cas.Txn) error {
+	err = ss.View(func(txn cas.Txn) error {
 		return txn.Scan(prefix, nil, func(k, v []byte) error {
 			rel := string(k[len(prefix):])
 			t, err := decodeTime(v)

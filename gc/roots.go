@@ -25,7 +25,7 @@ type Roots struct {
 // CollectRoots reads the roots in txn: the newest keep entries of every
 // stream's history (the head is the newest), pending builds, and live
 // leases at time now.
-func CollectRoots(txn *cas.Txn, keep int, now time.Time) (*Roots, error) {
+func CollectRoots(txn cas.Txn, keep int, now time.Time) (*Roots, error) {
 	if keep < 1 {
 		return nil, fmt.Errorf("keep-history %d: must be at least 1 (the head)", keep)
 	}

@@ -246,7 +246,7 @@ func (r *Repo) checkPool(ctx context.Context, files map[digest.Digest]fileRef, d
 	}
 	var missing []digest.Digest
 	var present []cas.Ref
-	err = ss.View(func(txn *cas.Txn) error {
+	err = ss.View(func(txn cas.Txn) error {
 		for d, f := range files {
 			b, err := cas.GetBlob(txn, d)
 			switch {

@@ -37,7 +37,7 @@ func (r *Repo) Hold(ctx context.Context, op string) (context.Context, func(), er
 	if cas.LeaseFrom(ctx) != nil {
 		return ctx, func() {}, nil
 	}
-	return r.s.Hold(ctx, op, func(txn *cas.Txn) ([]byte, error) {
+	return r.s.Hold(ctx, op, func(txn cas.Txn) ([]byte, error) {
 		sts, err := Streams(txn)
 		if err != nil {
 			return nil, err
@@ -202,7 +202,7 @@ var ErrIncomplete = errors.New("snapshot refers to blobs the store no longer has
 
 // checkComplete makes sure that every blob the snapshot doc refers to has
 // its record in txn.
-func (r *Repo) checkComplete(txn *cas.Txn, d digest.Digest, doc *Doc) error {
+func (r *Repo) checkComplete(txn cas.Txn, d digest.Digest, doc *Doc) error {
 	missing := 0
 	var first string
 	note := func(s string) {

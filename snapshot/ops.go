@@ -234,7 +234,7 @@ func (r *Repo) Rollback(ctx context.Context, name, to string, steps int, dryRun 
 	defer ss.Close()
 	var st *Stream
 	var target *Entry
-	err = ss.View(func(txn *cas.Txn) error {
+	err = ss.View(func(txn cas.Txn) error {
 		var err error
 		if st, err = GetStream(txn, name); err != nil {
 			return err
@@ -266,7 +266,7 @@ func (r *Repo) Rollback(ctx context.Context, name, to string, steps int, dryRun 
 	}
 	// A snapshot out of gc's retained history may have lost its blobs;
 	// check under the writer lock, where gc cannot reap.
-	if err := ss.View(func(txn *cas.Txn) error { return r.checkComplete(txn, target.Snapshot, doc) }); err != nil {
+	if err := ss.View(func(txn cas.Txn) error { return r.checkComplete(txn, target.Snapshot, doc) }); err != nil {
 		return nil, fmt.Errorf("stream %s: cannot roll back: %w", name, err)
 	}
 	res := &Result{Stream: st, Snapshot: target.Snapshot, Counts: doc.Counts(), DryRun: dryRun,
@@ -274,7 +274,7 @@ func (r *Repo) Rollback(ctx context.Context, name, to string, steps int, dryRun 
 	if dryRun {
 		return res, nil
 	}
-	err = ss.Update(func(txn *cas.Txn) error {
+	err = ss.Update(func(txn cas.Txn) error {
 		return appendEntry(txn, st, Entry{Snapshot: target.Snapshot, Time: r.s.Now().UTC(),
 			Operation: fmt.Sprintf("rollback %s to #%d", name, target.Seq), Summary: res.Summary})
 	})
@@ -290,7 +290,7 @@ func (r *Repo) Rollback(ctx context.Context, name, to string, steps int, dryRun 
 // prefix of one found in any stream's history.
 func (r *Repo) Resolve(ctx context.Context, ref string) (digest.Digest, error) {
 	var out digest.Digest
-	err := r.view(ctx, func(txn *cas.Txn) error {
+	err := r.view(ctx, func(txn cas.Txn) error {
 		name, back, hasAt := strings.Cut(ref, "@")
 		if hasAt {
 			n, err := strconv.Atoi(back)

@@ -28,7 +28,7 @@ func New(s *cas.Store) *Repo { return &Repo{s: s, log: s.Logger()} }
 // Store is the underlying store.
 func (r *Repo) Store() *cas.Store { return r.s }
 
-func (r *Repo) view(ctx context.Context, fn func(txn *cas.Txn) error) error {
+func (r *Repo) view(ctx context.Context, fn func(txn cas.Txn) error) error {
 	ss, err := r.s.Reader(ctx)
 	if err != nil {
 		return err
@@ -40,7 +40,7 @@ func (r *Repo) view(ctx context.Context, fn func(txn *cas.Txn) error) error {
 // Stream reads a stream's record.
 func (r *Repo) Stream(ctx context.Context, name string) (*Stream, error) {
 	var st *Stream
-	err := r.view(ctx, func(txn *cas.Txn) error {
+	err := r.view(ctx, func(txn cas.Txn) error {
 		var err error
 		st, err = GetStream(txn, name)
 		return err
@@ -51,7 +51,7 @@ func (r *Repo) Stream(ctx context.Context, name string) (*Stream, error) {
 // Streams lists every stream.
 func (r *Repo) Streams(ctx context.Context) ([]*Stream, error) {
 	var out []*Stream
-	err := r.view(ctx, func(txn *cas.Txn) error {
+	err := r.view(ctx, func(txn cas.Txn) error {
 		var err error
 		out, err = Streams(txn)
 		return err
@@ -63,7 +63,7 @@ func (r *Repo) Streams(ctx context.Context) ([]*Stream, error) {
 // first.
 func (r *Repo) Log(ctx context.Context, name string, max int) ([]Entry, error) {
 	var out []Entry
-	err := r.view(ctx, func(txn *cas.Txn) error {
+	err := r.view(ctx, func(txn cas.Txn) error {
 		if _, err := GetStream(txn, name); err != nil {
 			return err
 		}
@@ -116,7 +116,7 @@ func (r *Repo) CreateStream(ctx context.Context, name, label string) (*Stream, e
 	if err != nil {
 		return nil, err
 	}
-	err = ss.Update(func(txn *cas.Txn) error {
+	err = ss.Update(func(txn cas.Txn) error {
 		if _, err := GetStream(txn, name); err == nil {
 			return fmt.Errorf("stream %q: %w", name, ErrStreamExists)
 		}
@@ -374,7 +374,7 @@ func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor) (*St
 	}
 	defer ss.Close()
 	var cur *Stream
-	if err := ss.View(func(txn *cas.Txn) error {
+	if err := ss.View(func(txn cas.Txn) error {
 		var err error
 		cur, err = GetStream(txn, st.Name)
 		return err
@@ -407,7 +407,7 @@ func putHead(ctx context.Context, ss *cas.Session, st *Stream, b []byte, doc *Do
 	if err != nil {
 		return err
 	}
-	return ss.Update(func(txn *cas.Txn) error {
+	return ss.Update(func(txn cas.Txn) error {
 		return appendEntry(txn, st, Entry{Snapshot: ds[0], Time: doc.Time, Operation: doc.Operation, Summary: doc.Summary})
 	})
 }
@@ -437,7 +437,7 @@ func summarize(added, removed int) string {
 // the snapshot operations plan and commit through change.
 func CommitDoc(ctx context.Context, ss *cas.Session, name string, doc *Doc) (digest.Digest, error) {
 	var st *Stream
-	if err := ss.View(func(txn *cas.Txn) error {
+	if err := ss.View(func(txn cas.Txn) error {
 		var err error
 		st, err = GetStream(txn, name)
 		return err

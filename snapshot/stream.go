@@ -91,7 +91,7 @@ func historyPrefix(name string) []byte {
 }
 
 // GetStream reads a stream record.
-func GetStream(txn *cas.Txn, name string) (*Stream, error) {
+func GetStream(txn cas.Txn, name string) (*Stream, error) {
 	v, err := txn.Get(streamKey(name))
 	if errors.Is(err, cas.ErrNoRecord) {
 		return nil, fmt.Errorf("stream %q: %w", name, ErrNoStream)
@@ -107,7 +107,7 @@ func GetStream(txn *cas.Txn, name string) (*Stream, error) {
 }
 
 // Streams lists every stream in name order.
-func Streams(txn *cas.Txn) ([]*Stream, error) {
+func Streams(txn cas.Txn) ([]*Stream, error) {
 	var out []*Stream
 	err := txn.Scan([]byte{cas.PrefixStream}, nil, func(k, v []byte) error {
 		var st Stream
@@ -122,7 +122,7 @@ func Streams(txn *cas.Txn) ([]*Stream, error) {
 
 // History calls fn for the stream's history entries, newest first, until
 // fn returns false.
-func History(txn *cas.Txn, name string, fn func(Entry) bool) error {
+func History(txn cas.Txn, name string, fn func(Entry) bool) error {
 	return txn.ScanReverse(historyPrefix(name), func(k, v []byte) error {
 		var e Entry
 		if err := json.Unmarshal(v, &e); err != nil {
@@ -136,7 +136,7 @@ func History(txn *cas.Txn, name string, fn func(Entry) bool) error {
 }
 
 // appendEntry moves the stream's head by appending a history entry.
-func appendEntry(txn *cas.Txn, st *Stream, e Entry) error {
+func appendEntry(txn cas.Txn, st *Stream, e Entry) error {
 	st.Seq++
 	e.Seq = st.Seq
 	st.Head = e.Snapshot
