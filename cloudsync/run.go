@@ -179,7 +179,11 @@ func buildOne(ctx context.Context, r *snapshot.Repo, src *snapshot.Source, o Opt
 	if err != nil {
 		return false, err
 	}
-	path := s.BlobPath(d)
+	path, cleanup, err := sourceFile(ctx, s.Blobs(), d)
+	if err != nil {
+		return reused, err
+	}
+	defer cleanup()
 	if o.FakeBuilder {
 		if path, err = fakeSource(ctx, o.Config, b); err != nil {
 			return reused, err
@@ -235,6 +239,35 @@ func fetchSource(ctx context.Context, s *cas.Store, src *snapshot.Source, o Opti
 		return false, fmt.Errorf("fetch %s: %w", b.URL, err)
 	}
 	return false, nil
+}
+
+// sourceFile is a file of the blob d for the build to read: the blob
+// store's own when it keeps local files, else a temp copy (removed by
+// cleanup).
+func sourceFile(ctx context.Context, blobs cas.BlobStore, d digest.Digest) (string, func(), error) {
+	if lf, ok := blobs.(cas.LocalFiles); ok {
+		p, err := lf.BlobFilePath(d)
+		return p, func() {}, err
+	}
+	in, err := blobs.Open(ctx, d)
+	if err != nil {
+		return "", nil, err
+	}
+	defer in.Close()
+	f, err := os.CreateTemp("", "mephstore-source-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.Remove(f.Name()) }
+	_, err = io.Copy(f, in)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return f.Name(), cleanup, nil
 }
 
 // fakeSource writes build.FakeRoot for the image to a temp directory and

@@ -427,7 +427,7 @@ func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (name, 
 			if err != nil {
 				return err
 			}
-			if err := p.linkData(pr, !p.linked[cat.Products[i].Digest]); err != nil {
+			if err := p.linkData(ctx, pr, !p.linked[cat.Products[i].Digest]); err != nil {
 				return err
 			}
 			if i > 0 {
@@ -495,7 +495,7 @@ func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (name, 
 
 // linkData puts the bytes of every item of pr in the shared data pool (when
 // check is set) and points the items' paths at them.
-func (p *publisher) linkData(pr *snapshot.Product, check bool) error {
+func (p *publisher) linkData(ctx context.Context, pr *snapshot.Product, check bool) error {
 	for vi := range pr.Versions {
 		v := &pr.Versions[vi]
 		for ii := range v.Items {
@@ -505,7 +505,7 @@ func (p *publisher) linkData(pr *snapshot.Product, check bool) error {
 				return fmt.Errorf("product %s version %s item %s: %w", pr.Name, v.Name, it.Name, ErrNoSHA256)
 			}
 			if check && !p.seen[sum] {
-				if err := p.ensureData(sum); err != nil {
+				if err := p.ensureData(ctx, sum); err != nil {
 					return fmt.Errorf("product %s version %s item %s: %w", pr.Name, v.Name, it.Name, err)
 				}
 				p.seen[sum] = true
@@ -516,8 +516,10 @@ func (p *publisher) linkData(pr *snapshot.Product, check bool) error {
 	return nil
 }
 
-// ensureData links (or copies) the blob sum into the data pool.
-func (p *publisher) ensureData(sum string) error {
+// ensureData puts the blob sum in the data pool: a hard link to its file
+// when the blob store keeps files on this machine (a copy across file
+// systems), else a copy streamed from the blob store.
+func (p *publisher) ensureData(ctx context.Context, sum string) error {
 	dst := Layout{Root: p.root}.DataFile(sum)
 	// One directory listing per prefix instead of one lstat per file: at
 	// 400k items that is 256 listings against 216,000 system calls.
@@ -538,19 +540,25 @@ func (p *publisher) ensureData(sum string) error {
 	}
 	dir[sum] = true
 	d := digest.NewDigestFromEncoded(digest.SHA256, sum)
-	src := p.s.BlobPath(d)
-	fi, err := os.Stat(src)
+	var blobs cas.BlobStore = p.s.Blobs()
+	info, err := blobs.Stat(ctx, d)
 	if err != nil {
-		return fmt.Errorf("blob %s: %w", d, cas.ErrBlobNotFound)
+		return fmt.Errorf("blob %s: %w", d, err)
 	}
 	if err := fsx.MkdirDurable(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	err = os.Link(src, dst)
+	err = errNoLocalFile
+	if lf, ok := blobs.(cas.LocalFiles); ok {
+		var src string
+		if src, err = lf.BlobFilePath(d); err == nil {
+			err = os.Link(src, dst)
+		}
+	}
 	switch {
 	case err == nil, errors.Is(err, fs.ErrExist):
-	case errors.Is(err, unix.EXDEV), errors.Is(err, unix.EPERM), errors.Is(err, unix.EMLINK):
-		if err := copyFile(src, dst); err != nil {
+	case errors.Is(err, errNoLocalFile), errors.Is(err, unix.EXDEV), errors.Is(err, unix.EPERM), errors.Is(err, unix.EMLINK):
+		if err := copyBlob(ctx, blobs, d, dst); err != nil {
 			return err
 		}
 		p.res.DataCopied++
@@ -558,13 +566,15 @@ func (p *publisher) ensureData(sum string) error {
 		return err
 	}
 	p.res.DataNew++
-	p.res.DataBytes += fi.Size()
+	p.res.DataBytes += info.Size
 	return nil
 }
 
-// copyFile copies src to dst through a temp file: fsync, rename.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
+var errNoLocalFile = errors.New("the blob store keeps no local file")
+
+// copyBlob copies a blob to dst through a temp file: fsync, rename.
+func copyBlob(ctx context.Context, blobs cas.BlobStore, d digest.Digest, dst string) error {
+	in, err := blobs.Open(ctx, d)
 	if err != nil {
 		return err
 	}
