@@ -15,7 +15,6 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/mephstore/mephstore/internal/flock"
 	"github.com/mephstore/mephstore/internal/fsx"
 )
 
@@ -197,14 +196,9 @@ type localWriter struct {
 // Create starts a blob.
 func (p *LocalPool) Create(ctx context.Context) (BlobWriter, error) {
 	path := filepath.Join(p.s.ingestPath(), fsx.TempName("", partSuffix))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := createLocked(p.s.ingestPath(), path)
 	if err != nil {
 		return nil, fmt.Errorf("blob: create temp file: %w", err)
-	}
-	if got, err := flock.TryExclusive(f); err != nil || !got {
-		f.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("blob: lock temp file %s: %v", path, err)
 	}
 	return &localWriter{p: p, f: f, h: sha256.New()}, nil
 }

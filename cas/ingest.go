@@ -18,7 +18,6 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
-	"github.com/mephstore/mephstore/internal/flock"
 	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/progress"
 )
@@ -81,7 +80,7 @@ func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 		}
 	}
 	path := filepath.Join(s.ingestPath(), fsx.TempName("", partSuffix))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := createLocked(s.ingestPath(), path)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create temp file: %w", err)
 	}
@@ -92,9 +91,6 @@ func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 			st.Discard()
 		}
 	}()
-	if got, err := flock.TryExclusive(f); err != nil || !got {
-		return nil, fmt.Errorf("ingest: lock temp file %s: %v", path, err)
-	}
 	var h hash.Hash = sha256.New()
 	var md hash.Hash
 	if exp.MD5 != "" {

@@ -500,3 +500,42 @@ func TestPutBytesBatchesAndDedupes(t *testing.T) {
 		t.Fatal(p)
 	}
 }
+
+// A temp file is never visible unlocked: recovery, run by a writer session
+// while an ingest is creating its temp file, must never remove it (a
+// parallel sync lost a build's staged file to this race once under load;
+// the window was two system calls wide, so this guards rather than
+// reliably reproduces it).
+func TestTempFilesAreBornLocked(t *testing.T) {
+	s := newStore(t)
+	s.wait = 30 * time.Second // the writers take turns
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			ss, err := s.Writer(context.Background(), "recovery")
+			if err != nil {
+				done <- err
+				return
+			}
+			ss.Close()
+		}
+	}()
+	for i := range 60 {
+		b := randBytes(100, uint64(i)+50)
+		if _, err := ingest(t, s, b, Expect{Size: int64(len(b)), Digest: sha(b)}); err != nil {
+			close(stop)
+			t.Fatalf("ingest %d beside recovering writers: %v", i, err)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -12,7 +12,6 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/mephstore/mephstore/internal/flock"
 	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/progress"
 )
@@ -30,14 +29,9 @@ type Temp struct {
 // CreateTemp creates an empty Temp in the pool's ingest directory.
 func (s *Store) CreateTemp() (*Temp, error) {
 	path := filepath.Join(s.ingestPath(), fsx.TempName("", partSuffix))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := createLocked(s.ingestPath(), path)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create temp file: %w", err)
-	}
-	if got, err := flock.TryExclusive(f); err != nil || !got {
-		f.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("ingest: lock temp file %s: %v", path, err)
 	}
 	return &Temp{Path: path, f: f}, nil
 }

@@ -1,0 +1,52 @@
+package cas
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mephstore/mephstore/internal/flock"
+)
+
+// createLocked creates the temp file path (in pool/.ingest) already
+// flocked: recovery, which any writer session of this or another process
+// runs, removes every temp file whose flock is free, so a file must never
+// be visible under its name unlocked, not even between its creation and
+// its flock. It is made as an unnamed O_TMPFILE inode, flocked, then
+// linked to its name; a crash before the link leaves nothing. File systems
+// without O_TMPFILE get create-then-flock (a window of two system calls).
+func createLocked(dir, path string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+		return createThenLock(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if got, err := flock.TryExclusive(f); err != nil || !got {
+		f.Close()
+		return nil, fmt.Errorf("lock temp file %s: %v", path, err)
+	}
+	if err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create temp file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func createThenLock(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if got, err := flock.TryExclusive(f); err != nil || !got {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("lock temp file %s: %v", path, err)
+	}
+	return f, nil
+}
