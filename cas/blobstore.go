@@ -113,19 +113,11 @@ func (p *LocalPool) Open(ctx context.Context, d digest.Digest) (BlobFile, error)
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("digest %q: %w", d, ErrBadDigest)
 	}
-	f, err := os.Open(p.s.BlobPath(d))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", d, ErrBlobNotFound)
-	}
+	f, err := p.s.openPoolFile(d)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return localFile{File: f, size: fi.Size()}, nil
+	return f, nil
 }
 
 // BlobFilePath is the pool file of a visible blob.
@@ -221,11 +213,8 @@ func (w *localWriter) Commit(ctx context.Context, exp Expect) (BlobInfo, bool, e
 	}
 	defer w.Cancel()
 	d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(w.h.Sum(nil)))
-	switch {
-	case exp.Size >= 0 && w.n != exp.Size:
-		return BlobInfo{}, false, fmt.Errorf("blob: got %d bytes, expected %d: %w", w.n, exp.Size, ErrSizeMismatch)
-	case exp.Digest != "" && d != exp.Digest:
-		return BlobInfo{}, false, fmt.Errorf("blob: content is %s, expected %s: %w", d, exp.Digest, ErrDigestMismatch)
+	if err := exp.check("blob", w.n, d, nil); err != nil {
+		return BlobInfo{}, false, err
 	}
 	if err := w.f.Chmod(0o444); err != nil {
 		return BlobInfo{}, false, err

@@ -91,12 +91,7 @@ func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 			st.Discard()
 		}
 	}()
-	var h hash.Hash = sha256.New()
-	var md hash.Hash
-	if exp.MD5 != "" {
-		md = md5.New()
-		h = &alsoHash{Hash: h, other: md}
-	}
+	h, md := exp.hashes()
 	var n int64
 	small := exp.Size
 	if lr, ok := r.(interface{ Len() int }); ok && small < 0 {
@@ -117,14 +112,8 @@ func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 	}
 	st.Size = n
 	st.Digest = digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
-	if exp.Size >= 0 && n != exp.Size {
-		return nil, fmt.Errorf("ingest: got %d bytes, expected %d: %w", n, exp.Size, ErrSizeMismatch)
-	}
-	if exp.Digest != "" && st.Digest != exp.Digest {
-		return nil, fmt.Errorf("ingest: content is %s, expected %s: %w", st.Digest, exp.Digest, ErrDigestMismatch)
-	}
-	if md != nil && hex.EncodeToString(md.Sum(nil)) != exp.MD5 {
-		return nil, fmt.Errorf("ingest: md5 is %x, expected %s: %w", md.Sum(nil), exp.MD5, ErrDigestMismatch)
+	if err := exp.check("ingest", n, st.Digest, md); err != nil {
+		return nil, err
 	}
 	if err := f.Chmod(0o444); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
@@ -137,6 +126,31 @@ func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 	}
 	ok = true
 	return st, nil
+}
+
+// hashes are the hashes the bytes go through for exp: sha256 (h), and
+// md5 (md, else nil) when exp names one, fed the same bytes by h.
+func (exp Expect) hashes() (h, md hash.Hash) {
+	h = sha256.New()
+	if exp.MD5 != "" {
+		md = md5.New()
+		h = &alsoHash{Hash: h, other: md}
+	}
+	return h, md
+}
+
+// check compares what was read (n bytes, digest d, the md5 hash md when
+// hashes made one) with exp; what names the operation in the error.
+func (exp Expect) check(what string, n int64, d digest.Digest, md hash.Hash) error {
+	switch {
+	case exp.Size >= 0 && n != exp.Size:
+		return fmt.Errorf("%s: got %d bytes, expected %d: %w", what, n, exp.Size, ErrSizeMismatch)
+	case exp.Digest != "" && d != exp.Digest:
+		return fmt.Errorf("%s: content is %s, expected %s: %w", what, d, exp.Digest, ErrDigestMismatch)
+	case md != nil && hex.EncodeToString(md.Sum(nil)) != exp.MD5:
+		return fmt.Errorf("%s: md5 is %x, expected %s: %w", what, md.Sum(nil), exp.MD5, ErrDigestMismatch)
+	}
+	return nil
 }
 
 // alsoHash is a sha256 that feeds a second hash the same bytes.

@@ -2,12 +2,9 @@ package cas
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -283,12 +280,7 @@ func (p *pooledSizes) has(ctx context.Context, s *Store, size int64) bool {
 // Staged that stands for the pooled blob of the same bytes, or nil (with f
 // back at its start) when the pool lacks them.
 func (s *Store) hashInPlace(ctx context.Context, f *os.File, size int64, exp Expect, m progress.Meter) (*Staged, error) {
-	var h hash.Hash = sha256.New()
-	var md hash.Hash
-	if exp.MD5 != "" {
-		md = md5.New()
-		h = &alsoHash{Hash: h, other: md}
-	}
+	h, md := exp.hashes()
 	buf := s.getBuf()
 	defer s.bufs.Put(&buf)
 	n, err := io.CopyBuffer(h, &meteredReader{ctxReader{ctx, f}, m}, buf)
@@ -296,13 +288,8 @@ func (s *Store) hashInPlace(ctx context.Context, f *os.File, size int64, exp Exp
 		return nil, fmt.Errorf("read: %w", err)
 	}
 	d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
-	switch {
-	case exp.Size >= 0 && n != exp.Size:
-		return nil, fmt.Errorf("ingest: got %d bytes, expected %d: %w", n, exp.Size, ErrSizeMismatch)
-	case exp.Digest != "" && d != exp.Digest:
-		return nil, fmt.Errorf("ingest: content is %s, expected %s: %w", d, exp.Digest, ErrDigestMismatch)
-	case md != nil && hex.EncodeToString(md.Sum(nil)) != exp.MD5:
-		return nil, fmt.Errorf("ingest: md5 is %x, expected %s: %w", md.Sum(nil), exp.MD5, ErrDigestMismatch)
+	if err := exp.check("ingest", n, d, md); err != nil {
+		return nil, err
 	}
 	if fi, err := os.Stat(s.BlobPath(d)); err == nil && fi.Size() == n {
 		return &Staged{Digest: d, Size: n, synced: true, pooled: true}, nil

@@ -20,19 +20,28 @@ import (
 // blobs are immutable. The returned reader checks the sha256 as it goes and
 // fails at EOF with ErrCorrupt when the bytes do not match the name.
 func (s *Store) OpenBlob(d digest.Digest) (*BlobReader, error) {
-	f, err := os.Open(s.BlobPath(d))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", d, ErrBlobNotFound)
-	}
+	f, err := s.openPoolFile(d)
 	if err != nil {
 		return nil, err
+	}
+	return &BlobReader{f: f.File, d: d, h: sha256.New(), Size: f.size}, nil
+}
+
+// openPoolFile opens the pool file of d with its size.
+func (s *Store) openPoolFile(d digest.Digest) (localFile, error) {
+	f, err := os.Open(s.BlobPath(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return localFile{}, fmt.Errorf("%s: %w", d, ErrBlobNotFound)
+	}
+	if err != nil {
+		return localFile{}, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return localFile{}, err
 	}
-	return &BlobReader{f: f, d: d, h: sha256.New(), Size: fi.Size()}, nil
+	return localFile{File: f, size: fi.Size()}, nil
 }
 
 // BlobReader reads a blob and verifies it at EOF.
