@@ -117,20 +117,10 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	}
 	// An unchanged head published the same way: nothing to do.
 	s := r.Store()
-	var prev, savedKey string
-	if ss, err := s.Reader(ctx); err == nil {
-		prev, _ = ss.Setting(publishKey(root, st.Name))
-		savedKey, _ = ss.Setting(SettingSignKey)
-		ss.Close()
-		if prev == mark {
-			if _, err := os.Stat(lay.Index(st.Name)); err == nil {
-				res.Unchanged = true
-				if o.SignKeyPath != "" && o.SignKeyPath != savedKey {
-					return res, remember(ctx, s, "publish: remember signing key", map[string]string{SettingSignKey: o.SignKeyPath})
-				}
-				return res, nil
-			}
-		}
+	prev, unchanged, err := publishedAlready(ctx, s, lay, st.Name, mark, o.SignKeyPath)
+	if unchanged || err != nil {
+		res.Unchanged = unchanged
+		return res, err
 	}
 	// A lease keeps the snapshot's blobs from gc while they are linked.
 	ctx, release, err := r.Hold(ctx, "publish "+st.Name)
@@ -141,20 +131,7 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if err := protect(ctx, s, snap); err != nil {
 		return nil, err
 	}
-	// Products whose blob was in the snapshot last published here have
-	// their data in the pool already: no need to look for it again.
-	// (Only while that tree is there: a root removed by hand is rebuilt.)
-	linked := map[digest.Digest]bool{}
-	_, ierr := os.Stat(lay.Index(st.Name))
-	if prevSnap, _, ok := strings.Cut(prev, " "); ok && ierr == nil {
-		if pdoc, err := r.Doc(digest.Digest(prevSnap)); err == nil {
-			for _, c := range pdoc.Catalogs {
-				for _, pr := range c.Products {
-					linked[pr.Digest] = true
-				}
-			}
-		}
-	}
+	linked := linkedBefore(r, prev, lay.Index(st.Name))
 	doc, err := r.Doc(snap)
 	if err != nil {
 		return nil, err
@@ -194,18 +171,14 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 		meter: o.Meters.New("publish "+st.Name, int64(c.Items), progress.Items)}
 	defer p.meter.Done()
 
-	type entry struct {
-		cid, path, datatype string
-		products            []string
-	}
-	var entries []entry
+	var entries []indexEntry
 	for ci := range doc.Catalogs {
 		cat := &doc.Catalogs[ci]
 		name, dt, err := p.products(ctx, cat)
 		if err != nil {
 			return nil, err
 		}
-		e := entry{cid: cat.ContentID, path: MetaRel(name), datatype: dt}
+		e := indexEntry{cid: cat.ContentID, path: MetaRel(name), datatype: dt}
 		for _, pr := range cat.Products {
 			e.products = append(e.products, pr.Name)
 		}
@@ -215,41 +188,7 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if err := fsx.Syncfs(root); err != nil {
 		return nil, err
 	}
-	index := func(ext string) ([]byte, error) {
-		idx := map[string]any{}
-		for _, e := range entries {
-			idx[e.cid] = map[string]any{"datatype": e.datatype, "format": "products:1.0",
-				"path": strings.TrimSuffix(e.path, ".json") + ext, "products": e.products, "updated": p.updated}
-		}
-		raw, err := json.Marshal(map[string]any{"format": "index:1.0", "index": idx, "updated": p.updated})
-		if err != nil {
-			return nil, err
-		}
-		out, err := jsonc.Canonical(raw, " ")
-		return append(out, '\n'), err
-	}
-	ij, err := index(".json")
-	if err != nil {
-		return nil, err
-	}
-	var is []byte
-	if o.Signer != nil {
-		if is, err = index(".sjson"); err != nil {
-			return nil, err
-		}
-	}
-	// The index files, in the staging directory too.
-	if o.Signer != nil {
-		if err := p.write("index.json.gpg", func(w io.Writer) error { return o.Signer.DetachSign(w, bytes.NewReader(ij)) }); err != nil {
-			return nil, err
-		}
-		if err := p.write("index.sjson", func(w io.Writer) error { return o.Signer.ClearSign(w, bytes.NewReader(is)) }); err != nil {
-			return nil, err
-		}
-	}
-	// (Unsigned: the staging directory has no signed index, so an
-	// unsigned publish over a signed one drops the stale signed index.)
-	if err := p.write("index.json", func(w io.Writer) error { _, err := w.Write(ij); return err }); err != nil {
+	if err := p.writeIndex(entries); err != nil {
 		return nil, err
 	}
 	if err := fsx.SyncDir(meta); err != nil {
@@ -263,6 +202,96 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 		set[SettingSignKey] = o.SignKeyPath
 	}
 	return res, remember(ctx, s, "publish "+st.Name, set)
+}
+
+// publishedAlready reads the mark of what was last published of the
+// stream in this root (prev) and says whether it is mark, with the tree
+// still there: then nothing is to be written, but a new signing key path
+// is remembered.
+func publishedAlready(ctx context.Context, s *cas.Store, lay Layout, stream, mark, keyPath string) (prev string, unchanged bool, err error) {
+	ss, err := s.Reader(ctx)
+	if err != nil {
+		return "", false, nil // no record to go by: publish
+	}
+	prev, _ = ss.Setting(publishKey(lay.Root, stream))
+	savedKey, _ := ss.Setting(SettingSignKey)
+	ss.Close()
+	if prev != mark {
+		return prev, false, nil
+	}
+	if _, err := os.Stat(lay.Index(stream)); err != nil {
+		return prev, false, nil
+	}
+	if keyPath != "" && keyPath != savedKey {
+		return prev, true, remember(ctx, s, "publish: remember signing key", map[string]string{SettingSignKey: keyPath})
+	}
+	return prev, true, nil
+}
+
+// linkedBefore lists the products of the snapshot last published here
+// (prev is its remembered mark): their data is in the pool already, so
+// there is no need to look for it again. Only while that tree is there
+// (index is its index file): a root removed by hand is rebuilt.
+func linkedBefore(r *snapshot.Repo, prev, index string) map[digest.Digest]bool {
+	linked := map[digest.Digest]bool{}
+	prevSnap, _, ok := strings.Cut(prev, " ")
+	if _, err := os.Stat(index); !ok || err != nil {
+		return linked
+	}
+	if pdoc, err := r.Doc(digest.Digest(prevSnap)); err == nil {
+		for _, c := range pdoc.Catalogs {
+			for _, pr := range c.Products {
+				linked[pr.Digest] = true
+			}
+		}
+	}
+	return linked
+}
+
+// indexEntry is one products file as the index names it.
+type indexEntry struct {
+	cid, path, datatype string
+	products            []string
+}
+
+// index renders the index naming the entries' products files with the
+// extension ext (.json, or .sjson for the signed index).
+func (p *publisher) index(entries []indexEntry, ext string) ([]byte, error) {
+	idx := map[string]any{}
+	for _, e := range entries {
+		idx[e.cid] = map[string]any{"datatype": e.datatype, "format": "products:1.0",
+			"path": strings.TrimSuffix(e.path, ".json") + ext, "products": e.products, "updated": p.updated}
+	}
+	raw, err := json.Marshal(map[string]any{"format": "index:1.0", "index": idx, "updated": p.updated})
+	if err != nil {
+		return nil, err
+	}
+	out, err := jsonc.Canonical(raw, " ")
+	return append(out, '\n'), err
+}
+
+// writeIndex writes the index files into the staging directory: the
+// signed ones first, index.json last. (Unsigned: the staging directory
+// has no signed index, so an unsigned publish over a signed one drops the
+// stale signed index.)
+func (p *publisher) writeIndex(entries []indexEntry) error {
+	ij, err := p.index(entries, ".json")
+	if err != nil {
+		return err
+	}
+	if sg := p.o.Signer; sg != nil {
+		is, err := p.index(entries, ".sjson")
+		if err != nil {
+			return err
+		}
+		if err := p.write("index.json.gpg", func(w io.Writer) error { return sg.DetachSign(w, bytes.NewReader(ij)) }); err != nil {
+			return err
+		}
+		if err := p.write("index.sjson", func(w io.Writer) error { return sg.ClearSign(w, bytes.NewReader(is)) }); err != nil {
+			return err
+		}
+	}
+	return p.write("index.json", func(w io.Writer) error { _, err := w.Write(ij); return err })
 }
 
 // protect adds the snapshot to the lease ctx carries.
