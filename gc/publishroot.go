@@ -83,47 +83,16 @@ func sweepPublishRoot(ctx context.Context, s *cas.Store, root string, m *marker,
 	}
 	rep.Streams = len(streams)
 
-	// Products files and staging directories.
-	var meta []candidate
-	for _, st := range streams {
-		c, err := unreferencedMeta(root, st)
-		if err != nil {
-			return nil, fmt.Errorf("stream %s: %w", st, err)
-		}
-		meta = append(meta, c...)
-	}
 	now := s.Now().UTC()
 	cutoff := now.Add(-o.Older)
 	known, err := orphanRecords(ctx, s, root, o.DryRun)
 	if err != nil {
 		return nil, err
 	}
-	reapMeta := map[string]bool{}
-	for _, c := range meta {
-		since, ok := known[c.rel]
-		if !ok {
-			since = now
-		}
-		if !since.After(cutoff) {
-			reapMeta[c.rel] = true
-		}
-	}
-	// Data: kept when a retained snapshot of the store or any products
-	// file that stays (live or still waiting out its age) refers to it.
-	refs := map[Sum]struct{}{}
-	for _, st := range streams {
-		if err := productsRefs(root, st, reapMeta, refs, m.jobs); err != nil {
-			return nil, fmt.Errorf("stream %s: %w", st, err)
-		}
-	}
-	data, err := unreferencedData(root, func(sum Sum) bool {
-		_, ok := refs[sum]
-		return ok || m.has(sum)
-	})
+	all, err := rootCandidates(root, streams, known, now, cutoff, m)
 	if err != nil {
 		return nil, err
 	}
-	all := append(meta, data...)
 
 	// Record, then reap.
 	var reap []candidate
@@ -165,6 +134,59 @@ func sweepPublishRoot(ctx context.Context, s *cas.Store, root string, m *marker,
 	if err := writeOrphanRecords(ctx, s, root, newRec, stale); err != nil {
 		return nil, err
 	}
+	gone, err := reapFiles(ctx, root, reap, rep)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeOrphanRecords(ctx, s, root, nil, gone); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// rootCandidates lists what nothing in the root refers to: products files
+// the live indexes do not name and staging directories (those of them old
+// enough by the known orphan records are taken as gone), then data files
+// that neither a retained snapshot of the store (m) nor a products file
+// that stays refers to.
+func rootCandidates(root string, streams []string, known map[string]time.Time, now, cutoff time.Time, m *marker) ([]candidate, error) {
+	var meta []candidate
+	for _, st := range streams {
+		c, err := unreferencedMeta(root, st)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", st, err)
+		}
+		meta = append(meta, c...)
+	}
+	reapMeta := map[string]bool{}
+	for _, c := range meta {
+		since, ok := known[c.rel]
+		if !ok {
+			since = now
+		}
+		if !since.After(cutoff) {
+			reapMeta[c.rel] = true
+		}
+	}
+	refs := map[Sum]struct{}{}
+	for _, st := range streams {
+		if err := productsRefs(root, st, reapMeta, refs, m.jobs); err != nil {
+			return nil, fmt.Errorf("stream %s: %w", st, err)
+		}
+	}
+	data, err := unreferencedData(root, func(sum Sum) bool {
+		_, ok := refs[sum]
+		return ok || m.has(sum)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(meta, data...), nil
+}
+
+// reapFiles removes the candidates from the root, syncs their directories
+// and returns what went.
+func reapFiles(ctx context.Context, root string, reap []candidate, rep *PublishReport) ([]string, error) {
 	dirs := map[string]bool{}
 	var gone []string
 	for _, c := range reap {
@@ -190,10 +212,7 @@ func sweepPublishRoot(ctx context.Context, s *cas.Store, root string, m *marker,
 			return nil, err
 		}
 	}
-	if err := writeOrphanRecords(ctx, s, root, nil, gone); err != nil {
-		return nil, err
-	}
-	return rep, nil
+	return gone, nil
 }
 
 func count(rep *PublishReport, c candidate) {
