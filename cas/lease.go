@@ -128,9 +128,10 @@ func leaseRefsKey(id string) ([]byte, error) {
 }
 
 // CreateLease records a new lease for the operation op in this writer
-// session, expiring ttl from now. data is stored with it; dataFn, when not
-// nil, computes it in the same transaction.
-func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn Txn) ([]byte, error)) (*Lease, error) {
+// session, expiring ttl from now, holding refs from the start. data is
+// stored with it; dataFn, when not nil, computes it in the same
+// transaction. Every blob refs name must have its record (ErrBlobNotFound).
+func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn Txn) ([]byte, error), refs ...Ref) (*Lease, error) {
 	if !ss.writable {
 		return nil, ErrReadOnly
 	}
@@ -147,7 +148,15 @@ func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn Txn
 			}
 			l.Data = d
 		}
-		return putLease(txn, l)
+		for _, r := range refs {
+			if _, err := getBlob(txn, r.Digest); err != nil {
+				return err
+			}
+		}
+		if err := putLease(txn, l); err != nil {
+			return err
+		}
+		return ss.addRefs(txn, l, refs)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lease for %s: %w", op, err)
@@ -335,16 +344,16 @@ func LeaseFrom(ctx context.Context) *Lease {
 	return l
 }
 
-// Hold creates a lease for the operation op in a short writer session,
-// keeps it alive while ctx lives, and returns a context carrying it and a
-// function that releases it (call it when the operation is over, whether it
-// succeeded or not). dataFn may be nil.
-func (s *Store) Hold(ctx context.Context, op string, dataFn func(txn Txn) ([]byte, error)) (context.Context, func(), error) {
+// Hold creates a lease for the operation op holding refs, in one short
+// writer session, keeps it alive while ctx lives, and returns a context
+// carrying it and a function that releases it (call it when the operation
+// is over, whether it succeeded or not). dataFn may be nil.
+func (s *Store) Hold(ctx context.Context, op string, dataFn func(txn Txn) ([]byte, error), refs ...Ref) (context.Context, func(), error) {
 	ss, err := s.Writer(ctx, "lease for "+op)
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := ss.CreateLease(op, DefaultLeaseTTL, dataFn)
+	l, err := ss.CreateLease(op, DefaultLeaseTTL, dataFn, refs...)
 	cerr := ss.Close()
 	if err != nil {
 		return nil, nil, err
@@ -365,7 +374,7 @@ func (s *Store) Hold(ctx context.Context, op string, dataFn func(txn Txn) ([]byt
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := s.withWriter(ctx, "renew lease of "+op, func(ss *Session) error { return ss.RenewLease(l, DefaultLeaseTTL) }); err != nil {
+				if err := s.WithWriter(ctx, "renew lease of "+op, func(ss *Session) error { return ss.RenewLease(l, DefaultLeaseTTL) }); err != nil {
 					s.log.Warn("could not renew the lease; will try again", "lease", l.ID, "op", op, "err", err)
 				}
 			}
@@ -375,15 +384,15 @@ func (s *Store) Hold(ctx context.Context, op string, dataFn func(txn Txn) ([]byt
 		close(stop)
 		<-done
 		rctx := context.WithoutCancel(ctx)
-		if err := s.withWriter(rctx, "release lease of "+op, func(ss *Session) error { return ss.DeleteLease(l.ID) }); err != nil {
+		if err := s.WithWriter(rctx, "release lease of "+op, func(ss *Session) error { return ss.DeleteLease(l.ID) }); err != nil {
 			s.log.Warn("could not release the lease; it lapses by itself", "lease", l.ID, "expires", l.Expires, "err", err)
 		}
 	}
 	return WithLease(ctx, l), release, nil
 }
 
-// withWriter runs fn in a short writer session.
-func (s *Store) withWriter(ctx context.Context, op string, fn func(ss *Session) error) error {
+// WithWriter runs fn in a short writer session: one unit of work.
+func (s *Store) WithWriter(ctx context.Context, op string, fn func(ss *Session) error) error {
 	ss, err := s.Writer(ctx, op)
 	if err != nil {
 		return err

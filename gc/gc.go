@@ -87,96 +87,162 @@ func decodeTime(v []byte) (time.Time, error) {
 }
 
 // Run collects garbage in the store of r and in every publish root the
-// store has published to.
+// store has published to: it makes the plan and, unless o.DryRun, executes
+// it. A dry run's report is the plan's figures.
 func Run(ctx context.Context, r *snapshot.Repo, o Options) (*Report, error) {
 	start := time.Now()
-	s := r.Store()
-	log := s.Logger()
-	if o.Older < 0 {
-		return nil, fmt.Errorf("gc: --older %s: %w: negative", o.Older, ErrBadAge)
+	unlock, err := lockGC(ctx, r.Store())
+	if err != nil {
+		return nil, err
 	}
-	// gc is what frees space: on a full disk it may use the store's
-	// reserve for its own records.
-	if !o.DryRun {
-		putBack, err := s.ReleaseReserve()
-		if err != nil {
-			return nil, err
-		}
-		defer putBack()
-		ctx = cas.WithReserve(ctx)
+	defer unlock()
+	plan, err := makePlan(ctx, r, o)
+	if err != nil {
+		return nil, err
 	}
+	if o.DryRun {
+		rep := plan.Report(o.Plan)
+		rep.Seconds = time.Since(start).Seconds()
+		return rep, nil
+	}
+	rep, err := execute(ctx, r, plan, o)
+	if err != nil {
+		return nil, err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// MakePlan computes what a gc run would do, with reasons, and changes
+// nothing (gc --dry-run).
+func MakePlan(ctx context.Context, r *snapshot.Repo, o Options) (*Plan, error) {
+	unlock, err := lockGC(ctx, r.Store())
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return makePlan(ctx, r, o)
+}
+
+// lockGC takes the store's gc lock: one gc at a time.
+func lockGC(ctx context.Context, s *cas.Store) (func(), error) {
 	host, _ := os.Hostname()
-	lk, err := flock.Acquire(ctx, filepath.Join(s.Dir(), "gc.lock"), "gc of store "+s.Dir(), flock.Exclusive, 0,
+	lk, err := flock.Acquire(ctx, filepath.Join(s.Dir(), GCLockFile), "gc of store "+s.Dir(), flock.Exclusive, 0,
 		&flock.Holder{PID: os.Getpid(), Host: host, Since: s.Now(), Operation: "gc"})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBusy, err)
 	}
-	defer lk.Unlock()
+	return func() { lk.Unlock() }, nil
+}
 
-	rep := &Report{DryRun: o.DryRun, Older: FormatAge(o.Older)}
-	// 1. Settings and roots, in a short read session.
+// GCLockFile, in the store's directory, is held by a running gc.
+const GCLockFile = "gc.lock"
+
+// keepHistory is the number of history entries kept: o's, else the
+// remembered one, else the default.
+func keepHistory(ss *cas.Session, o Options) (int, error) {
+	if o.KeepHistory > 0 {
+		return o.KeepHistory, nil
+	}
+	saved, err := ss.Setting(SettingKeepHistory)
+	if err != nil || saved == "" {
+		return DefaultKeepHistory, err
+	}
+	keep, err := strconv.Atoi(saved)
+	if err != nil || keep < 1 {
+		return 0, fmt.Errorf("setting %s=%q: not a whole number of at least 1", SettingKeepHistory, saved)
+	}
+	return keep, nil
+}
+
+// makePlan marks from the roots (outside any lock but gc's), then plans the
+// sweep of the store's records and of every publish root, reading only.
+func makePlan(ctx context.Context, r *snapshot.Repo, o Options) (*Plan, error) {
+	if o.Older < 0 {
+		return nil, fmt.Errorf("gc: --older %s: %w: negative", o.Older, ErrBadAge)
+	}
+	s := r.Store()
 	rs, err := s.Reader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	keep := o.KeepHistory
-	saved, err := rs.Setting(SettingKeepHistory)
-	if err == nil && keep == 0 {
-		keep = DefaultKeepHistory
-		if saved != "" {
-			if keep, err = strconv.Atoi(saved); err != nil || keep < 1 {
-				err = fmt.Errorf("setting %s=%q: not a whole number of at least 1", SettingKeepHistory, saved)
-			}
-		}
-	}
-	var roots *Roots
-	var publishRoots []string
-	if err == nil {
-		err = rs.View(func(txn cas.Txn) error {
-			var err error
-			roots, err = CollectRoots(txn, keep, s.Now())
-			return err
-		})
-	}
-	if err == nil {
-		publishRoots, err = publishedRoots(rs)
-	}
-	rs.Close()
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
 	}
-	rep.KeepHistory = keep
-	// 2. Mark, outside any lock.
-	m := newMarker(r, o.Jobs)
-	if err := m.mark(ctx, roots); err != nil {
+	defer rs.Close()
+	p := &Plan{Older: FormatAge(o.Older), Now: s.Now().UTC()}
+	if p.KeepHistory, err = keepHistory(rs, o); err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	var roots *Roots
+	err = rs.View(func(txn cas.Txn) error {
+		var err error
+		roots, err = CollectRoots(txn, p.KeepHistory, p.Now)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	p.m = newMarker(r, o.Jobs)
+	if err := p.m.mark(ctx, roots); err != nil {
 		return nil, fmt.Errorf("gc: refusing to run: %w", err)
 	}
-	log.Debug("gc: marked", "snapshots", len(roots.Snapshots), "blobs", len(m.marked), "took", time.Since(start))
-
-	// 3. Orphan records, in one writer session (a reader on a dry run).
-	var cands []digest.Digest
-	if err := sweepRecords(ctx, r, m, keep, o, rep, &cands); err != nil {
-		return nil, err
+	p.setRoots(roots)
+	err = rs.View(func(txn cas.Txn) error {
+		var err error
+		p.sweep, err = storeSweepPlan(ctx, txn, p.m.has, p.Now, o.Older)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
 	}
-	// 4. Deletes, in short writer sessions, each re-checking first.
-	if !o.DryRun {
-		for i := 0; i < len(cands); i += deleteBatch {
-			batch := cands[i:min(i+deleteBatch, len(cands))]
-			if err := reapBatch(ctx, r, m, keep, o, rep, batch); err != nil {
-				return nil, err
-			}
-		}
+	p.setSweep()
+	publishRoots, err := publishedRoots(rs)
+	if err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
 	}
-	log.Debug("gc: store swept", "reaped", rep.Reaped, "took", time.Since(start))
-	// 5. Publish roots.
+	rs.Close()
 	for _, root := range publishRoots {
-		pr, err := sweepPublishRoot(ctx, s, root, m, o)
+		rp, err := planPublishRoot(ctx, s, root, p.m, p.Now, o.Older)
 		if err != nil {
 			return nil, fmt.Errorf("gc: publish root %s: %w", root, err)
 		}
+		p.Publish = append(p.Publish, *rp)
+	}
+	return p, nil
+}
+
+// execute carries out the plan: the store's records in one writer
+// session, the deletes in short ones, each re-checked against the roots as
+// they are then, and every publish root under its exclusive lock.
+func execute(ctx context.Context, r *snapshot.Repo, p *Plan, o Options) (*Report, error) {
+	s := r.Store()
+	// gc is what frees space: on a full disk it may use the store's
+	// reserve for its own records.
+	putBack, err := s.ReleaseReserve()
+	if err != nil {
+		return nil, err
+	}
+	defer putBack()
+	ctx = cas.WithReserve(ctx)
+	rep := p.Report(nil)
+	rep.DryRun = false
+	rep.Reaped, rep.Freed, rep.LeasesDropped = 0, 0, 0
+	if err := applySweep(ctx, r, p, o, rep); err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(p.sweep.Reap); i += deleteBatch {
+		batch := p.sweep.Reap[i:min(i+deleteBatch, len(p.sweep.Reap))]
+		if err := reapBatch(ctx, r, p, o, rep, batch); err != nil {
+			return nil, err
+		}
+	}
+	s.Logger().Debug("gc: store swept", "reaped", rep.Reaped)
+	rep.Publish = nil
+	for _, rp := range p.Publish {
+		pr, err := sweepPublishRoot(ctx, s, &rp, p.m, o)
+		if err != nil {
+			return nil, fmt.Errorf("gc: publish root %s: %w", rp.Root, err)
+		}
 		rep.Publish = append(rep.Publish, *pr)
 	}
-	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
 }
 
@@ -191,46 +257,6 @@ func remark(ctx context.Context, txn cas.Txn, s *cas.Store, m *marker, keep int)
 		return nil, fmt.Errorf("refusing to run: %w", err)
 	}
 	return roots, nil
-}
-
-// sweepRecords plans the sweep of the store's records (the blob records,
-// the orphan records and the mark set, merged by the pure sweeper) under
-// the writer lock (a reader on a dry run), after marking again what is new,
-// reports the plan, and, unless DryRun, records it: new orphan records,
-// dropped records, lapsed leases. It lists the blobs old enough to reap.
-func sweepRecords(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o Options, rep *Report, cands *[]digest.Digest) error {
-	s := r.Store()
-	var ss *cas.Session
-	var err error
-	if o.DryRun {
-		ss, err = s.Reader(ctx)
-	} else {
-		ss, err = s.Writer(ctx, "gc")
-	}
-	if err != nil {
-		return fmt.Errorf("gc: %w", err)
-	}
-	defer ss.Close()
-	now := s.Now().UTC()
-	var roots *Roots
-	var plan SweepPlan
-	err = ss.View(func(txn cas.Txn) error {
-		var err error
-		if roots, err = remark(ctx, txn, s, m, keep); err != nil {
-			return err
-		}
-		plan, err = storeSweepPlan(ctx, txn, m.has, now, o.Older)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("gc: %w", err)
-	}
-	rep.Streams, rep.RootSnapshots, rep.Leases, rep.PendingBuilds = roots.Streams, len(roots.Snapshots), roots.Leases, roots.Pending
-	reportSweep(&plan, o, rep, cands)
-	if o.DryRun {
-		return nil
-	}
-	return applySweep(ss, &plan, roots, now, o, rep)
 }
 
 // storeSweepPlan streams the blob and orphan records of txn through a
@@ -284,47 +310,37 @@ func storeSweepPlan(ctx context.Context, txn cas.Txn, marked func(Sum) bool, now
 	return sw.plan, nil
 }
 
-// reportSweep puts the plan in the report and tells o.Plan each step (the
-// deletions only on a dry run: otherwise reapBatch reports what it did).
-func reportSweep(p *SweepPlan, o Options, rep *Report, cands *[]digest.Digest) {
-	rep.Blobs, rep.Marked, rep.Rereferenced = p.Blobs, p.Marked, p.Rereferenced
-	for _, e := range p.NewOrphans {
-		rep.NewOrphans++
-		rep.NewOrphanSize += e.Size
-		if o.Plan != nil {
-			o.Plan(Action{Kind: "orphan", Name: digestOf(e.Sum).String(), Size: e.Size, Since: e.Since})
-		}
+// applySweep records the plan in one writer session, after marking again
+// what is new: the new orphan records of blobs still unreachable, dropped
+// records, the remembered keep-history, the leases still lapsed.
+func applySweep(ctx context.Context, r *snapshot.Repo, p *Plan, o Options, rep *Report) error {
+	s := r.Store()
+	ss, err := s.Writer(ctx, "gc")
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
 	}
-	for _, e := range p.Waiting {
-		rep.Waiting++
-		rep.WaitingSize += e.Size
+	defer ss.Close()
+	var roots *Roots
+	if err := ss.View(func(txn cas.Txn) error { roots, err = remark(ctx, txn, s, p.m, p.KeepHistory); return err }); err != nil {
+		return fmt.Errorf("gc: %w", err)
 	}
-	for _, e := range p.Reap {
-		*cands = append(*cands, digestOf(e.Sum))
-		if o.DryRun {
-			rep.Reaped++
-			rep.Freed += e.Size
-			if o.Plan != nil {
-				o.Plan(Action{Kind: "reap", Name: digestOf(e.Sum).String(), Size: e.Size, Since: e.Since})
-			}
-		}
-	}
-}
-
-// applySweep records the plan in the writer session ss: new orphan
-// records, dropped records, the remembered keep-history, lapsed leases.
-func applySweep(ss *cas.Session, p *SweepPlan, roots *Roots, now time.Time, o Options, rep *Report) error {
 	wb, err := ss.NewWriteBatch()
 	if err != nil {
 		return err
 	}
 	defer wb.Cancel()
-	for _, e := range p.NewOrphans {
-		if err := wb.Set(orphanKey(e.Sum), encodeTime(now)); err != nil {
+	for _, e := range p.sweep.NewOrphans {
+		if p.m.has(e.Sum) {
+			continue // referenced since the plan was made
+		}
+		if err := wb.Set(orphanKey(e.Sum), encodeTime(p.Now)); err != nil {
 			return fmt.Errorf("gc: record orphans: %w", err)
 		}
+		if o.Plan != nil {
+			o.Plan(Action{Kind: "orphan", Name: digestOf(e.Sum).String(), Size: e.Size, Since: p.Now})
+		}
 	}
-	for _, sum := range p.DropRecords {
+	for _, sum := range p.sweep.DropRecords {
 		if err := wb.Delete(orphanKey(sum)); err != nil {
 			return fmt.Errorf("gc: drop orphan records: %w", err)
 		}
@@ -343,30 +359,34 @@ func applySweep(ss *cas.Session, p *SweepPlan, roots *Roots, now time.Time, o Op
 		}
 		rep.LeasesDropped++
 	}
-	return nil
+	return ss.Close()
 }
 
-// reapBatch deletes a batch of candidates in its own writer session, after
-// collecting the roots again and marking what is new; each blob is checked
-// once more in the transaction that drops its record.
-func reapBatch(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o Options, rep *Report, batch []digest.Digest) error {
+// reapBatch deletes a batch of the plan's candidates in its own writer
+// session, after collecting the roots again and marking what is new; each
+// blob is checked once more in the transaction that drops its record.
+func reapBatch(ctx context.Context, r *snapshot.Repo, p *Plan, o Options, rep *Report, batch []SweepEntry) error {
 	s := r.Store()
 	ss, err := s.Writer(ctx, "gc: reap")
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
 	defer ss.Close()
-	if err := ss.View(func(txn cas.Txn) error { _, err := remark(ctx, txn, s, m, keep); return err }); err != nil {
+	if err := ss.View(func(txn cas.Txn) error { _, err := remark(ctx, txn, s, p.m, p.KeepHistory); return err }); err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
 	cutoff := s.Now().UTC().Add(-o.Older)
+	ds := make([]digest.Digest, len(batch))
+	for i, e := range batch {
+		ds[i] = digestOf(e.Sum)
+	}
 	var reaped []Action
-	del, err := ss.Delete(ctx, batch, func(txn cas.Txn, b cas.Blob) (bool, error) {
+	del, err := ss.Delete(ctx, ds, func(txn cas.Txn, b cas.Blob) (bool, error) {
 		sum, err := sumOf(b.Digest)
 		if err != nil {
 			return true, err
 		}
-		if m.has(sum) {
+		if p.m.has(sum) {
 			return true, nil
 		}
 		v, err := txn.Get(orphanKey(sum))
@@ -393,8 +413,5 @@ func reapBatch(ctx context.Context, r *snapshot.Repo, m *marker, keep int, o Opt
 			o.Plan(a)
 		}
 	}
-	if err := ss.Close(); err != nil {
-		return err
-	}
-	return nil
+	return ss.Close()
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	digest "github.com/opencontainers/go-digest"
+
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/snapshot"
 )
@@ -231,4 +233,50 @@ func TestParseAge(t *testing.T) {
 			t.Errorf("ParseAge(%q) = %v, %v; want an error", bad, got, err)
 		}
 	}
+}
+
+// TestExecuteRechecksThePlan: a plan is made, then a stream takes up a
+// blob the plan reaps and another the plan records as an orphan; executing
+// the plan deletes neither and records neither, and deletes the rest.
+func TestExecuteRechecksThePlan(t *testing.T) {
+	f := newFixture(t)
+	f.blob("old", "kept", "other")
+	f.gc(Options{Older: day, KeepHistory: 1})
+	f.at(2 * day)
+	f.blob("new")
+	plan, err := MakePlan(ctx, f.r, Options{Older: day, KeepHistory: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(steps []Step) (out []string) {
+		for _, st := range steps {
+			out = append(out, f.names[digest.Digest(st.Name)])
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := names(plan.Reap); !reflect.DeepEqual(got, []string{"kept", "old", "other"}) {
+		t.Fatalf("plan reaps %v", got)
+	}
+	if got := names(plan.Orphan); !reflect.DeepEqual(got, []string{"new"}) || plan.Orphan[0].Reason == "" {
+		t.Fatalf("plan records %v", plan.Orphan)
+	}
+	f.commit("daily", "takes up kept and new", f.product("p", "kept", "new"))
+	rep, err := execute(ctx, f.r, plan, Options{Older: day})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := f.present()
+	if !slices.Contains(p, "kept") || !slices.Contains(p, "new") || slices.Contains(p, "old") || slices.Contains(p, "other") {
+		t.Fatalf("after execute: %v (%+v)", p, rep)
+	}
+	// No record for "new"; the records of the reaped went with them;
+	// "kept" keeps its stale record until the next run drops it.
+	if f.orphans() != 1 {
+		t.Fatalf("%d orphan records", f.orphans())
+	}
+	if rep := f.gc(Options{Older: day}); rep.Rereferenced != 1 {
+		t.Fatalf("next run: %+v", rep)
+	}
+	f.fsck()
 }

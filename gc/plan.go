@@ -2,7 +2,11 @@ package gc
 
 import (
 	"bytes"
+	"slices"
+	"strings"
 	"time"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 // SweepEntry is a blob as the sweep of the store's records sees it.
@@ -109,4 +113,111 @@ func planSweep(blobs []blobRec, orphans []orphanRec, marked func(Sum) bool, now 
 		}
 	}
 	return s.plan
+}
+
+// Step is one thing a gc run does, and why.
+type Step struct {
+	Root   string    `json:"root,omitempty"` // a publish root; "" for the store's pool
+	Name   string    `json:"name"`           // a digest, or a path relative to Root
+	Kind   string    `json:"kind"`           // "blob"; in a publish root "products", "index" or "data"
+	Size   int64     `json:"size"`
+	Since  time.Time `json:"orphaned_since"`
+	Reason string    `json:"reason"`
+}
+
+// LiveSnapshot is a snapshot gc marks from, and why.
+type LiveSnapshot struct {
+	Snapshot digest.Digest `json:"snapshot"`
+	Why      string        `json:"why"`
+}
+
+// Plan is what a gc run does, computed by MakePlan from the record and
+// blob stores and the publish roots without changing anything: what is
+// live, what becomes an orphan, what is reaped, which published files go,
+// with reasons. Executing it re-checks each step against the roots as they
+// are then.
+type Plan struct {
+	Now           time.Time      `json:"now"`
+	Older         string         `json:"older"`
+	KeepHistory   int            `json:"keep_history"`
+	Live          []LiveSnapshot `json:"live"`
+	Streams       int            `json:"streams"`
+	Leases        int            `json:"leases"`
+	PendingBuilds int            `json:"pending_builds"`
+	LapsedLeases  []string       `json:"lapsed_leases"`
+	Blobs         int            `json:"blobs"`     // blob records
+	Reachable     int            `json:"reachable"` // of those, marked
+	Orphan        []Step         `json:"record_orphans"`
+	Forget        int            `json:"forget_records"` // orphan records of blobs reachable again, or gone
+	Reap          []Step         `json:"reap"`
+	Waiting       int            `json:"orphans_waiting"`
+	WaitingBytes  int64          `json:"orphans_waiting_bytes"`
+	Publish       []RootPlan     `json:"publish"`
+
+	m     *marker
+	sweep SweepPlan
+}
+
+// setRoots puts what is live in the plan.
+func (p *Plan) setRoots(r *Roots) {
+	p.Streams, p.Leases, p.PendingBuilds, p.LapsedLeases = r.Streams, r.Leases, r.Pending, r.Expired
+	for d, why := range r.Snapshots {
+		p.Live = append(p.Live, LiveSnapshot{Snapshot: d, Why: why})
+	}
+	slices.SortFunc(p.Live, func(a, b LiveSnapshot) int { return strings.Compare(a.Why, b.Why) })
+}
+
+// setSweep puts the sweep of the store's records in the plan, as steps.
+func (p *Plan) setSweep() {
+	sp := &p.sweep
+	p.Blobs, p.Reachable, p.Forget = sp.Blobs, sp.Marked, len(sp.DropRecords)
+	for _, e := range sp.NewOrphans {
+		p.Orphan = append(p.Orphan, Step{Name: digestOf(e.Sum).String(), Kind: "blob", Size: e.Size, Since: e.Since,
+			Reason: "reachable from no stream head, retained history entry, lease or pending build"})
+	}
+	for _, e := range sp.Reap {
+		p.Reap = append(p.Reap, Step{Name: digestOf(e.Sum).String(), Kind: "blob", Size: e.Size, Since: e.Since,
+			Reason: "unreachable, orphaned at least --older ago"})
+	}
+	for _, e := range sp.Waiting {
+		p.Waiting++
+		p.WaitingBytes += e.Size
+	}
+}
+
+// Report is the plan's figures as a dry run's report; fn, when not nil, is
+// told every step.
+func (p *Plan) Report(fn func(Action)) *Report {
+	rep := &Report{DryRun: true, Older: p.Older, KeepHistory: p.KeepHistory, Streams: p.Streams,
+		RootSnapshots: len(p.Live), Leases: p.Leases, PendingBuilds: p.PendingBuilds, LeasesDropped: len(p.LapsedLeases),
+		Blobs: p.Blobs, Marked: p.Reachable, Rereferenced: p.sweep.Rereferenced, Waiting: p.Waiting, WaitingSize: p.WaitingBytes,
+		Publish: []PublishReport{}}
+	tell := func(kind string, st Step) {
+		if fn != nil {
+			fn(Action{Kind: kind, Root: st.Root, Name: st.Name, Size: st.Size, Since: st.Since})
+		}
+	}
+	for _, st := range p.Orphan {
+		rep.NewOrphans++
+		rep.NewOrphanSize += st.Size
+		tell("orphan", st)
+	}
+	for _, st := range p.Reap {
+		rep.Reaped++
+		rep.Freed += st.Size
+		tell("reap", st)
+	}
+	for _, rp := range p.Publish {
+		pr := PublishReport{Root: rp.Root, Missing: rp.Missing, Streams: rp.Streams, NewOrphans: len(rp.Orphan),
+			Rereferenced: len(rp.Forget), Waiting: rp.Waiting}
+		for _, st := range rp.Orphan {
+			tell("orphan", st)
+		}
+		for _, st := range rp.Reap {
+			count(&pr, st)
+			tell("reap", st)
+		}
+		rep.Publish = append(rep.Publish, pr)
+	}
+	return rep
 }

@@ -6,18 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/mephstore/mephstore/cas"
-	"github.com/mephstore/mephstore/internal/flock"
-	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/publish"
 	"github.com/mephstore/mephstore/snapshot"
 )
@@ -62,86 +59,152 @@ type candidate struct {
 	rel  string // relative to the root
 	kind string // "products", "index", "data"
 	size int64
-	dir  bool
 }
 
-// sweepPublishRoot sweeps one publish root under its exclusive lock.
-func sweepPublishRoot(ctx context.Context, s *cas.Store, root string, m *marker, o Options) (*PublishReport, error) {
-	rep := &PublishReport{Root: root}
-	if _, err := os.Stat(root); errors.Is(err, fs.ErrNotExist) {
-		rep.Missing = true
-		return rep, nil
-	}
-	lk, err := publish.LockRoot(ctx, root, flock.Exclusive)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.Unlock()
-	streams, err := publishedStreams(root)
-	if err != nil {
-		return nil, err
-	}
-	rep.Streams = len(streams)
+// RootPlan is what gc does in one publish root, decided by planRoot from
+// what nothing refers to, the root's orphan records and the clock alone.
+type RootPlan struct {
+	Root    string   `json:"root"`
+	Missing bool     `json:"missing,omitempty"` // the root no longer exists
+	Streams int      `json:"streams"`
+	Orphan  []Step   `json:"record_orphans"` // first found now: recorded
+	Reap    []Step   `json:"reap"`           // orphaned at or before the cutoff: deleted
+	Waiting int      `json:"orphans_waiting"`
+	Forget  []string `json:"forget_records"` // records of files referenced again, or gone
+}
 
-	now := s.Now().UTC()
-	cutoff := now.Add(-o.Older)
-	known, err := orphanRecords(ctx, s, root, o.DryRun)
-	if err != nil {
-		return nil, err
-	}
-	all, err := rootCandidates(root, streams, known, now, cutoff, m)
-	if err != nil {
-		return nil, err
-	}
-
-	// Record, then reap.
-	var reap []candidate
-	newRec := map[string]time.Time{}
+// planRoot decides the sweep of a root: all is what nothing refers to now,
+// known the orphan records (path → first found).
+func planRoot(root string, all []candidate, known map[string]time.Time, now, cutoff time.Time) RootPlan {
+	p := RootPlan{Root: root}
 	cur := map[string]bool{}
 	for _, c := range all {
 		cur[c.rel] = true
 		since, ok := known[c.rel]
 		if !ok {
 			since = now
-			newRec[c.rel] = now
-			rep.NewOrphans++
-			if o.Plan != nil {
-				o.Plan(Action{Kind: "orphan", Root: root, Name: c.rel, Size: c.size, Since: since})
-			}
+			p.Orphan = append(p.Orphan, Step{Root: root, Name: c.rel, Kind: c.kind, Size: c.size, Since: now, Reason: reasons[c.kind]})
 		}
 		if since.After(cutoff) {
-			rep.Waiting++
+			p.Waiting++
 			continue
 		}
-		reap = append(reap, c)
-		if o.Plan != nil {
-			o.Plan(Action{Kind: "reap", Root: root, Name: c.rel, Size: c.size, Since: since})
-		}
+		p.Reap = append(p.Reap, Step{Root: root, Name: c.rel, Kind: c.kind, Size: c.size, Since: since, Reason: reasons[c.kind] + reapReason})
 	}
-	var stale []string
 	for rel := range known {
 		if !cur[rel] {
-			stale = append(stale, rel)
+			p.Forget = append(p.Forget, rel)
 		}
 	}
-	rep.Rereferenced = len(stale)
-	if o.DryRun {
-		for _, c := range reap {
-			count(rep, c)
-		}
-		return rep, nil
-	}
-	if err := writeOrphanRecords(ctx, s, root, newRec, stale); err != nil {
-		return nil, err
-	}
-	gone, err := reapFiles(ctx, root, reap, rep)
+	slices.Sort(p.Forget)
+	return p
+}
+
+// reasons says why each kind of file of a publish root is an orphan.
+var reasons = map[string]string{
+	"products": "no live index names this products file",
+	"index":    "staging directory of a publish that was killed",
+	"data":     "no products file and no retained snapshot refers to this data file",
+}
+
+const reapReason = ", orphaned at least --older ago"
+
+// planPublishRoot plans the sweep of one publish root, reading only.
+func planPublishRoot(ctx context.Context, s *cas.Store, root string, m *marker, now time.Time, older time.Duration) (*RootPlan, error) {
+	t, err := publish.OpenTarget(root)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeOrphanRecords(ctx, s, root, nil, gone); err != nil {
+	if _, err := t.Stat(ctx, ""); errors.Is(err, fs.ErrNotExist) {
+		return &RootPlan{Root: root, Missing: true}, nil
+	}
+	return rootPlan(ctx, s, t, m, now, older)
+}
+
+// rootPlan lists a root's streams, what nothing refers to and its orphan
+// records, and plans.
+func rootPlan(ctx context.Context, s *cas.Store, t publish.Target, m *marker, now time.Time, older time.Duration) (*RootPlan, error) {
+	streams, err := publish.Streams(ctx, t)
+	if err != nil {
 		return nil, err
 	}
-	return rep, nil
+	known, err := orphanRecords(ctx, s, t.String())
+	if err != nil {
+		return nil, err
+	}
+	cutoff := now.Add(-older)
+	all, err := rootCandidates(ctx, t, streams, known, now, cutoff, m)
+	if err != nil {
+		return nil, err
+	}
+	p := planRoot(t.String(), all, known, now, cutoff)
+	p.Streams = len(streams)
+	return &p, nil
+}
+
+// sweepPublishRoot executes the plan of a publish root under its exclusive
+// lock: it plans again (publishes may have run since), records the new
+// orphans both plans agree on, and deletes what both plans reap.
+func sweepPublishRoot(ctx context.Context, s *cas.Store, planned *RootPlan, m *marker, o Options) (*PublishReport, error) {
+	rep := &PublishReport{Root: planned.Root, Missing: planned.Missing}
+	if planned.Missing {
+		return rep, nil
+	}
+	t, err := publish.OpenTarget(planned.Root)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := t.Lock(ctx, "", true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	now := s.Now().UTC()
+	cur, err := rootPlan(ctx, s, t, m, now, o.Older)
+	if err != nil {
+		return nil, err
+	}
+	agreed := intersect(cur, planned)
+	rep.Streams, rep.NewOrphans, rep.Waiting, rep.Rereferenced = cur.Streams, len(agreed.Orphan), cur.Waiting, len(cur.Forget)
+	newRec := map[string]time.Time{}
+	for _, st := range agreed.Orphan {
+		newRec[st.Name] = now
+		if o.Plan != nil {
+			o.Plan(Action{Kind: "orphan", Root: st.Root, Name: st.Name, Size: st.Size, Since: now})
+		}
+	}
+	if err := writeOrphanRecords(ctx, s, t.String(), newRec, cur.Forget); err != nil {
+		return nil, err
+	}
+	gone, err := reapFiles(ctx, t, agreed.Reap, o, rep)
+	if err != nil {
+		return nil, err
+	}
+	return rep, writeOrphanRecords(ctx, s, t.String(), nil, gone)
+}
+
+// intersect keeps the orphans and reaps of cur that planned has too.
+func intersect(cur, planned *RootPlan) RootPlan {
+	in := func(steps []Step) map[string]bool {
+		out := map[string]bool{}
+		for _, st := range steps {
+			out[st.Name] = true
+		}
+		return out
+	}
+	po, pr := in(planned.Orphan), in(planned.Reap)
+	var out RootPlan
+	for _, st := range cur.Orphan {
+		if po[st.Name] {
+			out.Orphan = append(out.Orphan, st)
+		}
+	}
+	for _, st := range cur.Reap {
+		if pr[st.Name] {
+			out.Reap = append(out.Reap, st)
+		}
+	}
+	return out
 }
 
 // rootCandidates lists what nothing in the root refers to: products files
@@ -149,10 +212,10 @@ func sweepPublishRoot(ctx context.Context, s *cas.Store, root string, m *marker,
 // enough by the known orphan records are taken as gone), then data files
 // that neither a retained snapshot of the store (m) nor a products file
 // that stays refers to.
-func rootCandidates(root string, streams []string, known map[string]time.Time, now, cutoff time.Time, m *marker) ([]candidate, error) {
+func rootCandidates(ctx context.Context, t publish.Target, streams []string, known map[string]time.Time, now, cutoff time.Time, m *marker) ([]candidate, error) {
 	var meta []candidate
 	for _, st := range streams {
-		c, err := unreferencedMeta(root, st)
+		c, err := unreferencedMeta(ctx, t, st)
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: %w", st, err)
 		}
@@ -170,11 +233,11 @@ func rootCandidates(root string, streams []string, known map[string]time.Time, n
 	}
 	refs := map[Sum]struct{}{}
 	for _, st := range streams {
-		if err := productsRefs(root, st, reapMeta, refs, m.jobs); err != nil {
+		if err := productsRefs(ctx, t, st, reapMeta, refs, m.jobs); err != nil {
 			return nil, fmt.Errorf("stream %s: %w", st, err)
 		}
 	}
-	data, err := unreferencedData(root, func(sum Sum) bool {
+	data, err := unreferencedData(ctx, t, func(sum Sum) bool {
 		_, ok := refs[sum]
 		return ok || m.has(sum)
 	})
@@ -184,39 +247,32 @@ func rootCandidates(root string, streams []string, known map[string]time.Time, n
 	return append(meta, data...), nil
 }
 
-// reapFiles removes the candidates from the root, syncs their directories
+// reapFiles deletes the steps' files from the target, makes that durable
 // and returns what went.
-func reapFiles(ctx context.Context, root string, reap []candidate, rep *PublishReport) ([]string, error) {
-	dirs := map[string]bool{}
+func reapFiles(ctx context.Context, t publish.Target, reap []Step, o Options, rep *PublishReport) ([]string, error) {
 	var gone []string
-	for _, c := range reap {
+	for _, st := range reap {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		p := filepath.Join(root, filepath.FromSlash(c.rel))
-		var err error
-		if c.dir {
-			err = os.RemoveAll(p)
-		} else {
-			err = os.Remove(p)
+		if err := t.Delete(ctx, st.Name); err != nil {
+			return nil, fmt.Errorf("reap %s/%s: %w", t, st.Name, err)
 		}
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("reap %s: %w", p, err)
-		}
-		dirs[filepath.Dir(p)] = true
-		gone = append(gone, c.rel)
-		count(rep, c)
-	}
-	for d := range dirs {
-		if err := fsx.SyncDir(d); err != nil {
-			return nil, err
+		gone = append(gone, st.Name)
+		count(rep, st)
+		if o.Plan != nil {
+			o.Plan(Action{Kind: "reap", Root: st.Root, Name: st.Name, Size: st.Size, Since: st.Since})
 		}
 	}
-	return gone, nil
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	return gone, t.Sync(ctx)
 }
 
-func count(rep *PublishReport, c candidate) {
-	switch c.kind {
+// count adds a reaped step to the report.
+func count(rep *PublishReport, st Step) {
+	switch st.Kind {
 	case "products":
 		rep.ProductsFiles++
 	case "index":
@@ -224,18 +280,25 @@ func count(rep *PublishReport, c candidate) {
 	default:
 		rep.DataFiles++
 	}
-	rep.Freed += c.size
+	rep.Freed += st.Size
 }
 
-// publishedStreams lists the stream directories of a publish root.
-func publishedStreams(root string) ([]string, error) { return publish.Layout{Root: root}.Streams() }
+// readAll reads a whole file of a target.
+func readAll(ctx context.Context, t publish.Target, rel string) ([]byte, error) {
+	f, err := t.Open(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
 
 // liveIndex reads the products paths of a stream's live index (relative to
 // streams/v1, without their .json or .sjson extension); nil when the stream
 // has no index yet.
-func liveIndex(root, st string) (map[string]bool, error) {
-	p := publish.Layout{Root: root}.Index(st)
-	b, err := os.ReadFile(p)
+func liveIndex(ctx context.Context, t publish.Target, st string) (map[string]bool, error) {
+	p := publish.Layout{}.Index(st)
+	b, err := readAll(ctx, t, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -263,83 +326,69 @@ func liveIndex(root, st string) (map[string]bool, error) {
 
 // unreferencedMeta lists the products files of a stream that its live index
 // does not name, and the staging directories killed publishes left.
-func unreferencedMeta(root, st string) ([]candidate, error) {
-	live, err := liveIndex(root, st)
+func unreferencedMeta(ctx context.Context, t publish.Target, st string) ([]candidate, error) {
+	live, err := liveIndex(ctx, t, st)
 	if err != nil {
 		return nil, err
 	}
+	lay := publish.Layout{}
 	var out []candidate
-	lay := publish.Layout{Root: root}
-	streams := lay.StreamsDir(st)
-	ents, err := os.ReadDir(streams)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range ents {
-		if e.IsDir() && publish.IsStaging(e.Name()) {
-			out = append(out, candidate{rel: path.Join(st, publish.StreamsDir, e.Name()), kind: "index", size: dirSize(filepath.Join(streams, e.Name())), dir: true})
-		}
-	}
-	if live == nil {
-		return out, nil
-	}
-	v1 := lay.MetaDir(st)
-	ents, err = os.ReadDir(v1)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range ents {
-		name := e.Name()
-		if !e.Type().IsRegular() || strings.HasPrefix(name, "index.") || strings.HasPrefix(name, ".") {
-			continue
-		}
-		base := strings.TrimSuffix(name, ".gpg")
-		base = strings.TrimSuffix(strings.TrimSuffix(base, ".json"), ".sjson")
-		if live[base] {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		out = append(out, candidate{rel: path.Join(st, publish.MetaRel(name)), kind: "products", size: fi.Size()})
-	}
-	return out, nil
-}
-
-func dirSize(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
+	err = t.List(ctx, lay.StreamsDir(st), func(e publish.Entry) error {
+		if e.Dir && publish.IsStaging(e.Name) {
+			rel := path.Join(lay.StreamsDir(st), e.Name)
+			size, err := treeSize(ctx, t, rel)
+			out = append(out, candidate{rel: rel, kind: "index", size: size})
+			return err
 		}
 		return nil
 	})
-	return n
+	if err != nil || live == nil {
+		return out, err
+	}
+	err = t.List(ctx, lay.MetaDir(st), func(e publish.Entry) error {
+		name := e.Name
+		if e.Dir || publish.IsIndex(name) || strings.HasPrefix(name, ".") {
+			return nil
+		}
+		base := strings.TrimSuffix(name, ".gpg")
+		base = strings.TrimSuffix(strings.TrimSuffix(base, ".json"), ".sjson")
+		if !live[base] {
+			out = append(out, candidate{rel: lay.Meta(st, name), kind: "products", size: e.Size})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// treeSize is the bytes of the files below dir.
+func treeSize(ctx context.Context, t publish.Target, dir string) (int64, error) {
+	var n int64
+	err := t.List(ctx, dir, func(e publish.Entry) error {
+		if !e.Dir {
+			n += e.Size
+			return nil
+		}
+		sub, err := treeSize(ctx, t, path.Join(dir, e.Name))
+		n += sub
+		return err
+	})
+	return n, err
 }
 
 // productsRefs adds the item sha256s of every products file (.json) of the
 // stream that stays after this run to refs.
-func productsRefs(root, st string, reaped map[string]bool, refs map[Sum]struct{}, jobs int) error {
-	v1 := publish.Layout{Root: root}.MetaDir(st)
-	ents, err := os.ReadDir(v1)
-	if errors.Is(err, fs.ErrNotExist) {
+func productsRefs(ctx context.Context, t publish.Target, st string, reaped map[string]bool, refs map[Sum]struct{}, jobs int) error {
+	lay := publish.Layout{}
+	var files []string
+	err := t.List(ctx, lay.MetaDir(st), func(e publish.Entry) error {
+		rel := lay.Meta(st, e.Name)
+		if !e.Dir && strings.HasSuffix(e.Name, ".json") && !publish.IsIndex(e.Name) && !reaped[rel] {
+			files = append(files, rel)
+		}
 		return nil
-	}
+	})
 	if err != nil {
 		return err
-	}
-	var files []string
-	for _, e := range ents {
-		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), "index.") {
-			continue
-		}
-		if reaped[path.Join(st, publish.MetaRel(e.Name()))] {
-			continue
-		}
-		files = append(files, filepath.Join(v1, e.Name()))
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -349,7 +398,7 @@ func productsRefs(root, st string, reaped map[string]bool, refs map[Sum]struct{}
 		wg.Go(func() {
 			for i := range next {
 				var sums []Sum
-				errs[i] = fileRefs(files[i], func(s Sum) { sums = append(sums, s) })
+				errs[i] = fileRefs(ctx, t, files[i], func(s Sum) { sums = append(sums, s) })
 				mu.Lock()
 				for _, s := range sums {
 					refs[s] = struct{}{}
@@ -367,18 +416,18 @@ func productsRefs(root, st string, reaped map[string]bool, refs map[Sum]struct{}
 }
 
 // fileRefs calls fn with the sha256 of every item of a products file.
-func fileRefs(p string, fn func(Sum)) error {
-	b, err := os.ReadFile(p)
+func fileRefs(ctx context.Context, t publish.Target, rel string, fn func(Sum)) error {
+	b, err := readAll(ctx, t, rel)
 	if err != nil {
 		return err
 	}
 	_, _, prods, err := snapshot.ParseCatalog(b)
 	if err != nil {
-		return fmt.Errorf("%s: %w (refusing to sweep a root whose products cannot be read)", p, err)
+		return fmt.Errorf("%s: %w (refusing to sweep a root whose products cannot be read)", rel, err)
 	}
 	for _, pf := range prods {
 		if err := snapshot.ItemDigests(pf.Value, fn); err != nil {
-			return fmt.Errorf("%s: product %s: %w", p, pf.Key, err)
+			return fmt.Errorf("%s: product %s: %w", rel, pf.Key, err)
 		}
 	}
 	return nil
@@ -386,44 +435,39 @@ func fileRefs(p string, fn func(Sum)) error {
 
 // unreferencedData lists the files of the root's data pool for which keep
 // is false.
-func unreferencedData(root string, keep func(Sum) bool) ([]candidate, error) {
-	pool := publish.Layout{Root: root}.DataPool()
-	subs, err := os.ReadDir(pool)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+func unreferencedData(ctx context.Context, t publish.Target, keep func(Sum) bool) ([]candidate, error) {
+	pool := publish.Layout{}.DataPool()
+	var subs []string
+	err := t.List(ctx, pool, func(e publish.Entry) error {
+		if e.Dir {
+			subs = append(subs, e.Name)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
 	var out []candidate
 	for _, sub := range subs {
-		if !sub.IsDir() {
-			continue
-		}
-		ents, err := os.ReadDir(filepath.Join(pool, sub.Name()))
+		err := t.List(ctx, path.Join(pool, sub), func(e publish.Entry) error {
+			var sum Sum
+			if n, err := hex.Decode(sum[:], []byte(e.Name)); err != nil || n != 32 || len(e.Name) != 64 || e.Dir {
+				return nil // not ours; left alone
+			}
+			if !keep(sum) {
+				out = append(out, candidate{rel: publish.DataPoolRel(sub, e.Name), kind: "data", size: e.Size})
+			}
+			return nil
+		})
 		if err != nil {
 			return nil, err
-		}
-		for _, e := range ents {
-			var sum Sum
-			if n, err := hex.Decode(sum[:], []byte(e.Name())); err != nil || n != 32 || len(e.Name()) != 64 {
-				continue // not ours; left alone
-			}
-			if keep(sum) {
-				continue
-			}
-			var size int64
-			if fi, err := e.Info(); err == nil {
-				size = fi.Size()
-			}
-			out = append(out, candidate{rel: publish.DataPoolRel(sub.Name(), e.Name()), kind: "data", size: size})
 		}
 	}
 	return out, nil
 }
 
 // orphanRecords reads the orphan records of a publish root.
-func orphanRecords(ctx context.Context, s *cas.Store, root string, dryRun bool) (map[string]time.Time, error) {
+func orphanRecords(ctx context.Context, s *cas.Store, root string) (map[string]time.Time, error) {
 	ss, err := s.Reader(ctx)
 	if err != nil {
 		return nil, err

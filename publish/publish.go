@@ -10,18 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
+	"path"
 	"path/filepath"
 	"strings"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
 
 	"github.com/mephstore/mephstore/cas"
-	"github.com/mephstore/mephstore/internal/flock"
-	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"
@@ -39,12 +34,21 @@ var ErrNoSHA256 = errors.New("item has no sha256")
 
 // Options tune Publish.
 type Options struct {
-	Root   string      // publish root (absolute or relative)
+	Root   string      // publish root directory (absolute or relative), when Target is nil
+	Target Target      // where to publish; nil: a DirTarget at Root
 	Signer *pgp.Signer // nil writes an unsigned tree
 	// SignKeyPath, when set, is remembered in the store as the signing key
 	// for later publishes (with the publish root, once the publish is done).
 	SignKeyPath string
 	Meters      progress.Factory
+}
+
+// target is the target of o.
+func (o Options) target() (Target, error) {
+	if o.Target != nil {
+		return o.Target, nil
+	}
+	return NewDirTarget(o.Root)
 }
 
 // Result says what a publish did.
@@ -80,34 +84,18 @@ const PublishedPrefix = "published:"
 
 func publishKey(root, stream string) string { return PublishedPrefix + root + "\x00" + stream }
 
-// RootLockFile is the lock of a publish root: publishes hold it shared, gc
-// exclusive while it sweeps the root.
-const RootLockFile = lockFile
-
-// LockRoot takes the lock of a publish root (see RootLockFile).
-func LockRoot(ctx context.Context, root string, mode flock.Mode) (*flock.Lock, error) {
-	what := "publish root " + root
-	if mode == flock.Exclusive {
-		what += " (a publish is writing it)"
-	} else {
-		what += " (gc is sweeping it)"
-	}
-	return flock.Acquire(ctx, Layout{Root: root}.RootLock(), what, mode, time.Minute, nil)
-}
-
 // PublishSnapshot renders snapshot snap of the stream st under
 // Root/<stream>/ (rollback publishes an earlier snapshot this way).
 func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream, snap digest.Digest, o Options) (*Result, error) {
-	root, err := filepath.Abs(o.Root)
+	t, err := o.target()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := within(root, st.Name)
-	if err != nil {
-		return nil, err
-	}
-	lay := Layout{Root: root}
 	if err := snapshot.ValidStreamName(st.Name); err != nil {
+		return nil, err
+	}
+	dir, err := within(t.String(), st.Name)
+	if err != nil {
 		return nil, err
 	}
 	res := &Result{Stream: st.Name, Snapshot: snap, Dir: dir, Signed: o.Signer != nil}
@@ -117,87 +105,26 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	}
 	// An unchanged head published the same way: nothing to do.
 	s := r.Store()
-	prev, unchanged, err := publishedAlready(ctx, s, lay, st.Name, mark, o.SignKeyPath)
+	prev, unchanged, err := publishedAlready(ctx, s, t, st.Name, mark, o.SignKeyPath)
 	if unchanged || err != nil {
 		res.Unchanged = unchanged
 		return res, err
 	}
-	// A lease keeps the snapshot's blobs from gc while they are linked.
-	ctx, release, err := r.Hold(ctx, "publish "+st.Name)
+	// A lease, taken with the snapshot in it in one unit of work, keeps
+	// the snapshot's blobs from gc while they are linked.
+	ctx, release, err := r.Hold(ctx, "publish "+st.Name, cas.Ref{Kind: cas.RefSnapshot, Digest: snap})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("snapshot %s: %w", snap, err)
 	}
 	defer release()
-	if err := protect(ctx, s, snap); err != nil {
-		return nil, err
-	}
-	linked := linkedBefore(r, prev, lay.Index(st.Name))
-	doc, err := r.Doc(snap)
+	p, err := newPublisher(ctx, r, t, st.Name, snap, prev, o, res)
 	if err != nil {
 		return nil, err
 	}
-	c := doc.Counts()
-	res.Products, res.Items = c.Products, c.Items
-	streams := lay.StreamsDir(st.Name)
-	for _, d := range []string{lay.DataPool(), streams} {
-		if err := fsx.MkdirDurable(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := ensureDataLink(dir); err != nil {
+	if err := p.run(ctx); err != nil {
 		return nil, err
 	}
-	// gc sweeps the root only when no publish is writing it.
-	rlk, err := LockRoot(ctx, root, flock.Shared)
-	if err != nil {
-		return nil, err
-	}
-	defer rlk.Unlock()
-	// One publish of a stream at a time; the lock also guards the staging
-	// directories that a killed publish left.
-	lk, err := flock.Acquire(ctx, lay.StreamLock(st.Name), "publish of "+st.Name, flock.Exclusive, time.Minute, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.Unlock()
-	live := lay.MetaDir(st.Name)
-	meta, err := stage(streams, live)
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(meta) // after the switch it holds the old state
-	p := &publisher{r: r, s: s, root: root, dir: dir, meta: meta, o: o, res: res,
-		updated: doc.Time.UTC().Format(TimeFormat), seen: map[string]bool{}, linked: linked, present: map[string]map[string]bool{},
-		meter: o.Meters.New("publish "+st.Name, int64(c.Items), progress.Items)}
-	defer p.meter.Done()
-
-	var entries []indexEntry
-	for ci := range doc.Catalogs {
-		cat := &doc.Catalogs[ci]
-		name, dt, err := p.products(ctx, cat)
-		if err != nil {
-			return nil, err
-		}
-		e := indexEntry{cid: cat.ContentID, path: MetaRel(name), datatype: dt}
-		for _, pr := range cat.Products {
-			e.products = append(e.products, pr.Name)
-		}
-		entries = append(entries, e)
-	}
-	// Everything the index will name is in place: make it durable.
-	if err := fsx.Syncfs(root); err != nil {
-		return nil, err
-	}
-	if err := p.writeIndex(entries); err != nil {
-		return nil, err
-	}
-	if err := fsx.SyncDir(meta); err != nil {
-		return nil, err
-	}
-	if err := swap(meta, live); err != nil {
-		return nil, err
-	}
-	set := map[string]string{publishKey(root, st.Name): mark, SettingRoot: root}
+	set := map[string]string{publishKey(t.String(), st.Name): mark, SettingRoot: t.String()}
 	if o.SignKeyPath != "" {
 		set[SettingSignKey] = o.SignKeyPath
 	}
@@ -208,18 +135,18 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 // stream in this root (prev) and says whether it is mark, with the tree
 // still there: then nothing is to be written, but a new signing key path
 // is remembered.
-func publishedAlready(ctx context.Context, s *cas.Store, lay Layout, stream, mark, keyPath string) (prev string, unchanged bool, err error) {
+func publishedAlready(ctx context.Context, s *cas.Store, t Target, stream, mark, keyPath string) (prev string, unchanged bool, err error) {
 	ss, err := s.Reader(ctx)
 	if err != nil {
 		return "", false, nil // no record to go by: publish
 	}
-	prev, _ = ss.Setting(publishKey(lay.Root, stream))
+	prev, _ = ss.Setting(publishKey(t.String(), stream))
 	savedKey, _ := ss.Setting(SettingSignKey)
 	ss.Close()
 	if prev != mark {
 		return prev, false, nil
 	}
-	if _, err := os.Stat(lay.Index(stream)); err != nil {
+	if _, err := t.Stat(ctx, Layout{}.Index(stream)); err != nil {
 		return prev, false, nil
 	}
 	if keyPath != "" && keyPath != savedKey {
@@ -230,12 +157,12 @@ func publishedAlready(ctx context.Context, s *cas.Store, lay Layout, stream, mar
 
 // linkedBefore lists the products of the snapshot last published here
 // (prev is its remembered mark): their data is in the pool already, so
-// there is no need to look for it again. Only while that tree is there
-// (index is its index file): a root removed by hand is rebuilt.
-func linkedBefore(r *snapshot.Repo, prev, index string) map[digest.Digest]bool {
+// there is no need to look for it again. Only while that tree is there: a
+// root removed by hand is rebuilt.
+func linkedBefore(ctx context.Context, r *snapshot.Repo, t Target, prev, stream string) map[digest.Digest]bool {
 	linked := map[digest.Digest]bool{}
 	prevSnap, _, ok := strings.Cut(prev, " ")
-	if _, err := os.Stat(index); !ok || err != nil {
+	if _, err := t.Stat(ctx, Layout{}.Index(stream)); !ok || err != nil {
 		return linked
 	}
 	if pdoc, err := r.Doc(digest.Digest(prevSnap)); err == nil {
@@ -270,183 +197,185 @@ func (p *publisher) index(entries []indexEntry, ext string) ([]byte, error) {
 	return append(out, '\n'), err
 }
 
-// writeIndex writes the index files into the staging directory: the
-// signed ones first, index.json last. (Unsigned: the staging directory
-// has no signed index, so an unsigned publish over a signed one drops the
-// stale signed index.)
-func (p *publisher) writeIndex(entries []indexEntry) error {
+// indexFiles renders the index files: the signed ones first, index.json
+// last. (Unsigned: there is no signed index, so an unsigned publish over a
+// signed one drops the stale signed index.)
+func (p *publisher) indexFiles(entries []indexEntry) ([]File, error) {
 	ij, err := p.index(entries, ".json")
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var files []File
 	if sg := p.o.Signer; sg != nil {
 		is, err := p.index(entries, ".sjson")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := p.write("index.json.gpg", func(w io.Writer) error { return sg.DetachSign(w, bytes.NewReader(ij)) }); err != nil {
-			return err
+		var det, clear bytes.Buffer
+		if err := sg.DetachSign(&det, bytes.NewReader(ij)); err != nil {
+			return nil, err
 		}
-		if err := p.write("index.sjson", func(w io.Writer) error { return sg.ClearSign(w, bytes.NewReader(is)) }); err != nil {
-			return err
+		if err := sg.ClearSign(&clear, bytes.NewReader(is)); err != nil {
+			return nil, err
 		}
+		files = append(files, File{Name: "index.json.gpg", Data: det.Bytes()}, File{Name: "index.sjson", Data: clear.Bytes()})
 	}
-	return p.write("index.json", func(w io.Writer) error { _, err := w.Write(ij); return err })
-}
-
-// protect adds the snapshot to the lease ctx carries.
-func protect(ctx context.Context, s *cas.Store, snap digest.Digest) error {
-	ss, err := s.Writer(ctx, "publish: lease "+snap.String())
-	if err != nil {
-		return err
+	files = append(files, File{Name: IndexFile, Data: ij})
+	for _, f := range files {
+		p.res.FilesWritten = append(p.res.FilesWritten, MetaRel(f.Name))
 	}
-	err = ss.AddRefs(cas.LeaseFrom(ctx), cas.Ref{Kind: cas.RefSnapshot, Digest: snap})
-	if cerr := ss.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("snapshot %s: %w", snap, err)
-	}
-	return nil
+	return files, nil
 }
 
 // remember stores settings in one writer session.
 func remember(ctx context.Context, s *cas.Store, op string, set map[string]string) error {
-	ss, err := s.Writer(ctx, op)
-	if err != nil {
-		return err
-	}
-	defer ss.Close()
-	for k, v := range set {
-		if err := ss.SetSetting(k, v); err != nil {
-			return err
+	return s.WithWriter(ctx, op, func(ss *cas.Session) error {
+		for k, v := range set {
+			if err := ss.SetSetting(k, v); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
+// publisher is one publish of a snapshot of a stream to a target.
 type publisher struct {
 	r       *snapshot.Repo
 	s       *cas.Store
-	root    string
-	dir     string
-	meta    string
+	t       Target
+	stream  string
+	doc     *snapshot.Doc
 	o       Options
 	res     *Result
 	updated string
 	seen    map[string]bool
 	linked  map[digest.Digest]bool     // products whose data is in the pool
 	present map[string]map[string]bool // data/sha256/<2 hex>/ listings, read once each
-	meter   progress.Meter
 }
 
-// stage makes a new staging directory beside live (streams/v1) holding hard
-// links to live's products files, which readers of the current index may
-// still fetch after the switch. Staging directories left by a killed
-// publish are removed first (the caller holds the stream's publish lock).
-func stage(streams, live string) (string, error) {
-	ents, err := os.ReadDir(streams)
+// newPublisher reads the snapshot and what the previous publish linked.
+func newPublisher(ctx context.Context, r *snapshot.Repo, t Target, stream string, snap digest.Digest, prev string, o Options, res *Result) (*publisher, error) {
+	doc, err := r.Doc(snap)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	for _, e := range ents {
-		if IsStaging(e.Name()) {
-			if err := os.RemoveAll(filepath.Join(streams, e.Name())); err != nil {
-				return "", err
-			}
-		}
-	}
-	dir, err := os.MkdirTemp(streams, stagePrefix)
-	if err != nil {
-		return "", err
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", err
-	}
-	old, err := os.ReadDir(live)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", err
-	}
-	for _, e := range old {
-		if strings.HasPrefix(e.Name(), "index.") || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
-			continue
-		}
-		if err := os.Link(filepath.Join(live, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-			return "", err
-		}
-	}
-	return dir, nil
+	c := doc.Counts()
+	res.Products, res.Items = c.Products, c.Items
+	return &publisher{r: r, s: r.Store(), t: t, stream: stream, doc: doc, o: o, res: res,
+		updated: doc.Time.UTC().Format(TimeFormat), seen: map[string]bool{},
+		linked: linkedBefore(ctx, r, t, prev, stream), present: map[string]map[string]bool{}}, nil
 }
 
-// swap makes the staging directory the live streams/v1 in one atomic step:
-// renameat2 RENAME_EXCHANGE (the old state lands in the staging path), or a
-// plain rename for a first publish. A reader never sees an index without its
-// products files or a detached signature of another index, and a crash
-// leaves the old state or the new one.
-func swap(staging, live string) error {
-	if _, err := os.Lstat(live); errors.Is(err, fs.ErrNotExist) {
-		if err := os.Rename(staging, live); err != nil {
+// run writes the tree under the target's locks: data and products files,
+// then (made durable) the index.
+func (p *publisher) run(ctx context.Context) error {
+	// gc sweeps the root only when no publish is writing it.
+	unlockRoot, err := p.t.Lock(ctx, "", false)
+	if err != nil {
+		return err
+	}
+	defer unlockRoot()
+	unlock, err := p.t.Lock(ctx, p.stream, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := p.t.Begin(ctx, p.stream); err != nil {
+		return err
+	}
+	meter := p.o.Meters.New("publish "+p.stream, int64(p.res.Items), progress.Items)
+	defer meter.Done()
+	var entries []indexEntry
+	for ci := range p.doc.Catalogs {
+		cat := &p.doc.Catalogs[ci]
+		name, dt, err := p.products(ctx, cat, meter)
+		if err != nil {
 			return err
 		}
-		return fsx.SyncDir(filepath.Dir(live))
-	}
-	if err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, live, unix.RENAME_EXCHANGE); err != nil {
-		return fmt.Errorf("switch %s: %w (the file system must support renameat2 RENAME_EXCHANGE)", live, err)
-	}
-	return fsx.SyncDir(filepath.Dir(live))
-}
-
-// ensureDataLink makes dir/data a symlink to ../data.
-func ensureDataLink(dir string) error {
-	p := filepath.Join(dir, DataDir)
-	if t, err := os.Readlink(p); err == nil {
-		if t == "../data" {
-			return nil
+		e := indexEntry{cid: cat.ContentID, path: MetaRel(name), datatype: dt}
+		for _, pr := range cat.Products {
+			e.products = append(e.products, pr.Name)
 		}
-		return fmt.Errorf("%s: is a link to %s, want ../data", p, t)
-	} else if _, serr := os.Lstat(p); serr == nil {
-		return fmt.Errorf("%s: exists and is not the link to ../data", p)
+		entries = append(entries, e)
 	}
-	tmp := filepath.Join(dir, fsx.TempName(".data.", ".tmp"))
-	if err := os.Symlink("../data", tmp); err != nil {
+	// Everything the index will name is in place: make it durable.
+	if err := p.t.Sync(ctx); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
+	files, err := p.indexFiles(entries)
+	if err != nil {
 		return err
 	}
-	return fsx.SyncDir(dir)
+	return p.t.SwitchIndex(ctx, p.stream, files)
 }
 
-// products renders the products file of a catalog, linking the data of
-// every item first, and returns its file name and its datatype.
-func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (name, datatype string, err error) {
+// header is the products file header of a catalog (its fields but for
+// products), with its datatype.
+func (p *publisher) header(cat *snapshot.Catalog) ([]jsonc.Field, string, error) {
 	header, err := cat.HeaderFields()
 	if err != nil {
-		return "", "", err
+		return nil, "", err
 	}
 	header = jsonc.Set(header, "updated", jsonc.Quote(p.updated))
 	header = jsonc.Set(header, "format", jsonc.Quote("products:1.0"))
-	datatype = snapshot.StringField(header, "datatype")
+	datatype := snapshot.StringField(header, "datatype")
 	if datatype == "" {
 		datatype = "image-ids"
 		header = jsonc.Set(header, "datatype", jsonc.Quote(datatype))
 	}
-	tmp, err := os.CreateTemp(p.meta, ".products.*.tmp")
+	return header, datatype, nil
+}
+
+// products renders the products file of a catalog, linking the data of
+// every item first, and returns its file name and its datatype.
+func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog, meter progress.Meter) (name, datatype string, err error) {
+	header, datatype, err := p.header(cat)
 	if err != nil {
 		return "", "", err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	f, err := p.t.Create(ctx, p.stream)
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
 	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(tmp, h), 1<<20)
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
+	if err := p.render(ctx, bw, cat, header, meter); err != nil {
+		return "", "", fmt.Errorf("render %s: %w", cat.ContentID, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return "", "", err
+	}
+	stem := cat.ContentID + "." + hex.EncodeToString(h.Sum(nil))[:16]
+	name = stem + ".json"
+	if _, err := within(p.res.Dir, name); err != nil {
+		return "", "", err
+	}
+	rel := Layout{}.Meta(p.stream, name)
+	if _, err := p.t.Stat(ctx, rel); err == nil {
+		return name, datatype, nil // the same content is published already
+	}
+	if err := p.sign(ctx, f, stem); err != nil {
+		return "", "", err
+	}
+	// The .json last: its presence says the three are complete.
+	if err := f.Commit(ctx, rel); err != nil {
+		return "", "", err
+	}
+	p.res.FilesWritten = append(p.res.FilesWritten, MetaRel(name))
+	return name, datatype, nil
+}
+
+// render writes a catalog's products file on w.
+func (p *publisher) render(ctx context.Context, bw io.Writer, cat *snapshot.Catalog, header []jsonc.Field, meter progress.Meter) error {
 	w := &jsonc.Writer{Indent: " "}
 	flush := func() error {
 		_, err := bw.Write(w.Buf)
 		w.Buf = w.Buf[:0]
 		return err
 	}
-	err = w.FieldsWith(header, "products", func() error {
+	err := w.FieldsWith(header, "products", func() error {
 		w.Buf = append(w.Buf, '{')
 		for i := range cat.Products {
 			if err := ctx.Err(); err != nil {
@@ -470,56 +399,44 @@ func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog) (name, 
 			if err := flush(); err != nil {
 				return err
 			}
-			p.meter.Add(int64(cat.Products[i].Items))
+			meter.Add(int64(cat.Products[i].Items))
 		}
 		w.Newline(1)
 		w.Buf = append(w.Buf, '}')
 		return nil
 	}, 0)
 	if err != nil {
-		return "", "", fmt.Errorf("render %s: %w", cat.ContentID, err)
+		return err
 	}
 	w.Buf = append(w.Buf, '\n')
-	if err := flush(); err != nil {
-		return "", "", err
+	return flush()
+}
+
+// sign writes the clear-signed (.sjson) and detached (.json.gpg)
+// signatures of the products file f, when the publish is signed.
+func (p *publisher) sign(ctx context.Context, f FileWriter, stem string) error {
+	sg := p.o.Signer
+	if sg == nil {
+		return nil
 	}
-	if err := bw.Flush(); err != nil {
-		return "", "", err
-	}
-	stem := cat.ContentID + "." + hex.EncodeToString(h.Sum(nil))[:16]
-	final, err := within(p.meta, stem+".json")
-	if err != nil {
-		return "", "", err
-	}
-	if _, err := os.Stat(final); err == nil {
-		return stem + ".json", datatype, nil // the same content is published already
-	}
-	if err := tmp.Chmod(0o644); err != nil { // CreateTemp made it 0600
-		return "", "", err
-	}
-	if err := tmp.Sync(); err != nil {
-		return "", "", err
-	}
-	if p.o.Signer != nil {
-		for _, ext := range []string{".sjson", ".json.gpg"} {
-			if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-				return "", "", err
-			}
-			sign := p.o.Signer.ClearSign
-			if ext == ".json.gpg" {
-				sign = p.o.Signer.DetachSign
-			}
-			if err := p.write(stem+ext, func(w io.Writer) error { return sign(w, tmp) }); err != nil {
-				return "", "", err
-			}
+	for _, ext := range []string{".sjson", ".json.gpg"} {
+		body, err := f.Contents()
+		if err != nil {
+			return err
 		}
+		sign := sg.ClearSign
+		if ext == ".json.gpg" {
+			sign = sg.DetachSign
+		}
+		if _, err := within(p.res.Dir, stem+ext); err != nil {
+			return err
+		}
+		if err := put(ctx, p.t, p.stream, Layout{}.Meta(p.stream, stem+ext), func(w io.Writer) error { return sign(w, body) }); err != nil {
+			return err
+		}
+		p.res.FilesWritten = append(p.res.FilesWritten, MetaRel(stem+ext))
 	}
-	// The .json last: its presence says the three are complete.
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return "", "", err
-	}
-	p.res.FilesWritten = append(p.res.FilesWritten, MetaRel(stem+".json"))
-	return stem + ".json", datatype, nil
+	return nil
 }
 
 // linkData puts the bytes of every item of pr in the shared data pool (when
@@ -545,22 +462,17 @@ func (p *publisher) linkData(ctx context.Context, pr *snapshot.Product, check bo
 	return nil
 }
 
-// ensureData puts the blob sum in the data pool: a hard link to its file
-// when the blob store keeps files on this machine (a copy across file
-// systems), else a copy streamed from the blob store.
+// ensureData puts the blob sum in the data pool (PutBlob) unless it is
+// there.
 func (p *publisher) ensureData(ctx context.Context, sum string) error {
-	dst := Layout{Root: p.root}.DataFile(sum)
-	// One directory listing per prefix instead of one lstat per file: at
-	// 400k items that is 256 listings against 216,000 system calls.
+	// One listing per prefix instead of one stat per file: at 400k items
+	// that is 256 listings against 216,000 system calls.
 	dir := p.present[sum[:2]]
 	if dir == nil {
 		dir = map[string]bool{}
-		ents, err := os.ReadDir(filepath.Dir(dst))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		err := p.t.List(ctx, path.Dir(DataRel(sum)), func(e Entry) error { dir[e.Name] = true; return nil })
+		if err != nil {
 			return err
-		}
-		for _, e := range ents {
-			dir[e.Name()] = true
 		}
 		p.present[sum[:2]] = dir
 	}
@@ -569,46 +481,21 @@ func (p *publisher) ensureData(ctx context.Context, sum string) error {
 	}
 	dir[sum] = true
 	d := digest.NewDigestFromEncoded(digest.SHA256, sum)
-	var blobs cas.BlobStore = p.s.Blobs()
+	blobs := p.s.Blobs()
 	info, err := blobs.Stat(ctx, d)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", d, err)
 	}
-	if err := fsx.MkdirDurable(filepath.Dir(dst), 0o755); err != nil {
+	copied, err := p.t.PutBlob(ctx, blobs, d)
+	if err != nil {
 		return err
 	}
-	err = errNoLocalFile
-	if lf, ok := blobs.(cas.LocalFiles); ok {
-		var src string
-		if src, err = lf.BlobFilePath(d); err == nil {
-			err = os.Link(src, dst)
-		}
-	}
-	switch {
-	case err == nil, errors.Is(err, fs.ErrExist):
-	case errors.Is(err, errNoLocalFile), errors.Is(err, unix.EXDEV), errors.Is(err, unix.EPERM), errors.Is(err, unix.EMLINK):
-		if err := copyBlob(ctx, blobs, d, dst); err != nil {
-			return err
-		}
+	if copied {
 		p.res.DataCopied++
-	default:
-		return err
 	}
 	p.res.DataNew++
 	p.res.DataBytes += info.Size
 	return nil
-}
-
-var errNoLocalFile = errors.New("the blob store keeps no local file")
-
-// copyBlob copies a blob to dst through a temp file: fsync, rename.
-func copyBlob(ctx context.Context, blobs cas.BlobStore, d digest.Digest, dst string) error {
-	in, err := blobs.Open(ctx, d)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	return fsx.WriteAtomic(dst, 0o444, func(w io.Writer) error { _, err := io.Copy(w, in); return err })
 }
 
 // ErrUnsafeName is wrapped when a name from a snapshot would put a
@@ -628,17 +515,4 @@ func within(dir, name string) (string, error) {
 		return "", fmt.Errorf("%q: %w", name, ErrUnsafeName)
 	}
 	return p, nil
-}
-
-// write writes a metadata file of the stream atomically.
-func (p *publisher) write(name string, fn func(io.Writer) error) error {
-	path, err := within(p.meta, name)
-	if err != nil {
-		return err
-	}
-	if err := fsx.WriteAtomic(path, 0o644, fn); err != nil {
-		return err
-	}
-	p.res.FilesWritten = append(p.res.FilesWritten, MetaRel(name))
-	return nil
 }

@@ -31,11 +31,16 @@ func ParseLeaseData(b []byte) (ld LeaseData, ok bool) {
 	return ld, true
 }
 
-// Hold takes a lease for a snapshot operation (see LeaseData) unless ctx
-// carries one already; release it when the operation ends.
-func (r *Repo) Hold(ctx context.Context, op string) (context.Context, func(), error) {
-	if cas.LeaseFrom(ctx) != nil {
-		return ctx, func() {}, nil
+// Hold takes a lease for a snapshot operation (see LeaseData) holding refs,
+// in one writer session, unless ctx carries one already (then refs are
+// added to it); release it when the operation ends.
+func (r *Repo) Hold(ctx context.Context, op string, refs ...cas.Ref) (context.Context, func(), error) {
+	if l := cas.LeaseFrom(ctx); l != nil {
+		if len(refs) == 0 {
+			return ctx, func() {}, nil
+		}
+		err := r.s.WithWriter(ctx, op+": lease", func(ss *cas.Session) error { return ss.AddRefs(l, refs...) })
+		return ctx, func() {}, err
 	}
 	return r.s.Hold(ctx, op, func(txn cas.Txn) ([]byte, error) {
 		sts, err := Streams(txn)
@@ -47,7 +52,7 @@ func (r *Repo) Hold(ctx context.Context, op string) (context.Context, func(), er
 			ld.Seqs[st.Name] = st.Seq
 		}
 		return json.Marshal(ld)
-	})
+	}, refs...)
 }
 
 // EachItem calls fn with the fields of every item of a product (its JSON

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -60,65 +61,97 @@ AGE is a whole number followed by w, d, h, m or s, summed: 3d, 12h, 1d12h, 0s.`,
 			if cmd.Flags().Changed("keep-history") {
 				o.KeepHistory = keep
 			}
-			if dryRun && !asJSON {
-				o.Plan = func(act gc.Action) {
-					where := act.Name
-					if act.Root != "" {
-						where = act.Root + "/" + act.Name
-					}
-					switch act.Kind {
-					case "orphan":
-						fmt.Fprintf(a.stdout, "would record orphan %s (%s)\n", where, progress.HumanBytes(act.Size))
-					default:
-						fmt.Fprintf(a.stdout, "would delete %s (%s, orphaned since %s)\n", where, progress.HumanBytes(act.Size), act.Since.Local().Format(time.DateTime))
-					}
+			if dryRun {
+				plan, err := gc.MakePlan(ctxOf(cmd), r, o)
+				if err != nil || asJSON {
+					return orJSON(a.stdout, plan, err)
 				}
-			} else if a.verbose > 0 {
+				a.printGCPlan(plan)
+				a.printGCReport(plan.Report(nil))
+				return nil
+			}
+			if a.verbose > 0 {
 				o.Plan = func(act gc.Action) {
 					a.log.Debug("gc", "action", act.Kind, "root", act.Root, "name", act.Name, "size", act.Size, "since", act.Since)
 				}
 			}
 			rep, err := gc.Run(ctxOf(cmd), r, o)
-			if err != nil {
-				return err
+			if err != nil || asJSON {
+				return orJSON(a.stdout, rep, err)
 			}
-			if asJSON {
-				return jsonOut(a.stdout, rep)
-			}
-			would := ""
-			if dryRun {
-				would = "would be "
-			}
-			fmt.Fprintf(a.stdout, "%s, %s, %s, %s; %d of %s reachable\n",
-				plural(rep.Streams, "stream"), plural(rep.RootSnapshots, "root snapshot"), plural(rep.Leases, "lease"),
-				plural(rep.PendingBuilds, "pending build"), rep.Marked, plural(rep.Blobs, "blob"))
-			fmt.Fprintf(a.stdout, "%s %srecorded as orphans (%s); %d orphan records dropped (reachable again)\n",
-				plural(rep.NewOrphans, "blob"), would, progress.HumanBytes(rep.NewOrphanSize), rep.Rereferenced)
-			fmt.Fprintf(a.stdout, "%s %sdeleted (%s), orphaned for %s or more; %s still waiting (%s)\n",
-				plural(rep.Reaped, "blob"), would, progress.HumanBytes(rep.Freed), rep.Older, plural(rep.Waiting, "orphan"), progress.HumanBytes(rep.WaitingSize))
-			if rep.LeasesDropped > 0 {
-				fmt.Fprintf(a.stdout, "%s dropped (lapsed)\n", plural(rep.LeasesDropped, "lease"))
-			}
-			for _, p := range rep.Publish {
-				if p.Missing {
-					fmt.Fprintf(a.stdout, "publish root %s: gone; skipped\n", p.Root)
-					continue
-				}
-				fmt.Fprintf(a.stdout, "publish root %s: %s; %s, %s, %s %sdeleted (%s); %s newly recorded, %d waiting\n",
-					p.Root, plural(p.Streams, "stream"), plural(p.ProductsFiles, "products file"), plural(p.IndexVersions, "index version"),
-					plural(p.DataFiles, "data file"), would, progress.HumanBytes(p.Freed), plural(p.NewOrphans, "orphan"), p.Waiting)
-			}
-			if !dryRun {
-				fmt.Fprintf(a.stdout, "took %.2fs\n", rep.Seconds)
-			}
+			a.printGCReport(rep)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&older, "older", gc.FormatAge(gc.DefaultOlder), "delete what has been orphaned at least this long (AGE: 3d, 12h, 1d12h, 0s)")
 	cmd.Flags().IntVar(&keep, "keep-history", gc.DefaultKeepHistory, "history entries of each stream kept as roots (remembered in the store)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (orphans to record, files to delete, bytes) and change nothing")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the figures as JSON")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (what is live, orphans to record, files to delete, with reasons) and change nothing")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the figures (with --dry-run: the plan) as JSON")
 	return cmd
+}
+
+// orJSON prints v as JSON unless err is set.
+func orJSON(w io.Writer, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	return jsonOut(w, v)
+}
+
+// printGCPlan prints each step of a gc plan with its reason.
+func (a *app) printGCPlan(p *gc.Plan) {
+	for _, l := range p.Live {
+		fmt.Fprintf(a.stdout, "live %s (%s)\n", l.Snapshot, l.Why)
+	}
+	where := func(st gc.Step) string {
+		if st.Root != "" {
+			return st.Root + "/" + st.Name
+		}
+		return st.Name
+	}
+	steps := func(orphan, reap []gc.Step) {
+		for _, st := range orphan {
+			fmt.Fprintf(a.stdout, "would record orphan %s (%s): %s\n", where(st), progress.HumanBytes(st.Size), st.Reason)
+		}
+		for _, st := range reap {
+			fmt.Fprintf(a.stdout, "would delete %s (%s, orphaned since %s): %s\n", where(st), progress.HumanBytes(st.Size),
+				st.Since.Local().Format(time.DateTime), st.Reason)
+		}
+	}
+	steps(p.Orphan, p.Reap)
+	for _, rp := range p.Publish {
+		steps(rp.Orphan, rp.Reap)
+	}
+}
+
+// printGCReport prints the figures of a gc run (or of its plan).
+func (a *app) printGCReport(rep *gc.Report) {
+	would := ""
+	if rep.DryRun {
+		would = "would be "
+	}
+	fmt.Fprintf(a.stdout, "%s, %s, %s, %s; %d of %s reachable\n",
+		plural(rep.Streams, "stream"), plural(rep.RootSnapshots, "root snapshot"), plural(rep.Leases, "lease"),
+		plural(rep.PendingBuilds, "pending build"), rep.Marked, plural(rep.Blobs, "blob"))
+	fmt.Fprintf(a.stdout, "%s %srecorded as orphans (%s); %d orphan records dropped (reachable again)\n",
+		plural(rep.NewOrphans, "blob"), would, progress.HumanBytes(rep.NewOrphanSize), rep.Rereferenced)
+	fmt.Fprintf(a.stdout, "%s %sdeleted (%s), orphaned for %s or more; %s still waiting (%s)\n",
+		plural(rep.Reaped, "blob"), would, progress.HumanBytes(rep.Freed), rep.Older, plural(rep.Waiting, "orphan"), progress.HumanBytes(rep.WaitingSize))
+	if rep.LeasesDropped > 0 {
+		fmt.Fprintf(a.stdout, "%s %sdropped (lapsed)\n", plural(rep.LeasesDropped, "lease"), would)
+	}
+	for _, p := range rep.Publish {
+		if p.Missing {
+			fmt.Fprintf(a.stdout, "publish root %s: gone; skipped\n", p.Root)
+			continue
+		}
+		fmt.Fprintf(a.stdout, "publish root %s: %s; %s, %s, %s %sdeleted (%s); %s newly recorded, %d waiting\n",
+			p.Root, plural(p.Streams, "stream"), plural(p.ProductsFiles, "products file"), plural(p.IndexVersions, "index version"),
+			plural(p.DataFiles, "data file"), would, progress.HumanBytes(p.Freed), plural(p.NewOrphans, "orphan"), p.Waiting)
+	}
+	if !rep.DryRun {
+		fmt.Fprintf(a.stdout, "took %.2fs\n", rep.Seconds)
+	}
 }
 
 func (a *app) leasesCmd() *cobra.Command {

@@ -200,6 +200,23 @@ func TestGCCommandLine(t *testing.T) {
 	if after := poolFiles(t, f.s[1]); len(after) != len(before) {
 		t.Fatal("dry run deleted")
 	}
+	// The plan as JSON: what is live, what goes, and why.
+	r = f.run(t, "gc", "--dry-run", "--json", "--older", "0s", "--keep-history", "1")
+	var plan struct {
+		Live []struct{ Snapshot, Why string } `json:"live"`
+		Reap []struct {
+			Name, Kind, Reason string
+			Size               int64
+		} `json:"reap"`
+		Publish []struct{ Root string } `json:"publish"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil || len(plan.Live) == 0 || len(plan.Reap) == 0 ||
+		plan.Reap[0].Reason == "" || plan.Reap[0].Kind != "blob" || len(plan.Publish) != 1 {
+		t.Fatalf("plan json: %v %s", err, r.stdout)
+	}
+	if after := poolFiles(t, f.s[1]); len(after) != len(before) {
+		t.Fatal("dry run deleted")
+	}
 	r = f.run(t, "gc", "--json", "--older", "0s", "--keep-history", "1")
 	var rep struct {
 		Reaped  int   `json:"reaped"`
