@@ -334,10 +334,10 @@ func pipeline(ctx context.Context, repo *snapshot.Repo, src string, in input, o 
 	}
 	defer b.discard()
 	var sq *squasher
-	var tmp *cas.Temp
+	var tmp *ToolFile
 	if in.upstream() == "" {
 		var err error
-		if tmp, err = b.store.CreateTemp(); err != nil {
+		if tmp, err = NewToolFile(b.store, b.store.Blobs()); err != nil {
 			return nil, err
 		}
 		defer tmp.Discard()
@@ -455,7 +455,7 @@ func (b *buildRun) read(ctx context.Context, in input, sq *squasher, checkKernel
 // squashfs finishes and stages the squashfs (or stages the source squashfs
 // as it is) and returns it with the source's sha256, checked against
 // --sha256.
-func (b *buildRun) squashfs(ctx context.Context, in input, sq *squasher, tmp *cas.Temp) (*cas.Staged, string, error) {
+func (b *buildRun) squashfs(ctx context.Context, in input, sq *squasher, tmp *ToolFile) (*cas.Staged, string, error) {
 	var sqfs *cas.Staged
 	var err error
 	if sq != nil {
@@ -539,12 +539,8 @@ func (b *buildRun) pending(ctx context.Context, in input, st *snapshot.Stream, r
 }
 
 // newItem makes an item of a product.
-func newItem(ftype, p string, s *cas.Staged, extra map[string]string) map[string]any {
-	m := map[string]any{"ftype": ftype, "path": p, "sha256": s.Digest.Encoded(), "size": s.Size}
-	for k, v := range extra {
-		m[k] = v
-	}
-	return m
+func newItem(ftype, p string, s *cas.Staged, extra map[string]string) PendingItem {
+	return PendingItem{FType: ftype, Path: p, SHA256: s.Digest.Encoded(), Size: s.Size, Extra: extra}
 }
 
 // commit commits the blobs the pending build uses and records it, in one
@@ -585,9 +581,8 @@ func (b *buildRun) commit(ctx context.Context, pend *Pending) error {
 	}
 	for _, p := range pend.Products {
 		for _, name := range slices.Sorted(maps.Keys(p.Items)) {
-			it := p.Items[name].(map[string]any)
-			sum := it["sha256"].(string)
-			b.res.Items = append(b.res.Items, ItemResult{Product: p.Name, Name: name, Path: it["path"].(string), Digest: sum, Size: it["size"].(int64), New: fresh[sum]})
+			it := p.Items[name]
+			b.res.Items = append(b.res.Items, ItemResult{Product: p.Name, Name: name, Path: it.Path, Digest: it.SHA256, Size: it.Size, New: fresh[it.SHA256]})
 		}
 	}
 	b.res.Pending = pend
@@ -599,7 +594,7 @@ func usedStaged(p *Pending) map[string]bool {
 	out := map[string]bool{}
 	for _, pr := range p.Products {
 		for _, it := range pr.Items {
-			out[it.(map[string]any)["sha256"].(string)] = true
+			out[it.SHA256] = true
 		}
 	}
 	return out
@@ -695,7 +690,7 @@ func (o Options) product(label string, rel *Release, r KernelRow, pkgs []Package
 		return nil, fmt.Errorf("%w: line %d: kname: %w", ErrConfig, r.Line, err)
 	}
 	kp := map[string]string{"kpackage": r.KPackage}
-	items := map[string]any{
+	items := map[string]PendingItem{
 		"boot-kernel": newItem("boot-kernel", path.Join(dir, "boot-kernel"+r.Suffix), kernel, kp),
 		"boot-initrd": newItem("boot-initrd", path.Join(dir, "boot-initrd"+r.Suffix), initrd, kp),
 	}

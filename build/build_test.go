@@ -370,8 +370,8 @@ func TestBuildDTBAndSeveralRows(t *testing.T) {
 	if !strings.HasSuffix(x.Name, ":v3:boot:24.04:arm64:xgene-uboot") || x.Fields["platform"] != "xgene" || x.Fields["subarches"] != "xgene-uboot" {
 		t.Fatalf("xgene product %+v", x)
 	}
-	dtb, ok := x.Items["boot-dtb"].(map[string]any)
-	if !ok || dtb["path"] != "noble/arm64/20261122/xgene-uboot/generic/boot-dtb" {
+	dtb, ok := x.Items["boot-dtb"]
+	if !ok || dtb.Path != "noble/arm64/20261122/xgene-uboot/generic/boot-dtb" || dtb.Extra["kpackage"] == "" {
 		t.Fatalf("boot-dtb item %+v", x.Items)
 	}
 	if _, ok := res.Pending.Products[0].Items["boot-dtb"]; ok {

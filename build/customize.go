@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/flock"
 	"github.com/mephstore/mephstore/internal/progress"
 )
@@ -572,4 +573,20 @@ func firstSource(root string) (string, string, string, error) {
 		}
 	}
 	return "", "", "", errors.New("the image has no apt source to derive the -proposed pocket from")
+}
+
+// OpenStore opens the store at dir and removes the work trees of builds
+// that died (their mounts included), so that a build killed while
+// customising is cleaned up by whatever command runs next.
+func OpenStore(dir string, o cas.Options) (*cas.Store, error) {
+	s, err := cas.Open(dir, o)
+	if err != nil {
+		return nil, err
+	}
+	if removed, err := CleanWork(s.Dir()); err != nil {
+		s.Logger().Warn("stale build work trees", "err", err)
+	} else if len(removed) > 0 {
+		s.Logger().Info("removed the work trees of builds that died", "trees", strings.Join(removed, ", "))
+	}
+	return s, nil
 }

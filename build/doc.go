@@ -16,7 +16,7 @@
 // Memory stays bounded: nothing but the dpkg status file is held whole.
 //
 // What a build makes becomes a pending build: its blobs are in the pool,
-// its products are recorded under cas.PrefixBuild with the references gc
+// its products are recorded in cas.PendingBuilds with the references gc
 // keeps, and the next publish of the stream commits it into a snapshot.
 //
 // Entries that would land outside the root (a ".." component, an absolute

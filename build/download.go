@@ -24,8 +24,8 @@ func IsURL(s string) bool { return strings.HasPrefix(s, "http://") || strings.Ha
 // Download fetches url into a temp file of the store (resuming a transfer
 // cut off half-way, with a progress meter), checking its sha256 against
 // want when want is not empty. The caller discards the temp file.
-func Download(ctx context.Context, store *cas.Store, c *fetch.Client, url, want string, meters progress.Factory) (*cas.Temp, error) {
-	tmp, err := store.CreateTemp()
+func Download(ctx context.Context, store *cas.Store, c *fetch.Client, url, want string, meters progress.Factory) (*ToolFile, error) {
+	tmp, err := NewToolFile(store, store.Blobs())
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mephstore/mephstore/snapshot"
+	"github.com/mephstore/mephstore/catalog"
 )
 
 // FuzzCheckSerial: an accepted serial is a version name and a path
@@ -21,7 +21,7 @@ func FuzzCheckSerial(f *testing.F) {
 			}
 			return
 		}
-		if err := snapshot.CheckName("version name", s); err != nil {
+		if err := catalog.CheckName("version name", s); err != nil {
 			t.Fatalf("serial %q accepted but not a valid version name: %v", s, err)
 		}
 	})

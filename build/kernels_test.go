@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/testref"
 	"github.com/mephstore/mephstore/snapshot"
 )
@@ -113,9 +114,9 @@ func TestBuildSixKernels(t *testing.T) {
 	var got []string
 	for _, p := range res.Pending.Products {
 		got = append(got, p.Name)
-		kernel := p.Items["boot-kernel"].(map[string]any)
+		kernel := p.Items["boot-kernel"]
 		dir := "noble/amd64/20261122/" + p.Fields["subarch"] + "/" + p.Fields["kflavor"] + "/"
-		if kernel["path"] != dir+"boot-kernel" || p.Items["boot-initrd"].(map[string]any)["path"] != dir+"boot-initrd" {
+		if kernel.Path != dir+"boot-kernel" || p.Items["boot-initrd"].Path != dir+"boot-initrd" {
 			t.Errorf("%s: boot items %v", p.Name, p.Items)
 		}
 	}
@@ -127,9 +128,9 @@ func TestBuildSixKernels(t *testing.T) {
 		t.Fatalf("products\n got %v\nwant %v", got, want)
 	}
 	// Each product has its own kernel: six different kernels and initrds.
-	kernels := map[any]bool{}
+	kernels := map[string]bool{}
 	for _, p := range res.Pending.Products {
-		kernels[p.Items["boot-kernel"].(map[string]any)["sha256"]] = true
+		kernels[p.Items["boot-kernel"].SHA256] = true
 	}
 	if len(kernels) != 6 {
 		t.Fatalf("%d distinct kernels, want 6", len(kernels))
@@ -292,8 +293,8 @@ func mephstoreItems(t *testing.T, o Options) map[string]map[string]any {
 		t.Fatal(err)
 	}
 	items := map[string]map[string]any{}
-	err = repo.Query(ctx, st.Head, snapshot.QueryOptions{}, func(s *snapshot.Scope) error {
-		b, err := snapshot.FlatJSON(s)
+	err = repo.Query(ctx, st.Head, snapshot.QueryOptions{}, func(s *catalog.Scope) error {
+		b, err := catalog.FlatJSON(s)
 		if err != nil {
 			return err
 		}

@@ -47,12 +47,68 @@ type Pending struct {
 
 // PendingProduct is one product version a build makes.
 type PendingProduct struct {
-	Name   string            `json:"name"`
-	Fields map[string]string `json:"fields"`
-	Items  map[string]any    `json:"items"`
+	Name   string                 `json:"name"`
+	Fields map[string]string      `json:"fields"`
+	Items  map[string]PendingItem `json:"items"`
 }
 
-func pendingKey(id []byte) []byte { return append([]byte{cas.PrefixBuild}, id...) }
+// PendingItem is one item of a pending product: a blob of the pool, where
+// it goes in the stream, and the item's other fields (kpackage, …). It is
+// written as one flat JSON object, as simplestreams items are.
+type PendingItem struct {
+	FType  string
+	Path   string
+	SHA256 string
+	Size   int64
+	Extra  map[string]string
+}
+
+// MarshalJSON writes the item as one flat object, keys sorted.
+func (it PendingItem) MarshalJSON() ([]byte, error) {
+	m := map[string]any{"ftype": it.FType, "path": it.Path, "sha256": it.SHA256, "size": it.Size}
+	for k, v := range it.Extra {
+		if _, known := m[k]; !known {
+			m[k] = v
+		}
+	}
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON reads a flat item object; fields other than the four
+// known ones must be strings.
+func (it *PendingItem) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	var out PendingItem
+	for k, v := range m {
+		var err error
+		switch k {
+		case "ftype":
+			err = json.Unmarshal(v, &out.FType)
+		case "path":
+			err = json.Unmarshal(v, &out.Path)
+		case "sha256":
+			err = json.Unmarshal(v, &out.SHA256)
+		case "size":
+			err = json.Unmarshal(v, &out.Size)
+		default:
+			var s string
+			if err = json.Unmarshal(v, &s); err == nil {
+				if out.Extra == nil {
+					out.Extra = map[string]string{}
+				}
+				out.Extra[k] = s
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("item field %s: %w", k, err)
+		}
+	}
+	*it = out
+	return nil
+}
 
 // putPending stores the document and the record.
 func putPending(ctx context.Context, ss *cas.Session, p *Pending) error {
@@ -71,10 +127,10 @@ func putPending(ctx context.Context, ss *cas.Session, p *Pending) error {
 		refs = append(refs, cas.Ref{Kind: cas.RefBlob, Digest: digest.NewDigestFromEncoded(digest.SHA256, sum)})
 	}
 	raw, _ := hex.DecodeString(ds[0].Encoded())
-	p.ID = hex.EncodeToString(raw[:8])
-	return ss.Update(func(txn cas.Txn) error {
-		return txn.Set(pendingKey(raw[:8]), cas.EncodeRefs(refs))
-	})
+	var id [8]byte
+	copy(id[:], raw)
+	p.ID = hex.EncodeToString(id[:])
+	return ss.Update(func(txn cas.Txn) error { return cas.PendingBuilds().Put(txn, id, refs) })
 }
 
 // ListPending returns the pending builds, oldest id first (ids are
@@ -82,11 +138,10 @@ func putPending(ctx context.Context, ss *cas.Session, p *Pending) error {
 func ListPending(ss *cas.Session) ([]*Pending, error) {
 	var out []*Pending
 	err := ss.View(func(txn cas.Txn) error {
-		return txn.Scan([]byte{cas.PrefixBuild}, nil, func(k, v []byte) error {
-			id := hex.EncodeToString(k[1:])
-			refs, err := cas.DecodeRefs(v)
-			if err != nil || len(refs) == 0 {
-				return fmt.Errorf("pending build %s: bad record: %v", id, err)
+		return cas.PendingBuilds().Scan(txn, func(raw [8]byte, refs []cas.Ref) error {
+			id := hex.EncodeToString(raw[:])
+			if len(refs) == 0 {
+				return fmt.Errorf("pending build %s: bad record: no references", id)
 			}
 			b, err := ss.Store().ReadBlob(refs[0].Digest)
 			if err != nil {
@@ -137,8 +192,9 @@ func DropPending(ss *cas.Session, ids ...string) ([]string, error) {
 	}
 	err = ss.Update(func(txn cas.Txn) error {
 		for _, id := range matched {
-			raw, _ := hex.DecodeString(id)
-			if err := txn.Delete(pendingKey(raw)); err != nil {
+			var raw [8]byte
+			hex.Decode(raw[:], []byte(id))
+			if err := cas.PendingBuilds().Delete(txn, raw); err != nil {
 				return err
 			}
 		}

@@ -75,6 +75,15 @@ type LocalFiles interface {
 	BlobFilePath(d digest.Digest) (string, error)
 }
 
+// TempFiles is the optional capability of a blob store that can give a
+// tool a file of its own to write by path (tar2sqfs seeks back to write
+// its superblock, so its output cannot be streamed), moved into the store
+// afterwards with no copy. Without it, a caller writes a file of its own
+// and streams it in (build.ToolFile does either).
+type TempFiles interface {
+	CreateTemp() (*Temp, error)
+}
+
 // LocalPool is the local implementation: STORE/pool/sha256/ab/ab12…,
 // written through flocked temp files in STORE/pool/.ingest.
 type LocalPool struct{ s *Store }
@@ -84,6 +93,10 @@ func (s *Store) Blobs() *LocalPool { return &LocalPool{s: s} }
 
 var _ BlobStore = (*LocalPool)(nil)
 var _ LocalFiles = (*LocalPool)(nil)
+var _ TempFiles = (*LocalPool)(nil)
+
+// CreateTemp is a file in the pool's ingest directory (Store.CreateTemp).
+func (p *LocalPool) CreateTemp() (*Temp, error) { return p.s.CreateTemp() }
 
 // Stat reports a visible blob.
 func (p *LocalPool) Stat(ctx context.Context, d digest.Digest) (BlobInfo, error) {

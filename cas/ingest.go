@@ -525,6 +525,20 @@ func (ss *Session) commit(lease *Lease, staged []*Staged) ([]Committed, error) {
 		return nil, fmt.Errorf("commit: record intent: %w", err)
 	}
 	// 2. Files into place, never replacing one.
+	out, err := ss.place(staged)
+	if err != nil {
+		return nil, err
+	}
+	// 3. Records, dropping the intent.
+	if err := ss.record(out, lease, ikey); err != nil {
+		return nil, fmt.Errorf("commit: record blobs: %w", err)
+	}
+	return out, nil
+}
+
+// place renames the staged files into the pool, never replacing one, and
+// syncs their directories.
+func (ss *Session) place(staged []*Staged) ([]Committed, error) {
 	out := make([]Committed, len(staged))
 	dirs := map[string]bool{}
 	for i, st := range staged {
@@ -568,9 +582,14 @@ func (ss *Session) commit(lease *Lease, staged []*Staged) ([]Committed, error) {
 			}
 		}
 	}
-	// 3. Records, dropping the intents. An existing record is kept as it is
-	// (it holds the first-ingested time).
-	err := ss.db.Update(func(txn *badger.Txn) error {
+	return out, nil
+}
+
+// record writes the blob records of a placed batch (an existing record is
+// kept as it is: it holds the first-ingested time), adds them to the
+// lease, and drops the batch's intent, in one transaction.
+func (ss *Session) record(out []Committed, lease *Lease, ikey []byte) error {
+	return ss.db.Update(func(txn *badger.Txn) error {
 		for i := range out {
 			b, err := getBlob(txn, out[i].Digest)
 			switch {
@@ -600,10 +619,6 @@ func (ss *Session) commit(lease *Lease, staged []*Staged) ([]Committed, error) {
 		}
 		return txn.Delete(ikey)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("commit: record blobs: %w", err)
-	}
-	return out, nil
 }
 
 // syncfsAbove: batches with more files (or directories) than this are made

@@ -101,6 +101,59 @@ func (s *Store) ingest(ctx context.Context, srcs []Source, jobs int, meters prog
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	done := s.stageAll(ctx, srcs, jobs, meters, shared)
+	b := &batcher{s: s, emit: emit}
+	var firstErr error
+	fail := func(err error) {
+		if err != nil && firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for open := true; open; {
+		select {
+		case r, ok := <-done:
+			switch {
+			case !ok:
+				open = false
+			case firstErr != nil:
+				if r.st != nil {
+					r.st.Discard()
+				}
+			case r.err != nil:
+				fail(r.err)
+			default:
+				if len(b.pending) == 0 {
+					timer.Reset(batchWait)
+				}
+				if b.add(r.st, r.name) {
+					fail(b.flush(ctx))
+				}
+			}
+		case <-timer.C:
+			if firstErr == nil {
+				fail(b.flush(ctx))
+			}
+		}
+	}
+	if firstErr == nil {
+		return b.flush(ctx)
+	}
+	if keepGood && !errors.Is(firstErr, context.Canceled) {
+		if err := b.flush(ctx); err != nil {
+			s.log.Error("commit of earlier files failed", "err", err)
+		}
+	}
+	b.discard()
+	return firstErr
+}
+
+// stageAll stages srcs with jobs workers; the results arrive on the
+// channel it returns, closed once every worker is done.
+func (s *Store) stageAll(ctx context.Context, srcs []Source, jobs int, meters progress.Factory, shared progress.Meter) <-chan stagedSource {
 	todo := make(chan Source)
 	done := make(chan stagedSource, jobs)
 	sizes := &pooledSizes{}
@@ -124,94 +177,64 @@ func (s *Store) ingest(ctx context.Context, srcs []Source, jobs int, meters prog
 		})
 	}
 	go func() { workers.Wait(); close(done) }()
+	return done
+}
 
-	var pending []*Staged
-	var names []string
-	var firstErr error
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		batch, bnames := pending, names
-		pending, names = nil, nil
-		start := time.Now()
-		ss, err := s.Writer(ctx, "ingest")
-		if err != nil {
-			for _, st := range batch {
-				st.Discard()
-			}
-			return err
-		}
-		opened := time.Since(start)
-		out, err := ss.Commit(ctx, batch...)
-		cerr := ss.Close()
-		s.log.Debug("committed", "blobs", len(batch), "session_open", opened, "total", time.Since(start))
-		if err != nil {
-			return err
-		}
-		if cerr != nil {
-			return cerr
-		}
-		for i, c := range out {
-			if err := emit(Ingested{Name: bnames[i], Committed: c}); err != nil {
-				return err
-			}
-		}
+// batcher gathers staged blobs and commits them in batches, one short
+// writer session each.
+type batcher struct {
+	s       *Store
+	emit    func(Ingested) error
+	pending []*Staged
+	names   []string
+}
+
+// add queues a staged blob and says whether the batch is full.
+func (b *batcher) add(st *Staged, name string) (full bool) {
+	b.pending = append(b.pending, st)
+	b.names = append(b.names, name)
+	return len(b.pending) >= batchMax
+}
+
+// flush commits the queued blobs and tells emit of each.
+func (b *batcher) flush(ctx context.Context) error {
+	if len(b.pending) == 0 {
 		return nil
 	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for open := true; open; {
-		select {
-		case r, ok := <-done:
-			if !ok {
-				open = false
-				break
-			}
-			if firstErr != nil {
-				if r.st != nil {
-					r.st.Discard()
-				}
-				continue
-			}
-			if r.err != nil {
-				firstErr = r.err
-				cancel()
-				continue
-			}
-			if len(pending) == 0 {
-				timer.Reset(batchWait)
-			}
-			pending = append(pending, r.st)
-			names = append(names, r.name)
-			if len(pending) >= batchMax {
-				if err := flush(); err != nil {
-					firstErr = err
-					cancel()
-				}
-			}
-		case <-timer.C:
-			if firstErr == nil {
-				if err := flush(); err != nil {
-					firstErr = err
-					cancel()
-				}
-			}
-		}
-	}
-	if firstErr != nil {
-		if keepGood && !errors.Is(firstErr, context.Canceled) {
-			if err := flush(); err != nil {
-				s.log.Error("commit of earlier files failed", "err", err)
-			}
-		}
-		for _, st := range pending {
+	batch, names := b.pending, b.names
+	b.pending, b.names = nil, nil
+	start := time.Now()
+	ss, err := b.s.Writer(ctx, "ingest")
+	if err != nil {
+		for _, st := range batch {
 			st.Discard()
 		}
-		return firstErr
+		return err
 	}
-	return flush()
+	opened := time.Since(start)
+	out, err := ss.Commit(ctx, batch...)
+	cerr := ss.Close()
+	b.s.log.Debug("committed", "blobs", len(batch), "session_open", opened, "total", time.Since(start))
+	if err != nil {
+		return err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	for i, c := range out {
+		if err := b.emit(Ingested{Name: names[i], Committed: c}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// discard drops the queued blobs.
+func (b *batcher) discard() {
+	for _, st := range b.pending {
+		st.Discard()
+	}
+	b.pending, b.names = nil, nil
 }
 
 func (s *Store) stageSource(ctx context.Context, src Source, sizes *pooledSizes, meters progress.Factory, shared progress.Meter) (*Staged, error) {

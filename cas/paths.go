@@ -48,21 +48,6 @@ const (
 	partSuffix    = ".part"
 )
 
-// Key prefixes of the records other packages keep in the store's database.
-// cas owns 'b', 'i', 'd' and 'l'; the rest are reserved here so that no two packages
-// collide.
-const (
-	PrefixBlob    = 'b'
-	PrefixIntent  = 'i'
-	PrefixDelete  = 'd'
-	PrefixStream  = 's' // snapshot: stream records
-	PrefixHistory = 'h' // snapshot: stream history entries
-	PrefixOrphan  = 'o' // gc: orphan records
-	PrefixLease   = 'l' // leases (cas.Lease; read by gc)
-	PrefixBuild   = 'p' // build: pending builds
-	PrefixConfig  = 'c' // settings remembered in the store
-)
-
 func (s *Store) poolPath() string   { return filepath.Join(s.dir, poolDir) }
 func (s *Store) blobsPath() string  { return filepath.Join(s.dir, poolDir, blobsDir) }
 func (s *Store) ingestPath() string { return filepath.Join(s.dir, poolDir, ingestDir) }

@@ -39,10 +39,6 @@ func encodeRecord(b Blob) []byte {
 	return binary.AppendVarint(buf, b.Ingested.UnixNano())
 }
 
-// DecodeRecord reads the value of blob d's record (for scans of the 'b'
-// keys outside cas, like gc's).
-func DecodeRecord(d digest.Digest, v []byte) (Blob, error) { return decodeRecord(d, v) }
-
 func decodeRecord(d digest.Digest, v []byte) (Blob, error) {
 	if len(v) < 1 || v[0] != recordVersion {
 		return Blob{}, fmt.Errorf("blob record %s: unknown version", d)

@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"context"
 	"errors"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -50,4 +51,20 @@ func (ss *Session) Settings(prefix string, fn func(name, value string) error) er
 		}
 		return nil
 	})
+}
+
+// ReadSettings reads settings in a short read session ("" for unset ones).
+func (s *Store) ReadSettings(ctx context.Context, names ...string) ([]string, error) {
+	ss, err := s.Reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer ss.Close()
+	out := make([]string, len(names))
+	for i, n := range names {
+		if out[i], err = ss.Setting(n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -22,9 +22,13 @@ import (
 // recovery leaves it alone while its writer lives. Stage it once written,
 // or Discard it.
 type Temp struct {
-	Path string
+	path string
 	f    *os.File
 }
+
+// Path is the file a tool writes; it is the local pool's own, and known
+// only to what asked for it through cas.TempFiles.
+func (t *Temp) Path() string { return t.path }
 
 // CreateTemp creates an empty Temp in the pool's ingest directory.
 func (s *Store) CreateTemp() (*Temp, error) {
@@ -33,7 +37,7 @@ func (s *Store) CreateTemp() (*Temp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create temp file: %w", err)
 	}
-	return &Temp{Path: path, f: f}, nil
+	return &Temp{path: path, f: f}, nil
 }
 
 // Stage hashes what was written to the temp file and makes it a staged
@@ -45,7 +49,7 @@ func (t *Temp) Stage(ctx context.Context, meter progress.Meter) (*Staged, error)
 	}
 	// The writer may have replaced the file (a tool writing to a path):
 	// read what is at the path now, through a fresh descriptor.
-	f, err := os.Open(t.Path)
+	f, err := os.Open(t.path)
 	if err != nil {
 		t.Discard()
 		return nil, fmt.Errorf("ingest: %w", err)
@@ -70,22 +74,22 @@ func (t *Temp) Stage(ctx context.Context, meter progress.Meter) (*Staged, error)
 		}
 		if err != nil {
 			t.Discard()
-			return nil, fmt.Errorf("ingest: read %s: %w", t.Path, err)
+			return nil, fmt.Errorf("ingest: read %s: %w", t.path, err)
 		}
 	}
-	if err := os.Chmod(t.Path, 0o444); err != nil {
+	if err := os.Chmod(t.path, 0o444); err != nil {
 		t.Discard()
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		t.Discard()
-		return nil, fmt.Errorf("ingest: fsync %s: %w", t.Path, err)
+		return nil, fmt.Errorf("ingest: fsync %s: %w", t.path, err)
 	}
 	st := &Staged{
 		Digest: digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil))),
 		Size:   n,
 		f:      t.f,
-		path:   t.Path,
+		path:   t.path,
 		synced: true,
 	}
 	t.f = nil
@@ -97,7 +101,7 @@ func (t *Temp) Discard() error {
 	if t.f == nil {
 		return nil
 	}
-	os.Remove(t.Path)
+	os.Remove(t.path)
 	err := t.f.Close()
 	t.f = nil
 	return err

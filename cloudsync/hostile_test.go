@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/cloudgen"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/pgp"
@@ -89,7 +90,7 @@ func TestHostileSources(t *testing.T) {
 	}{
 		{name: "signed by another key", spec: one, otherKR: true, want: pgp.ErrBadSignature},
 		{name: "tampered after signing", spec: with(func(s *cloudgen.Spec) { s.Hostile = "tamper" }), want: pgp.ErrBadSignature},
-		{name: "not JSON", spec: with(func(s *cloudgen.Spec) { s.Hostile = "not-json" }), want: snapshot.ErrBadCatalog},
+		{name: "not JSON", spec: with(func(s *cloudgen.Spec) { s.Hostile = "not-json" }), want: catalog.ErrBadCatalog},
 		{name: "far too large", spec: one, wrap: huge, want: snapshot.ErrTooLarge},
 		{name: "dotdot path", spec: with(func(s *cloudgen.Spec) {
 			s.Break = map[string]string{cloudgen.Key("noble", "amd64", "20261201"): "dotdot-path"}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/mephstore/mephstore/build"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/snapshot"
 )
 
@@ -129,10 +130,10 @@ func readTarget(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream, cfg 
 // upstreamProduct is a source product of a release and arch asked for.
 type upstreamProduct struct {
 	cat      *snapshot.SourceCatalog
-	product  *snapshot.Product
+	product  *catalog.Product
 	release  *build.Release
 	arch     string
-	versions []snapshot.Version // newest first
+	versions []catalog.Version // newest first
 }
 
 // selectProducts keeps the source products of config releases and the
@@ -143,18 +144,18 @@ func selectProducts(cats []snapshot.SourceCatalog, cfg *build.Config, arches []s
 	for ci := range cats {
 		sc := &cats[ci]
 		for _, pf := range sc.Products {
-			p, err := snapshot.ParseProduct(pf.Key, pf.Value)
+			p, err := catalog.ParseProduct(pf.Key, pf.Value)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", sc.Path, err)
 			}
-			relName, arch := snapshot.StringField(p.Fields, "release"), snapshot.StringField(p.Fields, "arch")
+			relName, arch := catalog.StringField(p.Fields, "release"), catalog.StringField(p.Fields, "arch")
 			rel, err := cfg.Release(relName)
 			if err != nil || !slices.Contains(arches, arch) || len(rel.Rows(arch)) == 0 {
 				continue // not a release, or an arch, of ours
 			}
 			seen[relName] = true
 			vs := slices.Clone(p.Versions)
-			slices.SortFunc(vs, func(a, b snapshot.Version) int { return snapshot.CompareVersions(b.Name, a.Name) })
+			slices.SortFunc(vs, func(a, b catalog.Version) int { return catalog.CompareVersions(b.Name, a.Name) })
 			out = append(out, upstreamProduct{cat: sc, product: p, release: rel, arch: arch, versions: vs})
 		}
 	}
@@ -172,7 +173,7 @@ func selectProducts(cats []snapshot.SourceCatalog, cfg *build.Config, arches []s
 // PlanOptions say what to plan.
 type PlanOptions struct {
 	Arches   []string
-	Filters  []snapshot.Filter
+	Filters  []catalog.Filter
 	Max      int // newest versions per product considered; 0 means 1
 	Rebuilds []Rebuild
 	Force    bool // as if the stream had nothing
@@ -200,7 +201,7 @@ func MakePlan(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream, cfg *b
 		n := 0
 		for vi := range up.versions {
 			v := &up.versions[vi]
-			if !snapshot.VersionMatches(o.Filters, up.cat.Header, up.product, v) {
+			if !catalog.VersionMatches(o.Filters, up.cat.Header, up.product, v) {
 				continue
 			}
 			if n < max {
@@ -228,7 +229,7 @@ func MakePlan(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream, cfg *b
 	return plan, nil
 }
 
-func (p *Plan) add(up *upstreamProduct, v *snapshot.Version, name string, t target, force bool) {
+func (p *Plan) add(up *upstreamProduct, v *catalog.Version, name string, t target, force bool) {
 	if t[targetKey(string(up.release.Version), up.arch, name)] {
 		p.UpToDate++
 		return
@@ -240,7 +241,7 @@ func (p *Plan) add(up *upstreamProduct, v *snapshot.Version, name string, t targ
 	p.Builds = append(p.Builds, newBuild(up, v, name, reason))
 }
 
-func (p *Plan) addRebuild(up *upstreamProduct, v *snapshot.Version, to string, t target) {
+func (p *Plan) addRebuild(up *upstreamProduct, v *catalog.Version, to string, t target) {
 	if t[targetKey(string(up.release.Version), up.arch, to)] {
 		p.UpToDate++
 		return
@@ -250,7 +251,7 @@ func (p *Plan) addRebuild(up *upstreamProduct, v *snapshot.Version, to string, t
 
 // newBuild picks the version's image (its squashfs, else its tar.gz) and
 // checks what the build needs of it.
-func newBuild(up *upstreamProduct, v *snapshot.Version, name, reason string) Build {
+func newBuild(up *upstreamProduct, v *catalog.Version, name, reason string) Build {
 	b := Build{Release: up.release.Release, Arch: up.arch, Product: up.product.Name, Upstream: v.Name, Version: name, Reason: reason}
 	invalid := func(err error) Build {
 		b.Reason, b.Error = ReasonInvalid, err.Error()
@@ -263,7 +264,7 @@ func newBuild(up *upstreamProduct, v *snapshot.Version, name, reason string) Bui
 	if it == nil {
 		return invalid(errors.New("no squashfs or tar.gz item"))
 	}
-	s := snapshot.Scope{Header: up.cat.Header, Product: up.product, Version: v, Item: it}
+	s := catalog.Scope{Header: up.cat.Header, Product: up.product, Version: v, Item: it}
 	f, err := snapshot.ReadItemFile(&s)
 	if err != nil {
 		return invalid(fmt.Errorf("item %s: %w", it.Name, err))
@@ -274,10 +275,10 @@ func newBuild(up *upstreamProduct, v *snapshot.Version, name, reason string) Bui
 
 // pickItem is the version's squashfs item, else its tar.gz, as
 // meph2-cloudimg-sync picks.
-func pickItem(v *snapshot.Version) *snapshot.Item {
+func pickItem(v *catalog.Version) *catalog.Item {
 	for _, ft := range []string{"squashfs", "tar.gz"} {
 		for i := range v.Items {
-			if snapshot.StringField(v.Items[i].Fields, "ftype") == ft {
+			if catalog.StringField(v.Items[i].Fields, "ftype") == ft {
 				return &v.Items[i]
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/cloudgen"
 	"github.com/mephstore/mephstore/snapshot"
 )
@@ -96,7 +97,7 @@ func TestPlanOptions(t *testing.T) {
 			if tc.opts != nil {
 				tc.opts(&o.Plan)
 			}
-			fs, err := snapshot.ParseFilters(tc.filters)
+			fs, err := catalog.ParseFilters(tc.filters)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -28,7 +28,7 @@
 //	'o' 'b' + sha256[32]                    first found unreachable (varint unix ns)
 //	'o' 'p' + publish root + 0 + path       the same, for a file of a publish root
 //
-// Pending builds ('p' + id) hold a cas reference list (cas.EncodeRefs).
+// Pending builds (cas.PendingBuilds) hold a reference list.
 //
 // The meph2-util commands find-orphans and reap-orphans (orphanfile.go) do
 // the same for trees that are not in a store, with meph2-util's orphan file.

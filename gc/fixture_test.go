@@ -13,6 +13,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/snapshot"
 )
 
@@ -105,7 +106,7 @@ func (f *fixture) product(label string, data ...string) snapshot.ProductRef {
 		items += fmt.Sprintf(`"i%d":{"ftype":"squashfs","path":"data/%s","sha256":"%s","size":%d}`, i, l, d.Encoded(), len("data "+l))
 	}
 	name := "com.ubuntu.maas.daily:v3:boot:24.04:amd64:" + label
-	p, err := snapshot.ParseProduct(name, []byte(`{"arch":"amd64","versions":{"20240101":{"items":{`+items+`}}}}`))
+	p, err := catalog.ParseProduct(name, []byte(`{"arch":"amd64","versions":{"20240101":{"items":{`+items+`}}}}`))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func (f *fixture) orphans() int {
 	defer ss.Close()
 	n := 0
 	ss.View(func(txn cas.Txn) error {
-		return txn.Scan([]byte{cas.PrefixOrphan, 'b'}, nil, func(k, v []byte) error { n++; return nil })
+		return blobOrphans().Scan(txn, func(Sum, time.Time) error { n++; return nil })
 	})
 	return n
 }

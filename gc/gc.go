@@ -2,7 +2,6 @@ package gc
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -72,18 +71,17 @@ type Report struct {
 // ErrBusy is wrapped when another gc runs on the store.
 var ErrBusy = errors.New("another gc is running")
 
-func orphanKey(s Sum) []byte {
-	return append([]byte{cas.PrefixOrphan, 'b'}, s[:]...)
+// blobOrphans is the table of the store's orphan records: when each
+// unreachable blob was first found so.
+func blobOrphans() cas.Table[Sum, time.Time] {
+	return cas.NewTable(cas.KindOrphan, []byte{'b'}, cas.SumKey(), cas.TimeValue())
 }
 
-func encodeTime(t time.Time) []byte { return binary.AppendVarint(nil, t.UnixNano()) }
-
-func decodeTime(v []byte) (time.Time, error) {
-	ns, n := binary.Varint(v)
-	if n <= 0 {
-		return time.Time{}, fmt.Errorf("orphan record: bad time")
-	}
-	return time.Unix(0, ns).UTC(), nil
+// rootOrphans is the table of a publish root's orphan records: when each
+// unreferenced file (a path relative to the root) was first found so.
+// (Roots hold no NUL: the sub-space of one never holds another's.)
+func rootOrphans(root string) cas.Table[string, time.Time] {
+	return cas.NewTable(cas.KindOrphan, append(append([]byte{'p'}, root...), 0), cas.StringKey(), cas.TimeValue())
 }
 
 // Run collects garbage in the store of r and in every publish root the
@@ -263,9 +261,9 @@ func remark(ctx context.Context, txn cas.Txn, s *cas.Store, m *marker, keep int)
 // sweeper.
 func storeSweepPlan(ctx context.Context, txn cas.Txn, marked func(Sum) bool, now time.Time, older time.Duration) (SweepPlan, error) {
 	sw := sweeper{marked: marked, now: now, cutoff: now.Add(-older)}
-	bit := txn.Cursor([]byte{cas.PrefixBlob})
+	bit := cas.BlobRecords().Cursor(txn)
 	defer bit.Close()
-	oit := txn.Cursor([]byte{cas.PrefixOrphan, 'b'})
+	oit := blobOrphans().Cursor(txn)
 	defer oit.Close()
 	for n := 0; bit.Valid() || oit.Valid(); n++ {
 		if n%4096 == 0 {
@@ -276,28 +274,18 @@ func storeSweepPlan(ctx context.Context, txn cas.Txn, marked func(Sum) bool, now
 		var b *blobRec
 		var o *orphanRec
 		if bit.Valid() {
-			b = &blobRec{}
-			copy(b.sum[:], bit.Key()[1:])
-			v, err := bit.Value()
+			sum, rec, err := bit.Record()
 			if err != nil {
 				return SweepPlan{}, err
 			}
-			rec, err := cas.DecodeRecord(digestOf(b.sum), v)
-			if err != nil {
-				return SweepPlan{}, err
-			}
-			b.size = rec.Size
+			b = &blobRec{sum: sum, size: rec.Size}
 		}
 		if oit.Valid() {
-			o = &orphanRec{}
-			copy(o.sum[:], oit.Key()[2:])
-			v, err := oit.Value()
+			sum, since, err := oit.Record()
 			if err != nil {
-				return SweepPlan{}, err
+				return SweepPlan{}, fmt.Errorf("orphan record: %w", err)
 			}
-			if o.since, err = decodeTime(v); err != nil {
-				return SweepPlan{}, fmt.Errorf("blob %s: %w", digestOf(o.sum), err)
-			}
+			o = &orphanRec{sum: sum, since: since}
 		}
 		nb, no := sw.step(b, o)
 		if nb {
@@ -333,7 +321,7 @@ func applySweep(ctx context.Context, r *snapshot.Repo, p *Plan, o Options, rep *
 		if p.m.has(e.Sum) {
 			continue // referenced since the plan was made
 		}
-		if err := wb.Set(orphanKey(e.Sum), encodeTime(p.Now)); err != nil {
+		if err := blobOrphans().PutIn(wb, e.Sum, p.Now); err != nil {
 			return fmt.Errorf("gc: record orphans: %w", err)
 		}
 		if o.Plan != nil {
@@ -341,7 +329,7 @@ func applySweep(ctx context.Context, r *snapshot.Repo, p *Plan, o Options, rep *
 		}
 	}
 	for _, sum := range p.sweep.DropRecords {
-		if err := wb.Delete(orphanKey(sum)); err != nil {
+		if err := blobOrphans().DeleteIn(wb, sum); err != nil {
 			return fmt.Errorf("gc: drop orphan records: %w", err)
 		}
 	}
@@ -389,19 +377,15 @@ func reapBatch(ctx context.Context, r *snapshot.Repo, p *Plan, o Options, rep *R
 		if p.m.has(sum) {
 			return true, nil
 		}
-		v, err := txn.Get(orphanKey(sum))
+		since, err := blobOrphans().Get(txn, sum)
 		if errors.Is(err, cas.ErrNoRecord) {
 			return true, nil
 		}
-		if err != nil {
-			return true, err
-		}
-		since, err := decodeTime(v)
 		if err != nil || since.After(cutoff) {
 			return true, err
 		}
 		reaped = append(reaped, Action{Kind: "reap", Name: b.Digest.String(), Size: b.Size, Since: since})
-		return false, txn.Delete(orphanKey(sum))
+		return false, blobOrphans().Delete(txn, sum)
 	})
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)

@@ -39,7 +39,7 @@ func TestKeepsExactlyTheRoots(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := ss.Update(func(txn cas.Txn) error {
-			return txn.Set([]byte{cas.PrefixBuild, 1}, cas.EncodeRefs([]cas.Ref{{Kind: cas.RefBlob, Digest: f.data["pending"]}}))
+			return cas.PendingBuilds().Put(txn, [8]byte{1}, []cas.Ref{{Kind: cas.RefBlob, Digest: f.data["pending"]}})
 		}); err != nil {
 			t.Fatal(err)
 		}

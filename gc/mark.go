@@ -10,6 +10,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/snapshot"
 )
 
@@ -63,10 +64,22 @@ func (m *marker) add(d digest.Digest) error {
 // mark walks roots. A root snapshot or product that cannot be read is an
 // error: gc must not sweep on a partial mark.
 func (m *marker) mark(ctx context.Context, roots *Roots) error {
-	type prod struct {
-		d   digest.Digest
-		why string
+	todo, err := m.walkRoots(ctx, roots)
+	if err != nil {
+		return err
 	}
+	return m.scanProducts(ctx, todo)
+}
+
+// prod is a product blob to scan, and why it is reachable.
+type prod struct {
+	d   digest.Digest
+	why string
+}
+
+// walkRoots marks the snapshots and blobs the roots name and lists the
+// product blobs not scanned yet.
+func (m *marker) walkRoots(ctx context.Context, roots *Roots) ([]prod, error) {
 	var todo []prod
 	addProduct := func(d digest.Digest, why string) error {
 		if m.products[d] {
@@ -99,10 +112,10 @@ func (m *marker) mark(ctx context.Context, roots *Roots) error {
 	}
 	for d, why := range roots.Snapshots {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		if err := addSnapshot(d, why); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, ref := range roots.Refs {
@@ -116,10 +129,15 @@ func (m *marker) mark(ctx context.Context, roots *Roots) error {
 			err = m.add(ref.Digest)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	// Products in parallel: read (checked against their sha256) and scan.
+	return todo, nil
+}
+
+// scanProducts reads the product blobs in parallel (checked against their
+// sha256) and marks the data blobs their items name.
+func (m *marker) scanProducts(ctx context.Context, todo []prod) error {
 	type result struct {
 		sums []Sum
 		err  error
@@ -136,7 +154,7 @@ func (m *marker) mark(ctx context.Context, roots *Roots) error {
 					continue
 				}
 				var sums []Sum
-				if err := snapshot.ItemDigests(raw, func(s Sum) { sums = append(sums, s) }); err != nil {
+				if err := catalog.ItemDigests(raw, func(s Sum) { sums = append(sums, s) }); err != nil {
 					out <- result{err: fmt.Errorf("%s (%s): %w", p.why, p.d, err)}
 					continue
 				}

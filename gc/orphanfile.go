@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/pgp"
-	"github.com/mephstore/mephstore/snapshot"
 )
 
 // The meph2-util compatible commands: find-orphans and reap-orphans work on
@@ -520,7 +520,7 @@ func treeRefs(ctx context.Context, streams []string, o TreeOptions) (map[string]
 				p = strings.TrimSuffix(p, ".sjson") + ".json"
 			}
 			err = withMeta(p, kr, func(b []byte) error {
-				return snapshot.EachItemPath(b, func(path string) error {
+				return catalog.EachItemPath(b, func(path string) error {
 					refs[path] = true
 					return nil
 				})

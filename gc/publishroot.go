@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/publish"
-	"github.com/mephstore/mephstore/snapshot"
 )
 
 // PublishReport is what gc did in one publish root.
@@ -47,10 +47,6 @@ func publishedRoots(ss *cas.Session) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, err
-}
-
-func publishOrphanPrefix(root string) []byte {
-	return append(append([]byte{cas.PrefixOrphan, 'p'}, root...), 0)
 }
 
 // candidate is a file (or staging directory) of a publish root that
@@ -421,12 +417,12 @@ func fileRefs(ctx context.Context, t publish.Target, rel string, fn func(Sum)) e
 	if err != nil {
 		return err
 	}
-	_, _, prods, err := snapshot.ParseCatalog(b)
+	_, _, prods, err := catalog.ParseCatalog(b)
 	if err != nil {
 		return fmt.Errorf("%s: %w (refusing to sweep a root whose products cannot be read)", rel, err)
 	}
 	for _, pf := range prods {
-		if err := snapshot.ItemDigests(pf.Value, fn); err != nil {
+		if err := catalog.ItemDigests(pf.Value, fn); err != nil {
 			return fmt.Errorf("%s: product %s: %w", rel, pf.Key, err)
 		}
 	}
@@ -474,14 +470,8 @@ func orphanRecords(ctx context.Context, s *cas.Store, root string) (map[string]t
 	}
 	defer ss.Close()
 	out := map[string]time.Time{}
-	prefix := publishOrphanPrefix(root)
 	err = ss.View(func(txn cas.Txn) error {
-		return txn.Scan(prefix, nil, func(k, v []byte) error {
-			rel := string(k[len(prefix):])
-			t, err := decodeTime(v)
-			if err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
+		return rootOrphans(root).Scan(txn, func(rel string, t time.Time) error {
 			out[rel] = t
 			return nil
 		})
@@ -505,14 +495,14 @@ func writeOrphanRecords(ctx context.Context, s *cas.Store, root string, set map[
 		return err
 	}
 	defer wb.Cancel()
-	prefix := publishOrphanPrefix(root)
+	tab := rootOrphans(root)
 	for rel, t := range set {
-		if err := wb.Set(append(slices.Clip(prefix), rel...), encodeTime(t)); err != nil {
+		if err := tab.PutIn(wb, rel, t); err != nil {
 			return err
 		}
 	}
 	for _, rel := range drop {
-		if err := wb.Delete(append(slices.Clip(prefix), rel...)); err != nil {
+		if err := tab.DeleteIn(wb, rel); err != nil {
 			return err
 		}
 	}

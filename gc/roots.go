@@ -97,14 +97,13 @@ func CollectRoots(txn cas.Txn, keep int, now time.Time) (*Roots, error) {
 		}
 	}
 	// Pending builds.
-	err = txn.Scan([]byte{cas.PrefixBuild}, nil, func(k, v []byte) error {
-		refs, err := cas.DecodeRefs(v)
-		if err != nil {
-			return fmt.Errorf("pending build %x: %w", k[1:], err)
-		}
+	err = cas.PendingBuilds().Scan(txn, func(_ [8]byte, refs []cas.Ref) error {
 		r.Pending++
 		r.Refs = append(r.Refs, refs...)
 		return nil
 	})
-	return r, err
+	if err != nil {
+		return nil, fmt.Errorf("pending builds: %w", err)
+	}
+	return r, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/testtree"
 	"github.com/mephstore/mephstore/snapshot"
@@ -31,8 +32,8 @@ func TestLongestNamesSignForGpgv(t *testing.T) {
 		vs := p.(map[string]any)["versions"].(map[string]any)
 		renamed := map[string]any{}
 		for _, v := range vs { // one version each (--versions 1)
-			v.(map[string]any)["notes"] = strings.Repeat("n", snapshot.MaxValueLen-2) // quoted: 4096 bytes
-			renamed["20240101."+strings.Repeat("9", snapshot.MaxNameLen-9)] = v       // a serial MAAS reads, 200 bytes
+			v.(map[string]any)["notes"] = strings.Repeat("n", catalog.MaxValueLen-2) // quoted: 4096 bytes
+			renamed["20240101."+strings.Repeat("9", catalog.MaxNameLen-9)] = v       // a serial MAAS reads, 200 bytes
 		}
 		p.(map[string]any)["versions"] = renamed
 	}

@@ -17,6 +17,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"
@@ -319,7 +320,7 @@ func (p *publisher) header(cat *snapshot.Catalog) ([]jsonc.Field, string, error)
 	}
 	header = jsonc.Set(header, "updated", jsonc.Quote(p.updated))
 	header = jsonc.Set(header, "format", jsonc.Quote("products:1.0"))
-	datatype := snapshot.StringField(header, "datatype")
+	datatype := catalog.StringField(header, "datatype")
 	if datatype == "" {
 		datatype = "image-ids"
 		header = jsonc.Set(header, "datatype", jsonc.Quote(datatype))
@@ -441,12 +442,12 @@ func (p *publisher) sign(ctx context.Context, f FileWriter, stem string) error {
 
 // linkData puts the bytes of every item of pr in the shared data pool (when
 // check is set) and points the items' paths at them.
-func (p *publisher) linkData(ctx context.Context, pr *snapshot.Product, check bool) error {
+func (p *publisher) linkData(ctx context.Context, pr *catalog.Product, check bool) error {
 	for vi := range pr.Versions {
 		v := &pr.Versions[vi]
 		for ii := range v.Items {
 			it := &v.Items[ii]
-			sum := snapshot.StringField(it.Fields, "sha256")
+			sum := catalog.StringField(it.Fields, "sha256")
 			if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
 				return fmt.Errorf("product %s version %s item %s: %w", pr.Name, v.Name, it.Name, ErrNoSHA256)
 			}

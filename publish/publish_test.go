@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/testcheck"
@@ -258,7 +259,7 @@ func TestReadersSeeConsistentTrees(t *testing.T) {
 				t.Fatal(err)
 			}
 		case 2:
-			fs, _ := snapshot.ParseFilters([]string{"arch=amd64"})
+			fs, _ := catalog.ParseFilters([]string{"arch=amd64"})
 			f.r.CleanMD(ctx, "stable", 1, fs, false)
 		}
 		f.publish(t, "stable", false)

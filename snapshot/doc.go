@@ -1,7 +1,10 @@
-// Package snapshot holds the simplestreams catalog model, immutable
-// snapshots and streams with history.
+// Package snapshot is the repository of streams: immutable snapshots of
+// simplestreams catalogs, kept as blobs in the store, and streams with
+// history, kept as records. The catalog model itself (parsing, canonical
+// JSON, names, filters, versions) is package catalog, which knows nothing
+// of storage.
 //
-// # Model
+// # Model (package catalog)
 //
 // A products file (a catalog) is its top-level fields (the header) and its
 // products; a product is its fields and its versions; a version its fields

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/testtree"
@@ -119,14 +120,14 @@ func sourceItems(t testing.TB, tree, label string) map[string]map[string]map[str
 // item -> size/sha256/path.
 func queryAll(t testing.TB, r *Repo, stream string, filters ...string) map[string]map[string]map[string]srcItem {
 	t.Helper()
-	fs, err := ParseFilters(filters)
+	fs, err := catalog.ParseFilters(filters)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]map[string]map[string]srcItem{}
-	err = r.Query(ctx, head(t, r, stream).Head, QueryOptions{Filters: fs}, func(s *Scope) error {
+	err = r.Query(ctx, head(t, r, stream).Head, QueryOptions{Filters: fs}, func(s *catalog.Scope) error {
 		var it srcItem
-		b, err := FlatJSON(s)
+		b, err := catalog.FlatJSON(s)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/pgp"
@@ -26,7 +27,7 @@ var ErrBadItem = errors.New("bad item")
 type InsertOptions struct {
 	Keyring pgp.Keyring // required unless NoVerify
 	Verify  bool        // read index.sjson and check every signature
-	Filters []Filter
+	Filters []catalog.Filter
 	DryRun  bool
 	Jobs    int // parallel downloads (default 4 for URLs, 1 for directories)
 	Meters  progress.Factory
@@ -62,7 +63,7 @@ type fileRef struct {
 func splitProduct(name string, raw []byte) (fields, versions []jsonc.Field, err error) {
 	fs, err := jsonc.Object(raw)
 	if err != nil {
-		return nil, nil, fmt.Errorf("product %s: %w: %w", name, ErrBadCatalog, err)
+		return nil, nil, fmt.Errorf("product %s: %w: %w", name, catalog.ErrBadCatalog, err)
 	}
 	for _, f := range jsonc.Sort(fs) {
 		if f.Key != "versions" {
@@ -71,7 +72,7 @@ func splitProduct(name string, raw []byte) (fields, versions []jsonc.Field, err 
 		}
 		versions, err = jsonc.Object(f.Value)
 		if err != nil {
-			return nil, nil, fmt.Errorf("product %s: versions: %w: %w", name, ErrBadCatalog, err)
+			return nil, nil, fmt.Errorf("product %s: versions: %w: %w", name, catalog.ErrBadCatalog, err)
 		}
 		versions = jsonc.Sort(versions)
 	}
@@ -188,7 +189,7 @@ func checkPresentMD5(ctx context.Context, s *cas.Store, present []cas.Ref, files
 
 // planInsert lists the source versions that match the filters and that
 // the stream (head) lacks, checking each, and the files they refer to.
-func planInsert(ctx context.Context, head *Doc, cats []SourceCatalog, filters []Filter, res *InsertResult) ([]candidate, map[digest.Digest]fileRef, error) {
+func planInsert(ctx context.Context, head *Doc, cats []SourceCatalog, filters []catalog.Filter, res *InsertResult) ([]candidate, map[digest.Digest]fileRef, error) {
 	var cands []candidate
 	files := map[digest.Digest]fileRef{}
 	for ci := range cats {
@@ -202,20 +203,20 @@ func planInsert(ctx context.Context, head *Doc, cats []SourceCatalog, filters []
 				return nil, nil, fmt.Errorf("%s: %w", sc.Path, err)
 			}
 			have := versionNames(head, sc.ContentID, pf.Key)
-			sp := &Product{Name: pf.Key, Fields: pfields}
+			sp := &catalog.Product{Name: pf.Key, Fields: pfields}
 			for _, vf := range versions {
 				if have[vf.Key] {
 					continue
 				}
-				v, err := parseVersion(vf.Key, vf.Value)
+				v, err := catalog.ParseVersion(vf.Key, vf.Value)
 				if err != nil {
 					return nil, nil, fmt.Errorf("%s: product %s: %w", sc.Path, pf.Key, err)
 				}
-				if !VersionMatches(filters, sc.Header, sp, &v) {
+				if !catalog.VersionMatches(filters, sc.Header, sp, &v) {
 					continue
 				}
-				if err := CheckVersion(sc.ContentID, sc.Header, pf.Key, pfields, &v); err != nil {
-					return nil, nil, fmt.Errorf("%s: %w", sc.Path, err)
+				if err := catalog.CheckVersion(sc.ContentID, sc.Header, pf.Key, pfields, &v); err != nil {
+					return nil, nil, fmt.Errorf("%s: %w", sc.Path, badSource(err))
 				}
 				if err := collectFiles(sc, sp, &v, files); err != nil {
 					return nil, nil, err
@@ -318,14 +319,14 @@ type ItemFile struct {
 // ReadItemFile reads the file fields of the scope's item (merged, as
 // simplestreams reads them) and checks them: a path that stays inside the
 // tree, a sha256 of 64 lowercase hex digits, a non-negative integer size.
-func ReadItemFile(s *Scope) (ItemFile, error) {
+func ReadItemFile(s *catalog.Scope) (ItemFile, error) {
 	pathv, _ := s.Get("path")
 	path, ok := jsonc.String(pathv)
 	if !ok || path == "" {
 		return ItemFile{}, fmt.Errorf("%w: no path", ErrBadItem)
 	}
-	if err := CheckItemPath(path); err != nil {
-		return ItemFile{Path: path}, err
+	if err := catalog.CheckItemPath(path); err != nil {
+		return ItemFile{Path: path}, badSource(err)
 	}
 	shav, _ := s.Get("sha256")
 	sum, _ := jsonc.String(shav)
@@ -342,8 +343,8 @@ func ReadItemFile(s *Scope) (ItemFile, error) {
 
 // collectFiles adds the files of a version's items to files, checking that
 // each has what is needed to fetch and verify it.
-func collectFiles(sc *SourceCatalog, p *Product, v *Version, files map[digest.Digest]fileRef) error {
-	s := Scope{Header: sc.Header, Product: p, Version: v}
+func collectFiles(sc *SourceCatalog, p *catalog.Product, v *catalog.Version, files map[digest.Digest]fileRef) error {
+	s := catalog.Scope{Header: sc.Header, Product: p, Version: v}
 	for i := range v.Items {
 		s.Item = &v.Items[i]
 		f, err := ReadItemFile(&s)
@@ -352,7 +353,7 @@ func collectFiles(sc *SourceCatalog, p *Product, v *Version, files map[digest.Di
 		}
 		m := s.Text("md5")
 		if m != "" && (len(m) != 32 || strings.Trim(m, "0123456789abcdef") != "") {
-			return fmt.Errorf("%s: product %s version %s item %s: %w: md5 %q is not 32 lowercase hex digits", sc.Path, p.Name, v.Name, s.Item.Name, ErrBadItem, clip(m))
+			return fmt.Errorf("%s: product %s version %s item %s: %w: md5 %q is not 32 lowercase hex digits", sc.Path, p.Name, v.Name, s.Item.Name, ErrBadItem, catalog.Clip(m))
 		}
 		d := digest.NewDigestFromEncoded(digest.SHA256, f.SHA256)
 		old, seen := files[d]
@@ -425,12 +426,12 @@ type NewVersion struct {
 func (r *Repo) AddVersions(ctx context.Context, stream, op string, adds []NewVersion) (*Result, error) {
 	cands := make([]candidate, len(adds))
 	for i, a := range adds {
-		v, err := parseVersion(a.Version, a.Raw)
+		v, err := catalog.ParseVersion(a.Version, a.Raw)
 		if err != nil {
 			return nil, fmt.Errorf("product %s: %w", a.Product, err)
 		}
-		if err := CheckVersion(a.ContentID, a.Header, a.Product, a.ProductFields, &v); err != nil {
-			return nil, err
+		if err := catalog.CheckVersion(a.ContentID, a.Header, a.Product, a.ProductFields, &v); err != nil {
+			return nil, badSource(err)
 		}
 		cands[i] = candidate{cid: a.ContentID, header: jsonc.Sort(slices.Clone(a.Header)), product: a.Product,
 			pfields: jsonc.Sort(slices.Clone(a.ProductFields)), version: a.Version, raw: a.Raw}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/jsonc"
 )
 
@@ -23,25 +24,25 @@ func TestCompareVersions(t *testing.T) {
 		{"v2", "v10", -1},
 		{"007", "7", 1}, // same number: the longer spelling sorts after
 	} {
-		if got := CompareVersions(tc.a, tc.b); got != tc.want {
+		if got := catalog.CompareVersions(tc.a, tc.b); got != tc.want {
 			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
-		if got := CompareVersions(tc.b, tc.a); got != -tc.want {
+		if got := catalog.CompareVersions(tc.b, tc.a); got != -tc.want {
 			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.b, tc.a, got, -tc.want)
 		}
 	}
 }
 
-func testScope(t *testing.T) *Scope {
+func testScope(t *testing.T) *catalog.Scope {
 	t.Helper()
-	p, err := ParseProduct("com.ubuntu.maas.daily:v3:boot:24.04:amd64:ga-24.04", []byte(`{
+	p, err := catalog.ParseProduct("com.ubuntu.maas.daily:v3:boot:24.04:amd64:ga-24.04", []byte(`{
 	 "arch": "amd64", "release": "noble", "label": "daily", "num": 12, "flag": true,
 	 "versions": {"20240101": {"pubname": "noble-x", "items": {
 	   "boot-kernel": {"ftype": "boot-kernel", "size": 64, "arch": "override"}}}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Scope{Header: jsonc.Sort([]jsonc.Field{{Key: "content_id", Value: []byte(`"com.ubuntu.maas:daily:v3:download"`)}}),
+	return &catalog.Scope{Header: jsonc.Sort([]jsonc.Field{{Key: "content_id", Value: []byte(`"com.ubuntu.maas:daily:v3:download"`)}}),
 		Product: p, Version: &p.Versions[0], Item: &p.Versions[0].Items[0]}
 }
 
@@ -77,28 +78,28 @@ func TestFilterSemantics(t *testing.T) {
 		{"item_name=boot-kernel", true},
 		{"size=64", true},
 	} {
-		f, err := ParseFilter(tc.expr)
+		f, err := catalog.ParseFilter(tc.expr)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.expr, err)
 		}
-		if got := MatchScope([]Filter{f}, s); got != tc.want {
+		if got := catalog.MatchScope([]catalog.Filter{f}, s); got != tc.want {
 			t.Errorf("%s: got %v, want %v", tc.expr, got, tc.want)
 		}
 	}
 	for _, bad := range []string{"", "=x", "release", "release:noble", "release~(", "release!~[", "!=x"} {
-		if _, err := ParseFilter(bad); !errors.Is(err, ErrBadFilter) {
+		if _, err := catalog.ParseFilter(bad); !errors.Is(err, catalog.ErrBadFilter) {
 			t.Errorf("ParseFilter(%q) = %v, want ErrBadFilter", bad, err)
 		}
 	}
-	fs, _ := ParseFilters([]string{"release=noble", "arch=amd64"}) // arch is overridden by the item
-	if MatchScope(fs, s) {
+	fs, _ := catalog.ParseFilters([]string{"release=noble", "arch=amd64"}) // arch is overridden by the item
+	if catalog.MatchScope(fs, s) {
 		t.Error("all filters must match")
 	}
 }
 
 func TestProductRoundTripKeepsUnknownFields(t *testing.T) {
 	raw := `{"zeta":{"b":1,"a":[1,2]},"arch":"amd64","versions":{"2":{"x-new":"kept","items":{"i":{"size":1,"ftype":"f"}},"zz":null},"10":{"items":{}}},"_aliases":{"k":"v"}}`
-	p, err := ParseProduct("p", []byte(raw))
+	p, err := catalog.ParseProduct("p", []byte(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func TestProductRoundTripKeepsUnknownFields(t *testing.T) {
 			t.Fatalf("indented output has a line starting with '-': %q", l)
 		}
 	}
-	p2, err := ParseProduct("p", b)
+	p2, err := catalog.ParseProduct("p", b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,23 +128,23 @@ func TestProductRoundTripKeepsUnknownFields(t *testing.T) {
 	if string(b2) != string(b) {
 		t.Fatal("encoding is not stable")
 	}
-	if _, err := ParseProduct("p", []byte(`{"versions": [1]}`)); !errors.Is(err, ErrBadCatalog) {
+	if _, err := catalog.ParseProduct("p", []byte(`{"versions": [1]}`)); !errors.Is(err, catalog.ErrBadCatalog) {
 		t.Fatalf("versions as a list: %v", err)
 	}
 }
 
 func TestShallowEditEncodesLikeFullModel(t *testing.T) {
 	raw := []byte(`{"zeta": 1, "arch": "amd64", "versions": {"20240102": {"items": {"b": {"size": 2, "ftype": "x"}, "a": {"size": 1}}}}}`)
-	full, err := ParseProduct("p", raw)
+	full, err := catalog.ParseProduct("p", raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	newRaw := []byte(`{"items": {"k": {"sha256": "ab", "size": 3}}, "label": "daily"}`)
-	v, _ := parseVersion("20240101", newRaw)
+	v, _ := catalog.ParseVersion("20240101", newRaw)
 	full.AddVersion(v)
 	want, _ := full.Blob()
 
-	orig, _ := ParseProduct("p", raw)
+	orig, _ := catalog.ParseProduct("p", raw)
 	blob, _ := orig.Blob()
 	sh, err := parseShallow("p", blob, 2)
 	if err != nil {
@@ -182,7 +183,7 @@ func TestEachItemPath(t *testing.T) {
 	 "p2": {"versions": {"v1": {"items": {"k": {"path": "b\/k"}, "k": {"path": "b/dup"}}}}},
 	 "p3": {"arch": "arm64"}}}`)
 	var got []string
-	if err := EachItemPath(cat, func(p string) error { got = append(got, p); return nil }); err != nil {
+	if err := catalog.EachItemPath(cat, func(p string) error { got = append(got, p); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if s := strings.Join(got, ","); s != "a/k,a/i,b/k,b/dup" {
@@ -197,7 +198,7 @@ func TestEachItemPath(t *testing.T) {
 		"truncated file": `{"content_id": "c", "products": {"p": {"versions": {`,
 		"truncated head": `{"content_id": `,
 	} {
-		if err := EachItemPath([]byte(bad), func(string) error { return nil }); !errors.Is(err, ErrBadCatalog) {
+		if err := catalog.EachItemPath([]byte(bad), func(string) error { return nil }); !errors.Is(err, catalog.ErrBadCatalog) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

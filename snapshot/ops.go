@@ -3,9 +3,11 @@ package snapshot
 import (
 	"context"
 	"fmt"
-	"github.com/mephstore/mephstore/cas"
 	"strconv"
 	"strings"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -15,7 +17,7 @@ import (
 // PromoteOptions select what promote copies.
 type PromoteOptions struct {
 	Version string
-	Filters []Filter
+	Filters []catalog.Filter
 	Label   string // label to rename to; default: the destination stream's
 	DryRun  bool
 }
@@ -74,7 +76,7 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 				if err != nil {
 					return err
 				}
-				if v == nil || !VersionMatches(o.Filters, sheader, sp.product(), v) {
+				if v == nil || !catalog.VersionMatches(o.Filters, sheader, sp.product(), v) {
 					continue
 				}
 				found++
@@ -111,7 +113,7 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 	})
 }
 
-func filterNote(fs []Filter) string {
+func filterNote(fs []catalog.Filter) string {
 	if len(fs) == 0 {
 		return ""
 	}
@@ -124,7 +126,7 @@ func filterNote(fs []Filter) string {
 
 // CleanMD keeps the max newest versions (in CompareVersions order) of every
 // product that has a version matching the filters.
-func (r *Repo) CleanMD(ctx context.Context, name string, max int, filters []Filter, dryRun bool) (*Result, error) {
+func (r *Repo) CleanMD(ctx context.Context, name string, max int, filters []catalog.Filter, dryRun bool) (*Result, error) {
 	if max < 0 {
 		return nil, fmt.Errorf("clean-md: --max %d: must not be negative", max)
 	}
@@ -141,7 +143,7 @@ func (r *Repo) CleanMD(ctx context.Context, name string, max int, filters []Filt
 				return err
 			}
 			names := p.names()
-			order := newestFirst(names)
+			order := catalog.NewestFirstNames(names)
 			for _, i := range order[max:] {
 				if _, err := p.remove(names[i]); err != nil {
 					return err
@@ -153,7 +155,7 @@ func (r *Repo) CleanMD(ctx context.Context, name string, max int, filters []Filt
 	})
 }
 
-func anyVersionMatches(fs []Filter, header []jsonc.Field, p *shallow) (bool, error) {
+func anyVersionMatches(fs []catalog.Filter, header []jsonc.Field, p *shallow) (bool, error) {
 	if len(fs) == 0 {
 		return true, nil
 	}
@@ -162,7 +164,7 @@ func anyVersionMatches(fs []Filter, header []jsonc.Field, p *shallow) (bool, err
 		if err != nil {
 			return false, err
 		}
-		if VersionMatches(fs, header, p.product(), pv) {
+		if catalog.VersionMatches(fs, header, p.product(), pv) {
 			return true, nil
 		}
 	}
@@ -171,7 +173,7 @@ func anyVersionMatches(fs []Filter, header []jsonc.Field, p *shallow) (bool, err
 
 // Remove removes the version called version from every product where it
 // matches the filters.
-func (r *Repo) Remove(ctx context.Context, name, version string, filters []Filter, dryRun bool) (*Result, error) {
+func (r *Repo) Remove(ctx context.Context, name, version string, filters []catalog.Filter, dryRun bool) (*Result, error) {
 	op := fmt.Sprintf("remove %s %s", name, version)
 	for _, f := range filters {
 		op += " " + f.String()
@@ -182,7 +184,7 @@ func (r *Repo) Remove(ctx context.Context, name, version string, filters []Filte
 			if err != nil {
 				return err
 			}
-			if v == nil || !VersionMatches(filters, header, p.product(), v) {
+			if v == nil || !catalog.VersionMatches(filters, header, p.product(), v) {
 				return nil
 			}
 			if _, err := p.remove(version); err != nil {

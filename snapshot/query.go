@@ -2,24 +2,21 @@ package snapshot
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
+	"github.com/mephstore/mephstore/catalog"
 	digest "github.com/opencontainers/go-digest"
-
-	"github.com/mephstore/mephstore/internal/jsonc"
 )
 
 // QueryOptions select items, as sstream-query does.
 type QueryOptions struct {
-	Filters []Filter
+	Filters []catalog.Filter
 	Max     int // newest versions per product to read (0: all)
 }
 
 // Query calls fn for every item of the snapshot that matches the filters,
 // product by product (name order), newest version first, items by name.
 // One product is in memory at a time.
-func (r *Repo) Query(ctx context.Context, snap digest.Digest, o QueryOptions, fn func(s *Scope) error) error {
+func (r *Repo) Query(ctx context.Context, snap digest.Digest, o QueryOptions, fn func(s *catalog.Scope) error) error {
 	doc, err := r.Doc(snap)
 	if err != nil {
 		return err
@@ -38,16 +35,16 @@ func (r *Repo) Query(ctx context.Context, snap digest.Digest, o QueryOptions, fn
 			if err != nil {
 				return err
 			}
-			order := NewestFirst(p)
+			order := catalog.NewestFirst(p)
 			if o.Max > 0 && len(order) > o.Max {
 				order = order[:o.Max]
 			}
-			s := Scope{Header: header, Product: p}
+			s := catalog.Scope{Header: header, Product: p}
 			for _, vi := range order {
 				s.Version = &p.Versions[vi]
 				for ii := range s.Version.Items {
 					s.Item = &s.Version.Items[ii]
-					if !MatchScope(o.Filters, &s) {
+					if !catalog.MatchScope(o.Filters, &s) {
 						continue
 					}
 					if err := fn(&s); err != nil {
@@ -58,43 +55,6 @@ func (r *Repo) Query(ctx context.Context, snap digest.Digest, o QueryOptions, fn
 		}
 	}
 	return nil
-}
-
-// Format renders an item with a Python %-format: %(key)s is the item's
-// (inherited) value of key, "" when missing; %% is a percent sign.
-func Format(format string, s *Scope) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(format); i++ {
-		c := format[i]
-		if c != '%' {
-			b.WriteByte(c)
-			continue
-		}
-		if i+1 < len(format) && format[i+1] == '%' {
-			b.WriteByte('%')
-			i++
-			continue
-		}
-		if i+1 >= len(format) || format[i+1] != '(' {
-			return "", fmt.Errorf("output format %q: at %d: want %%(key)s or %%%%", format, i)
-		}
-		end := strings.IndexByte(format[i:], ')')
-		if end < 0 || i+end+1 >= len(format) || format[i+end+1] != 's' {
-			return "", fmt.Errorf("output format %q: at %d: want %%(key)s", format, i)
-		}
-		b.WriteString(s.Text(format[i+2 : i+end]))
-		i += end + 1
-	}
-	return b.String(), nil
-}
-
-// FlatJSON writes the item's flattened fields as one compact JSON object.
-func FlatJSON(s *Scope) ([]byte, error) {
-	w := jsonc.Writer{}
-	if err := w.Fields(s.Flatten(), 0); err != nil {
-		return nil, err
-	}
-	return w.Buf, nil
 }
 
 // DiffResult lists what differs from snapshot A to snapshot B.
@@ -181,7 +141,7 @@ func (r *Repo) Diff(ctx context.Context, a, b digest.Digest) (*DiffResult, error
 	return res, nil
 }
 
-func diffProduct(a, b *Product) *ProductDelta {
+func diffProduct(a, b *catalog.Product) *ProductDelta {
 	d := ProductDelta{Product: b.Name, Added: []string{}, Removed: []string{}, Modified: []string{}}
 	i, j := 0, 0
 	for i < len(a.Versions) || j < len(b.Versions) {
@@ -193,14 +153,14 @@ func diffProduct(a, b *Product) *ProductDelta {
 			d.Added = append(d.Added, b.Versions[j].Name)
 			j++
 		default:
-			if !EqualVersions(&a.Versions[i], &b.Versions[j]) {
+			if !catalog.EqualVersions(&a.Versions[i], &b.Versions[j]) {
 				d.Modified = append(d.Modified, b.Versions[j].Name)
 			}
 			i++
 			j++
 		}
 	}
-	if len(d.Added) == 0 && len(d.Removed) == 0 && len(d.Modified) == 0 && equalFields(a.Fields, b.Fields) {
+	if len(d.Added) == 0 && len(d.Removed) == 0 && len(d.Modified) == 0 && catalog.EqualFields(a.Fields, b.Fields) {
 		return nil
 	}
 	return &d

@@ -13,6 +13,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/jsonc"
 )
 
@@ -85,12 +86,12 @@ func (r *Repo) Doc(d digest.Digest) (*Doc, error) {
 }
 
 // Product reads a product blob.
-func (r *Repo) Product(ref *ProductRef) (*Product, error) {
+func (r *Repo) Product(ref *ProductRef) (*catalog.Product, error) {
 	b, err := r.s.ReadBlob(ref.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("product %s: %w", ref.Name, err)
 	}
-	return ParseProduct(ref.Name, b)
+	return catalog.ParseProduct(ref.Name, b)
 }
 
 // CreateStream makes a stream with an empty first snapshot.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/jsonc"
 )
 
@@ -34,12 +35,12 @@ func (p *shallow) find(name string) (int, bool) {
 }
 
 // version parses one version.
-func (p *shallow) version(name string) (*Version, error) {
+func (p *shallow) version(name string) (*catalog.Version, error) {
 	i, ok := p.find(name)
 	if !ok {
 		return nil, nil
 	}
-	v, err := parseVersion(name, p.Versions[i].Value)
+	v, err := catalog.ParseVersion(name, p.Versions[i].Value)
 	if err != nil {
 		return nil, fmt.Errorf("product %s: %w", p.Name, err)
 	}
@@ -47,7 +48,7 @@ func (p *shallow) version(name string) (*Version, error) {
 }
 
 // product is the shallow product with no versions, for Scope lookups.
-func (p *shallow) product() *Product { return &Product{Name: p.Name, Fields: p.Fields} }
+func (p *shallow) product() *catalog.Product { return &catalog.Product{Name: p.Name, Fields: p.Fields} }
 
 // add inserts a version given as canonical compact JSON; false if present.
 func (p *shallow) add(name string, canonical []byte) (bool, error) {

@@ -114,36 +114,6 @@ func decodeDoc(d digest.Digest, b []byte) (*Doc, error) {
 	return &doc, nil
 }
 
-// ParseCatalog splits a products file into its header fields (sorted,
-// without "products"), its content id and its products (raw objects, in
-// name order). Values are slices of raw.
-func ParseCatalog(raw []byte) (header []jsonc.Field, contentID string, products []jsonc.Field, err error) {
-	fs, err := jsonc.Object(raw)
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("%w: %w", ErrBadCatalog, err)
-	}
-	var prods []byte
-	for _, f := range jsonc.Sort(fs) {
-		if f.Key == "products" {
-			prods = f.Value
-			continue
-		}
-		header = append(header, f)
-	}
-	contentID = StringField(header, "content_id")
-	if contentID == "" {
-		return nil, "", nil, fmt.Errorf("%w: no content_id", ErrBadCatalog)
-	}
-	if prods == nil {
-		return nil, "", nil, fmt.Errorf("%w: %s: no products", ErrBadCatalog, contentID)
-	}
-	products, err = jsonc.Object(prods)
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("%w: %s: products: %w", ErrBadCatalog, contentID, err)
-	}
-	return header, contentID, jsonc.Sort(products), nil
-}
-
 // encodeHeader is the canonical compact header.
 func encodeHeader(fs []jsonc.Field) (json.RawMessage, error) {
 	w := jsonc.Writer{}

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/testtree"
 )
@@ -104,9 +105,9 @@ func TestInsertBrokenTrees(t *testing.T) {
 		{"bom", true, pgp.ErrNotSigned, ".sjson"},
 		{"content-id", false, ErrBadSource, "content_id"},
 		{"escape-path", true, ErrBadSource, "stay inside"},
-		{"content-id-dir", true, ErrBadMetadataName, "content_id \"com.ubuntu.maas:../../x\""},
-		{"product-dir", true, ErrBadMetadataName, "product name \"com.ubuntu.maas:../../x\""},
-		{"long-name", true, ErrBadMetadataName, "version name"},
+		{"content-id-dir", true, catalog.ErrBadMetadataName, "content_id \"com.ubuntu.maas:../../x\""},
+		{"product-dir", true, catalog.ErrBadMetadataName, "product name \"com.ubuntu.maas:../../x\""},
+		{"long-name", true, catalog.ErrBadMetadataName, "version name"},
 	} {
 		t.Run(tc.brk, func(t *testing.T) {
 			tree := testtree.Make(t, k, "--break", tc.brk)
@@ -137,7 +138,7 @@ func TestInsertFiltersAndDryRun(t *testing.T) {
 	tree := testtree.Make(t, nil, "--arches", "amd64,arm64,s390x", "--versions", "2")
 	r := newRepo(t, "daily")
 	o := unsignedOpts()
-	o.Filters, _ = ParseFilters([]string{"arch!=arm64", "arch~^(amd|s3)"})
+	o.Filters, _ = catalog.ParseFilters([]string{"arch!=arm64", "arch~^(amd|s3)"})
 	o.DryRun = true
 	blobs := blobCount(t, r)
 	res := mustInsert(t, r, tree, "daily", o)
@@ -206,7 +207,7 @@ func TestPromoteRenamesAndCopiesNoData(t *testing.T) {
 	r := newRepo(t, "daily", "stable")
 	mustInsert(t, r, tree, "daily", unsignedOpts())
 	blobs := blobCount(t, r)
-	fs, _ := ParseFilters([]string{"arch=amd64"})
+	fs, _ := catalog.ParseFilters([]string{"arch=amd64"})
 	res, err := r.Promote(ctx, "daily", "stable", PromoteOptions{Version: "20240102", Filters: fs})
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +233,7 @@ func TestPromoteRenamesAndCopiesNoData(t *testing.T) {
 	}
 	src := queryAll(t, r, "daily")
 	n := 0
-	err = r.Query(ctx, head(t, r, "stable").Head, QueryOptions{}, func(s *Scope) error {
+	err = r.Query(ctx, head(t, r, "stable").Head, QueryOptions{}, func(s *catalog.Scope) error {
 		n++
 		if s.Text("label") != "stable" || s.Text("content_id") != "com.ubuntu.maas:stable:v3:download" {
 			t.Errorf("%s: label %q content id %q", s.Product.Name, s.Text("label"), s.Text("content_id"))
@@ -301,7 +302,7 @@ func TestCleanMDOrdersSerialsByNumber(t *testing.T) {
 	tree := testtree.Make(t, nil, "--versions", "20240101.9,20240101.10,20240101.2,20231231")
 	r := newRepo(t, "daily")
 	mustInsert(t, r, tree, "daily", unsignedOpts())
-	fs, _ := ParseFilters([]string{"arch=amd64"})
+	fs, _ := catalog.ParseFilters([]string{"arch=amd64"})
 	res, err := r.CleanMD(ctx, "daily", 2, fs, false)
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +332,7 @@ func TestRemoveAndDiff(t *testing.T) {
 	r := newRepo(t, "daily")
 	mustInsert(t, r, tree, "daily", unsignedOpts())
 	before := head(t, r, "daily").Head
-	fs, _ := ParseFilters([]string{"arch=arm64"})
+	fs, _ := catalog.ParseFilters([]string{"arch=arm64"})
 	if _, err := r.Remove(ctx, "daily", "20240102", fs, false); err != nil {
 		t.Fatal(err)
 	}
@@ -363,9 +364,9 @@ func TestQueryMaxAndFormat(t *testing.T) {
 	r := newRepo(t, "daily")
 	mustInsert(t, r, tree, "daily", unsignedOpts())
 	var lines []string
-	fs, _ := ParseFilters([]string{"ftype=squashfs", "arch=amd64"})
-	err := r.Query(ctx, head(t, r, "daily").Head, QueryOptions{Filters: fs, Max: 2}, func(s *Scope) error {
-		l, err := Format("%(product_name)s %(version_name)s %(os)s %(missing)s|100%%", s)
+	fs, _ := catalog.ParseFilters([]string{"ftype=squashfs", "arch=amd64"})
+	err := r.Query(ctx, head(t, r, "daily").Head, QueryOptions{Filters: fs, Max: 2}, func(s *catalog.Scope) error {
+		l, err := catalog.Format("%(product_name)s %(version_name)s %(os)s %(missing)s|100%%", s)
 		lines = append(lines, l)
 		return err
 	})
@@ -377,7 +378,7 @@ func TestQueryMaxAndFormat(t *testing.T) {
 		t.Fatalf("got %q (%v)", lines, err)
 	}
 	for _, bad := range []string{"%(x", "%d", "%(x)d"} {
-		if _, err := Format(bad, &Scope{Product: &Product{}}); err == nil {
+		if _, err := catalog.Format(bad, &catalog.Scope{Product: &catalog.Product{}}); err == nil {
 			t.Errorf("format %q accepted", bad)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/pgp"
@@ -19,6 +20,15 @@ import (
 
 // ErrBadSource is wrapped by errors in a source tree's layout or index.
 var ErrBadSource = errors.New("bad source tree")
+
+// badSource marks a path refused by the catalog's rules as a bad source
+// tree.
+func badSource(err error) error {
+	if errors.Is(err, catalog.ErrBadPath) && !errors.Is(err, ErrBadSource) {
+		return fmt.Errorf("%w: %w", ErrBadSource, err)
+	}
+	return err
+}
 
 // ErrTooLarge is wrapped when a metadata document passes MaxMetadata.
 var ErrTooLarge = errors.New("metadata document too large")
@@ -128,19 +138,10 @@ func (s *Source) Location(rel string) string {
 	return s.root + (&url.URL{Path: rel}).EscapedPath()
 }
 
-// CheckRel refuses paths that could leave the tree.
-func CheckRel(p string) error {
-	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || strings.ContainsAny(p, "?#") ||
-		path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") || strings.Contains(p, "://") {
-		return fmt.Errorf("path %q: %w: must be relative and stay inside the tree", p, ErrBadSource)
-	}
-	return nil
-}
-
 // Open opens the file at rel below the root; size is -1 when unknown.
 func (s *Source) Open(ctx context.Context, rel string) (io.ReadCloser, int64, error) {
-	if err := CheckRel(rel); err != nil {
-		return nil, 0, err
+	if err := catalog.CheckRel(rel); err != nil {
+		return nil, 0, badSource(err)
 	}
 	if s.url == nil {
 		f, err := s.openLocal(rel)
@@ -275,7 +276,7 @@ func (s *Source) ReadCatalogs(ctx context.Context, kr pgp.Keyring, verify bool) 
 		return nil, fmt.Errorf("%s: %w: %w", idx, ErrBadSource, err)
 	}
 	fs = jsonc.Sort(fs)
-	if f := StringField(fs, "format"); f != "index:1.0" {
+	if f := catalog.StringField(fs, "format"); f != "index:1.0" {
 		return nil, fmt.Errorf("%s: %w: format %q, want index:1.0", idx, ErrBadSource, f)
 	}
 	iv, ok := jsonc.Get(fs, "index")
@@ -288,20 +289,20 @@ func (s *Source) ReadCatalogs(ctx context.Context, kr pgp.Keyring, verify bool) 
 	}
 	var out []SourceCatalog
 	for _, e := range jsonc.Sort(entries) {
-		if err := CheckName("content_id", e.Key); err != nil {
+		if err := catalog.CheckName("content_id", e.Key); err != nil {
 			return nil, fmt.Errorf("%s: index: %w", idx, err)
 		}
 		efs, err := jsonc.Object(e.Value)
 		if err != nil {
-			return nil, fmt.Errorf("%s: index entry %s: %w: %w", idx, e.Key, ErrBadSource, err)
+			return nil, fmt.Errorf("%s: index entry %s: %w", idx, e.Key, badSource(err))
 		}
 		efs = jsonc.Sort(efs)
-		if dt := StringField(efs, "datatype"); dt != "image-ids" && dt != "image-downloads" {
+		if dt := catalog.StringField(efs, "datatype"); dt != "image-ids" && dt != "image-downloads" {
 			continue
 		}
-		p := StringField(efs, "path")
-		if err := CheckRel(p); err != nil {
-			return nil, fmt.Errorf("%s: index entry %s: %w", idx, e.Key, err)
+		p := catalog.StringField(efs, "path")
+		if err := catalog.CheckRel(p); err != nil {
+			return nil, fmt.Errorf("%s: index entry %s: %w", idx, e.Key, badSource(err))
 		}
 		if verify && !strings.HasSuffix(p, ".sjson") {
 			return nil, fmt.Errorf("%s: index entry %s: %w: the signed index points at the unsigned %s", idx, e.Key, ErrBadSource, p)
@@ -310,14 +311,14 @@ func (s *Source) ReadCatalogs(ctx context.Context, kr pgp.Keyring, verify bool) 
 		if err != nil {
 			return nil, err
 		}
-		header, cid, prods, err := ParseCatalog(body)
+		header, cid, prods, err := catalog.ParseCatalog(body)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
 		if cid != e.Key {
 			return nil, fmt.Errorf("%s: %w: content_id %q, but the index lists it as %q", p, ErrBadSource, cid, e.Key)
 		}
-		out = append(out, SourceCatalog{Path: p, Format: StringField(efs, "format"), ContentID: cid, Header: header, Products: prods})
+		out = append(out, SourceCatalog{Path: p, Format: catalog.StringField(efs, "format"), ContentID: cid, Header: header, Products: prods})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: %w: no image products files in the index", idx, ErrBadSource)
@@ -335,11 +336,11 @@ func (s *Source) readProductsFile(ctx context.Context, kr pgp.Keyring, verify bo
 	if err != nil {
 		return nil, err
 	}
-	header, cid, prods, err := ParseCatalog(body)
+	header, cid, prods, err := catalog.ParseCatalog(body)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	if err := CheckName("content_id", cid); err != nil {
+	if err := catalog.CheckName("content_id", cid); err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return []SourceCatalog{{Path: p, Format: "products:1.0", ContentID: cid, Header: header, Products: prods}}, nil

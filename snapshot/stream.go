@@ -1,8 +1,6 @@
 package snapshot
 
 import (
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -78,29 +76,25 @@ func ValidStreamName(s string) error {
 	return nil
 }
 
-func streamKey(name string) []byte { return append([]byte{cas.PrefixStream}, name...) }
-
-func historyKey(name string, seq uint64) []byte {
-	k := append([]byte{cas.PrefixHistory}, name...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint64(k, seq)
+// streamHeads is the table of stream records (name, label, head).
+func streamHeads() cas.Table[string, Stream] {
+	return cas.NewTable(cas.KindStream, nil, cas.StringKey(), cas.JSONValue[Stream]())
 }
 
-func historyPrefix(name string) []byte {
-	return append(append([]byte{cas.PrefixHistory}, name...), 0)
+// historyOf is the table of a stream's history entries, by sequence
+// number. (Stream names hold no NUL: the sub-space of one never holds
+// another's.)
+func historyOf(name string) cas.Table[uint64, Entry] {
+	return cas.NewTable(cas.KindHistory, append([]byte(name), 0), cas.Uint64Key(), cas.JSONValue[Entry]())
 }
 
 // GetStream reads a stream record.
 func GetStream(txn cas.Txn, name string) (*Stream, error) {
-	v, err := txn.Get(streamKey(name))
+	st, err := streamHeads().Get(txn, name)
 	if errors.Is(err, cas.ErrNoRecord) {
 		return nil, fmt.Errorf("stream %q: %w", name, ErrNoStream)
 	}
 	if err != nil {
-		return nil, err
-	}
-	var st Stream
-	if err := json.Unmarshal(v, &st); err != nil {
 		return nil, fmt.Errorf("stream %q: record: %w", name, err)
 	}
 	return &st, nil
@@ -109,30 +103,29 @@ func GetStream(txn cas.Txn, name string) (*Stream, error) {
 // Streams lists every stream in name order.
 func Streams(txn cas.Txn) ([]*Stream, error) {
 	var out []*Stream
-	err := txn.Scan([]byte{cas.PrefixStream}, nil, func(k, v []byte) error {
-		var st Stream
-		if err := json.Unmarshal(v, &st); err != nil {
-			return fmt.Errorf("stream record %q: %w", k[1:], err)
-		}
+	err := streamHeads().Scan(txn, func(name string, st Stream) error {
 		out = append(out, &st)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("stream records: %w", err)
+	}
+	return out, nil
 }
 
 // History calls fn for the stream's history entries, newest first, until
 // fn returns false.
 func History(txn cas.Txn, name string, fn func(Entry) bool) error {
-	return txn.ScanReverse(historyPrefix(name), func(k, v []byte) error {
-		var e Entry
-		if err := json.Unmarshal(v, &e); err != nil {
-			return fmt.Errorf("stream %q: history: %w", name, err)
-		}
+	err := historyOf(name).ScanReverse(txn, func(_ uint64, e Entry) error {
 		if !fn(e) {
 			return cas.ErrStopScan
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("stream %q: history: %w", name, err)
+	}
+	return nil
 }
 
 // appendEntry moves the stream's head by appending a history entry.
@@ -141,16 +134,8 @@ func appendEntry(txn cas.Txn, st *Stream, e Entry) error {
 	e.Seq = st.Seq
 	st.Head = e.Snapshot
 	st.Updated = e.Time
-	eb, err := json.Marshal(e)
-	if err != nil {
+	if err := historyOf(st.Name).Put(txn, e.Seq, e); err != nil {
 		return err
 	}
-	sb, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	if err := txn.Set(historyKey(st.Name, e.Seq), eb); err != nil {
-		return err
-	}
-	return txn.Set(streamKey(st.Name), sb)
+	return streamHeads().Put(txn, st.Name, *st)
 }

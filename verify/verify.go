@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/pgp"
@@ -31,7 +32,7 @@ type Options struct {
 	// Max reads the newest Max versions of each product (0: all);
 	// Filters select the items read. The metadata checks cover everything.
 	Max     int
-	Filters []snapshot.Filter
+	Filters []catalog.Filter
 	Jobs    int // parallel readers; default 2 for a directory, 4 for a URL
 	Client  *fetch.Client
 	// RequireDetached makes a missing .json.gpg beside a signed tree's
@@ -154,17 +155,17 @@ func (r *Report) checkCatalog(c *snapshot.SourceCatalog, o Options, files map[st
 	if c.Format != "products:1.0" {
 		bad(fmt.Sprintf("the index entry's format is %q, want products:1.0 (clients skip the entry)", c.Format))
 	}
-	if dt := snapshot.StringField(c.Header, "datatype"); dt == "" {
+	if dt := catalog.StringField(c.Header, "datatype"); dt == "" {
 		bad("no datatype")
 	}
-	if f := snapshot.StringField(c.Header, "format"); f != "products:1.0" {
+	if f := catalog.StringField(c.Header, "format"); f != "products:1.0" {
 		bad(fmt.Sprintf("format %q, want products:1.0", f))
 	}
-	if !parsesTime(snapshot.StringField(c.Header, "updated")) {
-		bad(fmt.Sprintf("updated %q is not a date like Sat, 15 Jun 2024 00:00:00 +0000", snapshot.StringField(c.Header, "updated")))
+	if !parsesTime(catalog.StringField(c.Header, "updated")) {
+		bad(fmt.Sprintf("updated %q is not a date like Sat, 15 Jun 2024 00:00:00 +0000", catalog.StringField(c.Header, "updated")))
 	}
 	for _, pf := range c.Products {
-		p, err := snapshot.ParseProduct(pf.Key, pf.Value)
+		p, err := catalog.ParseProduct(pf.Key, pf.Value)
 		if err != nil {
 			r.Problems = append(r.Problems, Problem{Check: "metadata", Product: pf.Key, Reason: err.Error()})
 			continue
@@ -190,7 +191,7 @@ var maasFields = []string{"arch", "label", "os", "release", "release_title", "su
 var versionNameRe = regexp.MustCompile(`^([0-9]{8})(\.[0-9]+|_[0-9]+)?$`)
 
 // checkProduct checks one product and its versions and items.
-func (r *Report) checkProduct(c *snapshot.SourceCatalog, p *snapshot.Product, o Options, files map[string]*dataFile) {
+func (r *Report) checkProduct(c *snapshot.SourceCatalog, p *catalog.Product, o Options, files map[string]*dataFile) {
 	maas := func(version, reason string) {
 		r.Problems = append(r.Problems, Problem{Check: "maas", Product: p.Name, Version: version, Reason: reason})
 	}
@@ -204,7 +205,7 @@ func (r *Report) checkProduct(c *snapshot.SourceCatalog, p *snapshot.Product, o 
 		maas("", "no versions")
 	}
 	selected := map[string]bool{}
-	order := snapshot.NewestFirst(p)
+	order := catalog.NewestFirst(p)
 	for i, vi := range order {
 		if o.Max == 0 || i < o.Max {
 			selected[p.Versions[vi].Name] = true
@@ -230,12 +231,12 @@ func (r *Report) checkProduct(c *snapshot.SourceCatalog, p *snapshot.Product, o 
 		if !have["squashfs"] && !have["root-image.gz"] {
 			maas(v.Name, "no squashfs or root-image.gz item")
 		}
-		s := snapshot.Scope{Header: c.Header, Product: p, Version: v}
+		s := catalog.Scope{Header: c.Header, Product: p, Version: v}
 		for ii := range v.Items {
 			s.Item = &v.Items[ii]
 			r.Items++
 			df := r.checkItem(&s)
-			if df != nil && selected[v.Name] && snapshot.MatchScope(o.Filters, &s) {
+			if df != nil && selected[v.Name] && catalog.MatchScope(o.Filters, &s) {
 				r.Selected++
 				r.addFile(files, df)
 			}
@@ -245,7 +246,7 @@ func (r *Report) checkProduct(c *snapshot.SourceCatalog, p *snapshot.Product, o 
 
 // checkItem checks an item's fields (merged, as simplestreams reads them)
 // and returns its file, or nil when it is unusable.
-func (r *Report) checkItem(s *snapshot.Scope) *dataFile {
+func (r *Report) checkItem(s *catalog.Scope) *dataFile {
 	at := Problem{Product: s.Product.Name, Version: s.Version.Name, Item: s.Item.Name}
 	bad := func(check, reason string) *dataFile {
 		p := at

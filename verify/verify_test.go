@@ -10,10 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/testref"
 	"github.com/mephstore/mephstore/internal/testtree"
-	"github.com/mephstore/mephstore/snapshot"
 	"github.com/mephstore/mephstore/verify"
 )
 
@@ -141,7 +141,7 @@ func TestVerifyURLWithSelection(t *testing.T) {
 	tree := testtree.Make(t, k, "--versions", "3", "--arches", "amd64,arm64,s390x")
 	srv := httptest.NewServer(http.FileServer(http.Dir(tree)))
 	defer srv.Close()
-	fs, _ := snapshot.ParseFilters([]string{"arch=amd64"})
+	fs, _ := catalog.ParseFilters([]string{"arch=amd64"})
 	rep, err := verify.Verify(ctx, srv.URL+"/streams/v1/index.sjson", verify.Options{Keyring: keyring(t, k), Max: 1, Filters: fs, Jobs: 3})
 	if err != nil || !rep.OK() {
 		t.Fatalf("%v %+v", err, rep)
@@ -154,7 +154,7 @@ func TestVerifyURLWithSelection(t *testing.T) {
 		t.Fatalf("metadata only: %+v", rep)
 	}
 	// A filter that matches nothing cannot pass.
-	fs, _ = snapshot.ParseFilters([]string{"arch=riscv64"})
+	fs, _ = catalog.ParseFilters([]string{"arch=riscv64"})
 	if rep, _ = verify.Verify(ctx, tree, verify.Options{Filters: fs}); rep.OK() {
 		t.Fatal("an empty selection passed")
 	}

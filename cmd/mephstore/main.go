@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/mephstore/mephstore/publish"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -57,6 +59,15 @@ type usageError struct{ err error }
 
 func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
+
+// usageIf marks err as a usage error when it wraps ErrUsage (a package's
+// way of saying the command line lacks something).
+func usageIf(err error) error {
+	if errors.Is(err, publish.ErrMissingChoice) {
+		return usageError{err}
+	}
+	return err
+}
 
 // silentError carries an exit code for a failure already reported.
 type silentError struct{ code int }

@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mephstore/mephstore/build"
-	"github.com/mephstore/mephstore/cas"
-	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"
 	"github.com/mephstore/mephstore/publish"
@@ -44,10 +40,12 @@ atomic directory exchange. Publishing an unchanged head writes nothing. The publ
 			if err != nil {
 				return err
 			}
-			o, err := a.publishOptions(cmd, r.Store(), root, signKey, passFile, noSign)
+			o, err := publish.Resolve(ctxOf(cmd), r.Store(), publish.Choice{Root: root, SignKey: signKey,
+				PassphraseFile: passFile, Passphrase: a.getenv("MEPHSTORE_SIGN_PASSPHRASE"), NoSign: noSign})
 			if err != nil {
-				return err
+				return usageIf(err)
 			}
+			o.Meters = a.meters()
 			c, res, err := build.PublishStream(ctxOf(cmd), r, args[0], o)
 			if c != nil {
 				out := a.stdout
@@ -90,22 +88,6 @@ atomic directory exchange. Publishing an unchanged head writes nothing. The publ
 	return cmd
 }
 
-// settings reads settings remembered in the store ("" for unset ones).
-func (a *app) settings(cmd *cobra.Command, s *cas.Store, names ...string) ([]string, error) {
-	ss, err := s.Reader(ctxOf(cmd))
-	if err != nil {
-		return nil, err
-	}
-	defer ss.Close()
-	out := make([]string, len(names))
-	for i, n := range names {
-		if out[i], err = ss.Setting(n); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 func (a *app) keyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "key", Short: "Signing keys"}
 	var out, name, email string
@@ -119,13 +101,12 @@ func (a *app) keyCmd() *cobra.Command {
 			if out == "" {
 				return usageError{errors.New("key generate needs --out DIR")}
 			}
-			s, err := writeNewKey(out, name, email)
+			s, files, err := pgp.WriteNewKey(out, name, email)
 			if err != nil {
 				return err
 			}
-			files := keyFiles(out)
 			fmt.Fprintf(a.stdout, "key %s\n  secret:  %s (keep it; mode 0600, no passphrase)\n  keyring: %s (binary, for MAAS and gpgv)\n  keyring: %s (armoured)\n",
-				s.Fingerprint(), files["secret"], files["public"], files["armored"])
+				s.Fingerprint(), files.Secret, files.Public, files.Armored)
 			return nil
 		},
 	}
@@ -134,85 +115,6 @@ func (a *app) keyCmd() *cobra.Command {
 	gen.Flags().StringVar(&email, "email", "mephstore@localhost", "email in the key's user id")
 	cmd.AddCommand(gen)
 	return cmd
-}
-
-// keyFiles are the files key generate writes in dir.
-func keyFiles(dir string) map[string]string {
-	return map[string]string{"secret": filepath.Join(dir, "signing-key.asc"), "public": filepath.Join(dir, "keyring.gpg"), "armored": filepath.Join(dir, "keyring.asc")}
-}
-
-// writeNewKey makes a signing key and writes it into dir (made if needed):
-// the secret key, and the public keyring binary and armoured. An existing
-// key is never overwritten.
-func writeNewKey(dir, name, email string) (*pgp.Signer, error) {
-	files := keyFiles(dir)
-	for _, p := range files {
-		if _, err := os.Stat(p); err == nil {
-			return nil, fmt.Errorf("%s exists: not overwriting a key", p)
-		}
-	}
-	s, err := pgp.GenerateKey(name, email)
-	if err != nil {
-		return nil, err
-	}
-	if err := fsx.MkdirDurable(dir, 0o700); err != nil {
-		return nil, err
-	}
-	var sec, pub, arm strings.Builder
-	if err := s.WriteSecret(&sec); err != nil {
-		return nil, err
-	}
-	s.WritePublic(&pub, false)
-	s.WritePublic(&arm, true)
-	for _, f := range []struct {
-		path, data string
-		mode       os.FileMode
-	}{{files["secret"], sec.String(), 0o600}, {files["public"], pub.String(), 0o644}, {files["armored"], arm.String(), 0o644}} {
-		if err := fsx.WriteFileAtomic(f.path, []byte(f.data), f.mode); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
-}
-
-// publishOptions resolves where and how to publish: the flags, else what
-// the store remembers.
-func (a *app) publishOptions(cmd *cobra.Command, s *cas.Store, root, signKey, passFile string, noSign bool) (publish.Options, error) {
-	saved, err := a.settings(cmd, s, publish.SettingRoot, publish.SettingSignKey)
-	if err != nil {
-		return publish.Options{}, err
-	}
-	savedRoot, savedKey := saved[0], saved[1]
-	if root == "" {
-		root = savedRoot
-	}
-	if root == "" {
-		return publish.Options{}, usageError{errors.New("no publish root yet: give --publish-root DIR (it is remembered)")}
-	}
-	o := publish.Options{Root: root, Meters: a.meters()}
-	if noSign {
-		return o, nil
-	}
-	key := signKey
-	if key == "" {
-		key = savedKey
-	}
-	if key == "" {
-		return o, usageError{errors.New("give --sign-key FILE (it is remembered) or --no-sign; 'mephstore key generate' makes a key")}
-	}
-	pass := []byte(a.getenv("MEPHSTORE_SIGN_PASSPHRASE"))
-	if passFile != "" {
-		b, err := os.ReadFile(passFile)
-		if err != nil {
-			return o, err
-		}
-		pass = []byte(strings.TrimRight(string(b), "\r\n"))
-	}
-	if o.Signer, err = pgp.ReadSigningKey(key, pass); err != nil {
-		return o, err
-	}
-	o.SignKeyPath, err = filepath.Abs(key)
-	return o, err
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -230,7 +132,7 @@ func (a *app) serveCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				saved, err := a.settings(cmd, s, publish.SettingRoot)
+				saved, err := s.ReadSettings(ctxOf(cmd), publish.SettingRoot)
 				if err != nil {
 					return err
 				}

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -169,18 +168,7 @@ func (a *app) storeDir() string {
 }
 
 func (a *app) openStore() (*cas.Store, error) {
-	s, err := cas.Open(a.storeDir(), cas.Options{Wait: a.wait, Logger: a.log})
-	if err != nil {
-		return nil, err
-	}
-	// The work trees of builds killed while customising (their mounts
-	// included) go at the next run.
-	if removed, err := build.CleanWork(s.Dir()); err != nil {
-		a.log.Warn("stale build work trees", "err", err)
-	} else if len(removed) > 0 {
-		a.log.Info("removed the work trees of builds that died", "trees", strings.Join(removed, ", "))
-	}
-	return s, nil
+	return build.OpenStore(a.storeDir(), cas.Options{Wait: a.wait, Logger: a.log})
 }
 
 // meters draws progress on stderr when it is a terminal.

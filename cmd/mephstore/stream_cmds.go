@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"
 	"github.com/mephstore/mephstore/snapshot"
@@ -31,8 +32,8 @@ func short(d fmt.Stringer) string {
 	return s
 }
 
-func parseFilters(args []string) ([]snapshot.Filter, error) {
-	fs, err := snapshot.ParseFilters(args)
+func parseFilters(args []string) ([]catalog.Filter, error) {
+	fs, err := catalog.ParseFilters(args)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -500,10 +501,10 @@ version, product and products file, plus product_name, version_name and item_nam
 			if asJSON {
 				w.WriteString("[")
 			}
-			err = r.Query(ctxOf(cmd), d, snapshot.QueryOptions{Filters: filters, Max: max}, func(s *snapshot.Scope) error {
+			err = r.Query(ctxOf(cmd), d, snapshot.QueryOptions{Filters: filters, Max: max}, func(s *catalog.Scope) error {
 				n++
 				if asJSON {
-					b, err := snapshot.FlatJSON(s)
+					b, err := catalog.FlatJSON(s)
 					if err != nil {
 						return err
 					}
@@ -514,7 +515,7 @@ version, product and products file, plus product_name, version_name and item_nam
 					w.Write(b)
 					return nil
 				}
-				line, err := snapshot.Format(format, s)
+				line, err := catalog.Format(format, s)
 				if err != nil {
 					return usageError{err}
 				}

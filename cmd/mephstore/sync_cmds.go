@@ -9,9 +9,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mephstore/mephstore/build"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/cloudsync"
 	"github.com/mephstore/mephstore/internal/pgp"
-	"github.com/mephstore/mephstore/snapshot"
+	"github.com/mephstore/mephstore/publish"
 )
 
 // exitPartial: sync built some images and failed others (the built ones
@@ -97,7 +98,7 @@ func (a *app) syncOptions(cmd *cobra.Command, f syncFlags, args []string) (cloud
 	if f.target != "" && f.target != "force" {
 		return o, usageError{fmt.Errorf("--target %q: the only value is force", f.target)}
 	}
-	filters, err := snapshot.ParseFilters(args)
+	filters, err := catalog.ParseFilters(args)
 	if err != nil {
 		return o, usageError{err}
 	}
@@ -149,10 +150,12 @@ func (a *app) runSync(cmd *cobra.Command, f syncFlags, args []string) error {
 		return err
 	}
 	if f.doPublish && !f.dryRun {
-		po, err := a.publishOptions(cmd, r.Store(), f.root, f.signKey, f.passFile, f.noSign)
+		po, err := publish.Resolve(ctxOf(cmd), r.Store(), publish.Choice{Root: f.root, SignKey: f.signKey,
+			PassphraseFile: f.passFile, Passphrase: a.getenv("MEPHSTORE_SIGN_PASSPHRASE"), NoSign: f.noSign})
 		if err != nil {
-			return err
+			return usageIf(err)
 		}
+		po.Meters = a.meters()
 		o.Publish = &po
 	}
 	rep, err := cloudsync.Run(ctxOf(cmd), r, o)

@@ -3,18 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/mephstore/mephstore/build"
+	"github.com/mephstore/mephstore/catalog"
 	"github.com/mephstore/mephstore/internal/cloudgen"
-	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"
 	"github.com/mephstore/mephstore/internal/streamgen"
-	"github.com/mephstore/mephstore/snapshot"
 	"github.com/mephstore/mephstore/verify"
 )
 
@@ -49,7 +45,7 @@ directory, unusable keyring).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o := verify.Options{MetadataOnly: metaOnly, Max: max, Jobs: jobs, RequireDetached: reqDt, Client: a.fetchClient()}
 			var err error
-			if o.Filters, err = snapshot.ParseFilters(args[1:]); err != nil {
+			if o.Filters, err = catalog.ParseFilters(args[1:]); err != nil {
 				return usageError{err}
 			}
 			if keyring != "" {
@@ -119,7 +115,7 @@ func (a *app) devCmd() *cobra.Command {
 					return err
 				}
 			case keyOut != "":
-				if spec.Signer, err = writeNewKey(keyOut, "mephstore test trees", "test@example.invalid"); err != nil {
+				if spec.Signer, _, err = pgp.WriteNewKey(keyOut, "mephstore test trees", "test@example.invalid"); err != nil {
 					return err
 				}
 			}
@@ -150,29 +146,15 @@ func (a *app) makeCloudTreeCmd() *cobra.Command {
 		Example: "  mephstore dev make-cloud-tree --releases 20 --arches amd64,arm64,armhf,i386,ppc64el,s390x --versions 400 --metadata-only /tmp/up",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			text := cloudgen.ConfigFor(releases, arches)
-			cfg, err := build.ParseConfig("generated", []byte(text), nil)
-			if err != nil {
-				return err
-			}
-			spec := cloudgen.Spec{Config: cfg, Arches: arches, MetadataOnly: metaOnly}
-			for i := range releases {
-				spec.Releases = append(spec.Releases, fmt.Sprintf("r%02d", i))
-			}
-			day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-			for i := range versions {
-				spec.Versions = append(spec.Versions, day.AddDate(0, 0, i).Format("20060102"))
-			}
+			t := cloudgen.Tree{Releases: releases, Versions: versions, Arches: arches, MetadataOnly: metaOnly}
 			if keyOut != "" {
-				if spec.Signer, err = writeNewKey(keyOut, "mephstore test trees", "test@example.invalid"); err != nil {
+				var err error
+				if t.Signer, _, err = pgp.WriteNewKey(keyOut, "mephstore test trees", "test@example.invalid"); err != nil {
 					return err
 				}
 			}
-			p, err := cloudgen.Write(args[0], spec)
+			p, err := cloudgen.WriteTree(args[0], t)
 			if err != nil {
-				return err
-			}
-			if err := fsx.WriteFileAtomic(filepath.Join(args[0], "config.yaml"), []byte(text), 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "wrote %s: %d releases x %d arches x %d versions; products file %s\n", args[0], releases, len(arches), versions, p)

@@ -16,8 +16,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mephstore/mephstore/build"
+	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/pgp"
 )
 
@@ -284,4 +286,36 @@ func squash(tarball []byte) ([]byte, error) {
 		return nil, fmt.Errorf("tar2sqfs: %v: %s", err, out)
 	}
 	return os.ReadFile(f.Name())
+}
+
+// Tree is what WriteTree makes: releases r00, r01, … for each arch, with
+// versions daily serials from 20260101.
+type Tree struct {
+	Releases, Versions int
+	Arches             []string
+	MetadataOnly       bool
+	Signer             *pgp.Signer
+}
+
+// WriteTree writes a generated upstream and its build config
+// (dir/config.yaml), and returns the products file's path.
+func WriteTree(dir string, t Tree) (string, error) {
+	text := ConfigFor(t.Releases, t.Arches)
+	cfg, err := build.ParseConfig("generated", []byte(text), nil)
+	if err != nil {
+		return "", err
+	}
+	spec := Spec{Config: cfg, Arches: t.Arches, MetadataOnly: t.MetadataOnly, Signer: t.Signer}
+	for i := range t.Releases {
+		spec.Releases = append(spec.Releases, fmt.Sprintf("r%02d", i))
+	}
+	day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range t.Versions {
+		spec.Versions = append(spec.Versions, day.AddDate(0, 0, i).Format("20060102"))
+	}
+	p, err := Write(dir, spec)
+	if err != nil {
+		return "", err
+	}
+	return p, fsx.WriteFileAtomic(filepath.Join(dir, "config.yaml"), []byte(text), 0o644)
 }

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/mephstore/mephstore/internal/fsx"
 )
 
 // ErrNoSigningKey is wrapped when a key file holds no usable secret key.
@@ -186,4 +189,50 @@ func (d *dashEscaper) Write(p []byte) (int, error) {
 		p = p[i+1:]
 	}
 	return n, nil
+}
+
+// KeyFiles are the files WriteNewKey writes.
+type KeyFiles struct {
+	Secret  string // armoured secret key, 0600
+	Public  string // binary public keyring (for MAAS and gpgv)
+	Armored string // armoured public key
+}
+
+// NewKeyFiles names the key files in dir.
+func NewKeyFiles(dir string) KeyFiles {
+	return KeyFiles{Secret: filepath.Join(dir, "signing-key.asc"), Public: filepath.Join(dir, "keyring.gpg"), Armored: filepath.Join(dir, "keyring.asc")}
+}
+
+// WriteNewKey makes a signing key and writes it into dir (made if
+// needed): the secret key, and the public keyring binary and armoured. An
+// existing key is never overwritten.
+func WriteNewKey(dir, name, email string) (*Signer, KeyFiles, error) {
+	files := NewKeyFiles(dir)
+	for _, p := range []string{files.Secret, files.Public, files.Armored} {
+		if _, err := os.Stat(p); err == nil {
+			return nil, files, fmt.Errorf("%s exists: not overwriting a key", p)
+		}
+	}
+	s, err := GenerateKey(name, email)
+	if err != nil {
+		return nil, files, err
+	}
+	if err := fsx.MkdirDurable(dir, 0o700); err != nil {
+		return nil, files, err
+	}
+	var sec, pub, arm strings.Builder
+	if err := s.WriteSecret(&sec); err != nil {
+		return nil, files, err
+	}
+	s.WritePublic(&pub, false)
+	s.WritePublic(&arm, true)
+	for _, f := range []struct {
+		path, data string
+		mode       os.FileMode
+	}{{files.Secret, sec.String(), 0o600}, {files.Public, pub.String(), 0o644}, {files.Armored, arm.String(), 0o644}} {
+		if err := fsx.WriteFileAtomic(f.path, []byte(f.data), f.mode); err != nil {
+			return nil, files, err
+		}
+	}
+	return s, files, nil
 }

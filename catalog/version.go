@@ -1,4 +1,4 @@
-package snapshot
+package catalog
 
 import (
 	"slices"
@@ -63,11 +63,11 @@ func NewestFirst(p *Product) []int {
 	for i, v := range p.Versions {
 		names[i] = v.Name
 	}
-	return newestFirst(names)
+	return NewestFirstNames(names)
 }
 
 // newestFirst returns the indexes of version names ordered newest first.
-func newestFirst(names []string) []int {
+func NewestFirstNames(names []string) []int {
 	idx := make([]int, len(names))
 	for i := range idx {
 		idx[i] = i

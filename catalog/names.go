@@ -1,8 +1,9 @@
-package snapshot
+package catalog
 
 import (
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/mephstore/mephstore/internal/jsonc"
@@ -60,7 +61,7 @@ func isAlnum(c byte) bool {
 // content id names the products file, and no name may hold a '/'.
 func CheckName(kind, s string) error {
 	if why := checkComponent(s); why != "" {
-		return fmt.Errorf("%s %q: %w: %s", kind, clip(s), ErrBadMetadataName, why)
+		return fmt.Errorf("%s %q: %w: %s", kind, Clip(s), ErrBadMetadataName, why)
 	}
 	return nil
 }
@@ -69,21 +70,21 @@ func CheckName(kind, s string) error {
 // that each pass the name rules, at most MaxPathLen bytes.
 func CheckItemPath(p string) error {
 	if len(p) > MaxPathLen {
-		return fmt.Errorf("path %q: %w: %d bytes long, at most %d", clip(p), ErrBadMetadataName, len(p), MaxPathLen)
+		return fmt.Errorf("path %q: %w: %d bytes long, at most %d", Clip(p), ErrBadMetadataName, len(p), MaxPathLen)
 	}
 	if err := CheckRel(p); err != nil {
 		return err
 	}
 	for _, c := range strings.Split(p, "/") {
 		if why := checkComponent(c); why != "" {
-			return fmt.Errorf("path %q: %w: component %q %s", clip(p), ErrBadMetadataName, clip(c), why)
+			return fmt.Errorf("path %q: %w: component %q %s", Clip(p), ErrBadMetadataName, Clip(c), why)
 		}
 	}
 	return nil
 }
 
 // clip shortens what an error quotes.
-func clip(s string) string {
+func Clip(s string) string {
 	if len(s) > 80 {
 		return s[:80] + "..."
 	}
@@ -94,10 +95,10 @@ func clip(s string) string {
 func checkValues(where string, fs []jsonc.Field) error {
 	for _, f := range fs {
 		if len(f.Key) > MaxNameLen {
-			return fmt.Errorf("%s: field %q: %w: the key is %d bytes long, at most %d", where, clip(f.Key), ErrBadMetadataName, len(f.Key), MaxNameLen)
+			return fmt.Errorf("%s: field %q: %w: the key is %d bytes long, at most %d", where, Clip(f.Key), ErrBadMetadataName, len(f.Key), MaxNameLen)
 		}
 		if len(f.Value) > MaxValueLen {
-			return fmt.Errorf("%s: field %s: %w: the value is %d bytes long, at most %d", where, clip(f.Key), ErrBadMetadataName, len(f.Value), MaxValueLen)
+			return fmt.Errorf("%s: field %s: %w: the value is %d bytes long, at most %d", where, Clip(f.Key), ErrBadMetadataName, len(f.Value), MaxValueLen)
 		}
 	}
 	return nil
@@ -140,6 +141,18 @@ func CheckVersion(cid string, header []jsonc.Field, product string, pfields []js
 				return fmt.Errorf("%s item %s: %w", where, it.Name, err)
 			}
 		}
+	}
+	return nil
+}
+
+// ErrBadPath is wrapped when a path from metadata could leave its tree.
+var ErrBadPath = errors.New("bad path")
+
+// CheckRel refuses paths that could leave the tree.
+func CheckRel(p string) error {
+	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || strings.ContainsAny(p, "?#") ||
+		path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") || strings.Contains(p, "://") {
+		return fmt.Errorf("path %q: %w: must be relative and stay inside the tree", p, ErrBadPath)
 	}
 	return nil
 }

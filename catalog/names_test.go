@@ -1,4 +1,4 @@
-package snapshot
+package catalog
 
 import (
 	"errors"
@@ -70,17 +70,8 @@ func TestItemPaths(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("%q: %v, want ok=%v", tc.path, err, tc.ok)
 		}
-		if err != nil && !errors.Is(err, ErrBadMetadataName) && !errors.Is(err, ErrBadSource) {
-			t.Errorf("%q: error %v wraps neither ErrBadMetadataName nor ErrBadSource", tc.path, err)
-		}
-	}
-}
-
-func TestStreamNamesReserved(t *testing.T) {
-	r := newRepo(t, "daily")
-	for _, n := range []string{"data", "streams"} {
-		if _, err := r.CreateStream(ctx, n, ""); !errors.Is(err, ErrBadName) || !strings.Contains(err.Error(), "publish root") {
-			t.Errorf("stream %q: %v", n, err)
+		if err != nil && !errors.Is(err, ErrBadMetadataName) && !errors.Is(err, ErrBadPath) {
+			t.Errorf("%q: error %v wraps neither ErrBadMetadataName nor ErrBadPath", tc.path, err)
 		}
 	}
 }

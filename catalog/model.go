@@ -1,4 +1,4 @@
-package snapshot
+package catalog
 
 import (
 	"bytes"
@@ -63,7 +63,7 @@ func ParseProduct(name string, raw []byte) (*Product, error) {
 			return nil, fmt.Errorf("product %s: versions: %w: %w", name, ErrBadCatalog, err)
 		}
 		for _, vf := range jsonc.Sort(vfs) {
-			v, err := parseVersion(vf.Key, vf.Value)
+			v, err := ParseVersion(vf.Key, vf.Value)
 			if err != nil {
 				return nil, fmt.Errorf("product %s: %w", name, err)
 			}
@@ -73,7 +73,7 @@ func ParseProduct(name string, raw []byte) (*Product, error) {
 	return p, nil
 }
 
-func parseVersion(name string, raw []byte) (Version, error) {
+func ParseVersion(name string, raw []byte) (Version, error) {
 	fs, err := jsonc.Object(raw)
 	if err != nil {
 		return Version{}, fmt.Errorf("version %s: %w: %w", name, ErrBadCatalog, err)
@@ -266,13 +266,13 @@ func (s *Scope) Flatten() []jsonc.Field {
 }
 
 // equalFields reports whether two sorted field lists are the same.
-func equalFields(a, b []jsonc.Field) bool {
+func EqualFields(a, b []jsonc.Field) bool {
 	return slices.EqualFunc(a, b, func(x, y jsonc.Field) bool { return x.Key == y.Key && bytes.Equal(x.Value, y.Value) })
 }
 
 // EqualVersions reports whether two versions have the same fields and items.
 func EqualVersions(a, b *Version) bool {
-	return equalFields(a.Fields, b.Fields) && slices.EqualFunc(a.Items, b.Items, func(x, y Item) bool {
-		return x.Name == y.Name && equalFields(x.Fields, y.Fields)
+	return EqualFields(a.Fields, b.Fields) && slices.EqualFunc(a.Items, b.Items, func(x, y Item) bool {
+		return x.Name == y.Name && EqualFields(x.Fields, y.Fields)
 	})
 }
