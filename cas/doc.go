@@ -1,5 +1,22 @@
 // Package cas is mephstore's content-addressed blob pool and the store's
-// metadata database.
+// metadata database, and the storage seam above them:
+//
+//   - BlobStore (blobstore.go): blobs by digest; writers hash while
+//     writing and commit only under the expected digest and size; ranged
+//     reads; walk. Optional capabilities: LocalFiles (a blob's file, for
+//     hard links) and TempFiles (a file a tool writes, moved in without a
+//     copy). LocalPool is the local implementation; blobtest.Run is the
+//     contract.
+//   - Records and Txn (txn.go): transactions over ordered keys, a unit of
+//     work across record kinds; the local implementation is badger, and
+//     this is the only package that imports it; recordtest.Run is the
+//     contract. Table (table.go) makes each record kind a typed store with
+//     key and value codecs.
+//
+// Invariants: a blob is visible only once its bytes match its digest, and
+// never changes; a record refers only to blobs that are visible; every
+// write is durable before the operation that made it returns; recovery on
+// the next writer finishes or undoes whatever a crash cut short.
 //
 // A store is a directory (see paths.go for the drawing). Blobs live in
 // pool/sha256/<2 hex>/<64 hex>, named by the sha256 of their bytes, read-only

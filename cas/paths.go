@@ -6,7 +6,9 @@ package cas
 //	├── format                   "mephstore-store 1\n": written last by init; a store has it
 //	├── lock                     writers' exclusive flock; holds {pid, host, since, operation}
 //	├── db.lock                  gate for badger: exclusive for a writer session, shared for readers
-//	├── db/                      badger: blob records, intents, and the other packages' records
+//	├── gc.lock                  held by a running gc (gc.GCLockFile)
+//	├── reserve                  32 MiB that gc releases on a full disk (init --reserve)
+//	├── db/                      badger: every record kind (Kind in table.go)
 //	├── pool/
 //	│   ├── sha256/
 //	│   │   └── ab/
@@ -28,7 +30,9 @@ package cas
 //	'l' + id[8] + 0   a lease (JSON); 'l' + id[8] + 1 + random[8]: a batch of the
 //	                  references it protects (kind byte + sha256, 33 bytes each)
 //
-// Other packages keep their records under their own prefixes (see Prefix*).
+// The other kinds (streams 's', history 'h', orphans 'o', pending builds
+// 'p', settings 'c') are typed tables (table.go) declared by the package
+// that owns their values; their key bytes are written by Table alone.
 
 import (
 	"path/filepath"

@@ -8,6 +8,14 @@
 // the lease was taken (the operation may build on any of them). Marking
 // reads each root snapshot, its product blobs and their items' sha256.
 //
+// A run is a plan, then its execution. MakePlan changes nothing: it marks
+// from the roots, runs the store's blob and orphan records through the pure
+// sweeper (plan.go; tested with a small fixture language) and each publish
+// root's listing through the pure planRoot, and returns a Plan: what is
+// live, what becomes an orphan, what is reaped, which published files go,
+// each with its reason (gc --dry-run prints it, --json as JSON). Executing
+// it records and deletes only what still holds when each step is taken.
+//
 // Sweeping never deletes a blob the first time it is found unreachable: it
 // gets an orphan record holding that time, and a later run deletes the blobs
 // orphaned for longer than Older. A blob that is reachable again loses its
@@ -23,10 +31,10 @@
 // gate, so a published tree is always valid and a reader holding an old
 // index keeps finding its files for at least Older.
 //
-// Orphan records live in the store's database:
-//
-//	'o' 'b' + sha256[32]                    first found unreachable (varint unix ns)
-//	'o' 'p' + publish root + 0 + path       the same, for a file of a publish root
+// Orphan records are two typed record stores (cas.Table) of kind
+// cas.KindOrphan: blobOrphans (sha256 → first found unreachable) and, per
+// publish root, rootOrphans (path → the same). Publish roots are read and
+// swept through publish.Target alone.
 //
 // Pending builds (cas.PendingBuilds) hold a reference list.
 //

@@ -101,3 +101,65 @@ func TestSweepPlanner(t *testing.T) {
 		})
 	}
 }
+
+// TestRootPlanner: the publish-root planner in the same fixture language:
+// the files nothing refers to now (kind/name), their orphan records
+// (name:age) and the gate, against the new orphans, the reaps, the
+// records forgotten and the count of those waiting.
+func TestRootPlanner(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name, unref, known, older string
+		orphan, reap, forget      string
+		waiting                   int
+	}{
+		{name: "nothing", older: "3d"},
+		{name: "first found", unref: "data/a products/p", older: "3d", orphan: "a p", waiting: 2},
+		{name: "first found, no gate", unref: "data/a", older: "0s", orphan: "a", reap: "a"},
+		{name: "old enough", unref: "data/a index/s", known: "a:4d s:3d", older: "3d", reap: "a s"},
+		{name: "not yet", unref: "data/a", known: "a:2d", older: "3d", waiting: 1},
+		{name: "referenced again", unref: "data/a", known: "a:4d b:1d", older: "3d", reap: "a", forget: "b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var all []candidate
+			for _, f := range strings.Fields(tc.unref) {
+				kind, name, _ := strings.Cut(f, "/")
+				all = append(all, candidate{rel: name, kind: kind, size: 1})
+			}
+			known := map[string]time.Time{}
+			for _, f := range strings.Fields(tc.known) {
+				name, age, _ := strings.Cut(f, ":")
+				d, err := ParseAge(age)
+				if err != nil {
+					t.Fatal(err)
+				}
+				known[name] = now.Add(-d)
+			}
+			older, _ := ParseAge(tc.older)
+			p := planRoot("/pub", all, known, now, now.Add(-older))
+			names := func(steps []Step) string {
+				var out []string
+				for _, st := range steps {
+					if st.Reason == "" || st.Root != "/pub" {
+						t.Errorf("step %+v: no reason or root", st)
+					}
+					out = append(out, st.Name)
+				}
+				slices.Sort(out)
+				return strings.Join(out, " ")
+			}
+			if got := names(p.Orphan); got != tc.orphan {
+				t.Errorf("orphans %q, want %q", got, tc.orphan)
+			}
+			if got := names(p.Reap); got != tc.reap {
+				t.Errorf("reap %q, want %q", got, tc.reap)
+			}
+			if got := strings.Join(p.Forget, " "); got != tc.forget {
+				t.Errorf("forget %q, want %q", got, tc.forget)
+			}
+			if p.Waiting != tc.waiting {
+				t.Errorf("waiting %d, want %d", p.Waiting, tc.waiting)
+			}
+		})
+	}
+}

@@ -1,29 +1,42 @@
 // Package publish renders a stream's snapshot as a signed simplestreams tree
 // and switches it atomically for readers.
 //
-// A publish root holds one shared data pool and one tree per stream:
+// Everything is written through a Target (target.go: its contract), whose
+// local implementation, DirTarget, keeps a publish root on this machine:
 //
 //	PUBLISH_ROOT/
+//	├── .publish.lock                   publishes hold it shared, gc exclusive
 //	├── data/sha256/ab/ab12…ef          every item's bytes once, hard-linked from the
 //	│                                   store's pool (copied across file systems)
 //	└── daily/                          the stream's simplestreams root (a MAAS boot source URL)
+//	    ├── .publish.lock               one publish of the stream at a time
 //	    ├── data -> ../data             so item paths (data/sha256/…) stay inside the root
 //	    └── streams/
-//	        ├── .publish.lock           one publish of the stream at a time
-//	        └── v1/                     switched as a whole (renameat2 RENAME_EXCHANGE)
-//	        ├── index.json              (and index.sjson, index.json.gpg)
-//	        ├── com.ubuntu.maas:daily:v3:download.3f9c21ab0e4d5f67.json
-//	        ├── com.ubuntu.maas:daily:v3:download.3f9c21ab0e4d5f67.sjson
-//	        └── com.ubuntu.maas:daily:v3:download.3f9c21ab0e4d5f67.json.gpg
+//	        ├── .v1.3f9c…/              work and staging directories of a publish
+//	        └── v1/                     the index set, switched as a whole (RENAME_EXCHANGE)
+//	            ├── index.json          (and index.sjson, index.json.gpg)
+//	            ├── com.ubuntu.maas:daily:v3:download.3f9c21ab0e4d5f67.json
+//	            ├── com.ubuntu.maas:daily:v3:download.3f9c21ab0e4d5f67.sjson
+//	            └── com.ubuntu.maas:daily:v3:download.3f9c21ab0e4d5f67.json.gpg
 //
-// Readers never see a mixed state: data files are linked before any products
-// file names them, and a products file is named by its content and never
-// rewritten. The new streams/v1 is built beside the live one, in a staging
-// directory holding hard links to the live products files (readers of the
-// old index may still fetch them) plus the new products and index files; one
-// renameat2 RENAME_EXCHANGE then swaps the two directories, so index.json,
-// index.sjson and index.json.gpg change together, and a crash leaves the old
-// state or the new one. Old products files stay until gc removes them. Rendering is deterministic (the snapshot's
-// time is the "updated" of every file), so publishing an unchanged head
-// rewrites nothing.
+// Layout names these places (relative to the root) for publish and gc
+// alike; nothing else spells them out.
+//
+// Invariants:
+//   - Readers never see a mixed state: data files are put before any
+//     products file names them; products files are named by their content
+//     and never rewritten (a new state is a new name); everything is made
+//     durable (Target.Sync) before the index set is switched, in one step
+//     where the target can (the directory target: a staging directory
+//     holding links to every live products file and the new index files,
+//     exchanged with streams/v1). A crash leaves the old index set or the
+//     new one; files a killed publish wrote that no index names are swept
+//     by gc.
+//   - Every file named after metadata goes through within (one plain
+//     component) and every target path through the target's own check: a
+//     snapshot cannot make a publish write outside its root.
+//   - Rendering is deterministic (the snapshot's time is the "updated" of
+//     every file), so publishing an unchanged head writes nothing.
+//   - A publish holds a lease on its snapshot, taken in the same writer
+//     session that creates it, so gc cannot reap what is being linked.
 package publish
