@@ -1,0 +1,321 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// Errors callers can test with errors.Is.
+var (
+	ErrBadLocation  = errors.New("bad S3 location")
+	ErrNotFound     = errors.New("no such object")
+	ErrPrecondition = errors.New("precondition failed (someone else wrote it first)")
+	ErrNoBucket     = errors.New("bucket does not exist")
+	ErrAccess       = errors.New("access denied (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the shared credentials file)")
+	ErrTooLarge     = errors.New("object larger than expected")
+)
+
+// Config says which bucket to use and how.
+type Config struct {
+	Endpoint string // http://host:port or https://host
+	Bucket   string
+	Prefix   string        // keys live under it ("" for the whole bucket)
+	Region   string        // "" means $AWS_REGION, else us-east-1
+	Stall    time.Duration // a request making no progress this long fails; 0: 30s
+	Retries  int           // attempts per request; 0: 5
+	// Creds overrides the standard chain (environment, then shared
+	// files). Only the Go API sets it; the command line never takes keys.
+	Creds *credentials.Credentials
+}
+
+// Bucket is an opened store location.
+type Bucket struct {
+	c      *minio.Client
+	cfg    Config
+	skew   atomic.Int64 // server time minus local time, in ns, from Date headers
+	stall  time.Duration
+	prefix string // "" or "prefix/"
+}
+
+// Cond makes a write conditional.
+type Cond struct {
+	IfMatch     string // write only over this ETag
+	IfNoneMatch bool   // write only if no object has the key
+}
+
+// Info is what the server says of an object.
+type Info struct {
+	Key     string // relative to the store's prefix
+	Size    int64
+	ETag    string
+	ModTime time.Time
+}
+
+// Open connects to the bucket and checks that it exists and that the
+// credentials are accepted.
+func Open(ctx context.Context, cfg Config) (*Bucket, error) {
+	b, err := Dial(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Check(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Dial makes a client without talking to the server.
+func Dial(cfg Config) (*Bucket, error) {
+	host, secure, err := checkEndpoint(cfg.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Stall <= 0 {
+		cfg.Stall = 30 * time.Second
+	}
+	if cfg.Retries <= 0 {
+		cfg.Retries = 5
+	}
+	creds := cfg.Creds
+	if creds == nil {
+		creds = credentials.NewChainCredentials([]credentials.Provider{
+			&credentials.EnvAWS{}, &credentials.FileAWSCredentials{},
+		})
+	}
+	b := &Bucket{cfg: cfg, stall: cfg.Stall}
+	if cfg.Prefix != "" {
+		b.prefix = cfg.Prefix + "/"
+	}
+	region := cfg.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	c, err := minio.New(host, &minio.Options{
+		Creds: creds, Secure: secure, Region: region, MaxRetries: cfg.Retries,
+		BucketLookup: minio.BucketLookupPath,
+		Transport:    &watchdog{base: transport(cfg.Stall), stall: cfg.Stall, skew: &b.skew},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
+	}
+	b.c = c
+	return b, nil
+}
+
+// String names the location: s3://bucket/prefix at endpoint.
+func (b *Bucket) String() string {
+	return fmt.Sprintf("%s%s/%s (%s)", Scheme, b.cfg.Bucket, b.cfg.Prefix, b.cfg.Endpoint)
+}
+
+// Config is the bucket's configuration.
+func (b *Bucket) Config() Config { return b.cfg }
+
+// Now is the server's time, as its last answer's Date header put it
+// (local time when it has not answered yet).
+func (b *Bucket) Now() time.Time { return time.Now().Add(time.Duration(b.skew.Load())) }
+
+// Check asks whether the bucket exists and the credentials work.
+func (b *Bucket) Check(ctx context.Context) error {
+	ok, err := b.c.BucketExists(ctx, b.cfg.Bucket)
+	if err != nil {
+		return b.wrap("check bucket", "", err)
+	}
+	if !ok {
+		return b.wrap("check bucket", "", ErrNoBucket)
+	}
+	return nil
+}
+
+// MakeBucket creates the bucket (init --create-bucket).
+func (b *Bucket) MakeBucket(ctx context.Context) error {
+	err := b.c.MakeBucket(ctx, b.cfg.Bucket, minio.MakeBucketOptions{Region: b.c.EndpointURL().Host})
+	if err != nil {
+		err = b.c.MakeBucket(ctx, b.cfg.Bucket, minio.MakeBucketOptions{})
+	}
+	if err != nil {
+		return b.wrap("create bucket", "", err)
+	}
+	return nil
+}
+
+func (b *Bucket) key(k string) string { return b.prefix + k }
+
+// Get reads a whole object of at most max bytes, in one request (the
+// bytes and the ETag are of the same version).
+func (b *Bucket) Get(ctx context.Context, key string, max int64) ([]byte, string, error) {
+	core := minio.Core{Client: b.c}
+	body, st, _, err := core.GetObject(ctx, b.cfg.Bucket, b.key(key), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, "", b.wrap("get", key, err)
+	}
+	defer body.Close()
+	if st.Size > max {
+		return nil, "", b.wrap("get", key, fmt.Errorf("%d bytes: %w (limit %d)", st.Size, ErrTooLarge, max))
+	}
+	data, err := io.ReadAll(io.LimitReader(body, max+1))
+	if err != nil {
+		return nil, "", b.wrap("get", key, err)
+	}
+	if int64(len(data)) > max {
+		return nil, "", b.wrap("get", key, ErrTooLarge)
+	}
+	return data, st.ETag, nil
+}
+
+// Put writes a small object in one request.
+func (b *Bucket) Put(ctx context.Context, key string, data []byte, cond Cond) (string, error) {
+	opts := minio.PutObjectOptions{ContentType: contentType(key), DisableMultipart: true}
+	switch {
+	case cond.IfNoneMatch:
+		opts.SetMatchETagExcept("*")
+	case cond.IfMatch != "":
+		opts.SetMatchETag(cond.IfMatch)
+	}
+	info, err := b.c.PutObject(ctx, b.cfg.Bucket, b.key(key), bytes.NewReader(data), int64(len(data)), opts)
+	if err != nil {
+		return "", b.wrap("put", key, err)
+	}
+	return info.ETag, nil
+}
+
+// PutStream writes r (size bytes, or -1 when unknown) as key, in parts of
+// partSize when large: memory stays within a few parts whatever the size.
+func (b *Bucket) PutStream(ctx context.Context, key string, r io.Reader, size int64, partSize uint64) (Info, error) {
+	opts := minio.PutObjectOptions{ContentType: contentType(key), PartSize: partSize, NumThreads: 1,
+		DisableContentSha256: true}
+	info, err := b.c.PutObject(ctx, b.cfg.Bucket, b.key(key), r, size, opts)
+	if err != nil {
+		return Info{}, b.wrap("put", key, err)
+	}
+	return Info{Key: key, Size: info.Size, ETag: info.ETag, ModTime: info.LastModified}, nil
+}
+
+// Head reports an object.
+func (b *Bucket) Head(ctx context.Context, key string) (Info, error) {
+	st, err := b.c.StatObject(ctx, b.cfg.Bucket, b.key(key), minio.StatObjectOptions{})
+	if err != nil {
+		return Info{}, b.wrap("stat", key, err)
+	}
+	return Info{Key: key, Size: st.Size, ETag: st.ETag, ModTime: st.LastModified}, nil
+}
+
+// Open opens an object for sequential and ranged reads.
+func (b *Bucket) Open(ctx context.Context, key string) (*minio.Object, Info, error) {
+	o, err := b.c.GetObject(ctx, b.cfg.Bucket, b.key(key), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, Info{}, b.wrap("open", key, err)
+	}
+	st, err := o.Stat()
+	if err != nil {
+		o.Close()
+		return nil, Info{}, b.wrap("open", key, err)
+	}
+	return o, Info{Key: key, Size: st.Size, ETag: st.ETag, ModTime: st.LastModified}, nil
+}
+
+// Copy copies src to dst on the server.
+func (b *Bucket) Copy(ctx context.Context, src, dst string) error {
+	_, err := b.c.CopyObject(ctx,
+		minio.CopyDestOptions{Bucket: b.cfg.Bucket, Object: b.key(dst)},
+		minio.CopySrcOptions{Bucket: b.cfg.Bucket, Object: b.key(src)})
+	if err != nil {
+		return b.wrap("copy "+src+" to", dst, err)
+	}
+	return nil
+}
+
+// Delete removes an object; a missing one is no error.
+func (b *Bucket) Delete(ctx context.Context, key string) error {
+	err := b.c.RemoveObject(ctx, b.cfg.Bucket, b.key(key), minio.RemoveObjectOptions{})
+	if err != nil && !errors.Is(b.classify(err), ErrNotFound) {
+		return b.wrap("delete", key, err)
+	}
+	return nil
+}
+
+// List calls fn for every object whose key starts with prefix, in key
+// order, starting after startAfter ("" for the first).
+func (b *Bucket) List(ctx context.Context, prefix, startAfter string, fn func(Info) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	opts := minio.ListObjectsOptions{Prefix: b.key(prefix), Recursive: true}
+	if startAfter != "" {
+		opts.StartAfter = b.key(startAfter)
+	}
+	for o := range b.c.ListObjects(ctx, b.cfg.Bucket, opts) {
+		if o.Err != nil {
+			return b.wrap("list", prefix, o.Err)
+		}
+		rel := strings.TrimPrefix(o.Key, b.prefix)
+		if err := fn(Info{Key: rel, Size: o.Size, ETag: o.ETag, ModTime: o.LastModified}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AbortUploads aborts the unfinished multipart uploads under prefix (what
+// a killed upload leaves on the server).
+func (b *Bucket) AbortUploads(ctx context.Context, prefix string) error {
+	for u := range b.c.ListIncompleteUploads(ctx, b.cfg.Bucket, b.key(prefix), true) {
+		if u.Err != nil {
+			return b.wrap("list uploads", prefix, u.Err)
+		}
+		if err := b.c.RemoveIncompleteUpload(ctx, b.cfg.Bucket, u.Key); err != nil {
+			return b.wrap("abort upload", strings.TrimPrefix(u.Key, b.prefix), err)
+		}
+	}
+	return nil
+}
+
+// classify maps a server answer to this package's errors.
+func (b *Bucket) classify(err error) error {
+	var er minio.ErrorResponse
+	if !errors.As(err, &er) {
+		return err
+	}
+	switch {
+	case er.StatusCode == http.StatusPreconditionFailed || er.Code == "PreconditionFailed":
+		return ErrPrecondition
+	case er.Code == "NoSuchKey" || (er.StatusCode == http.StatusNotFound && er.Code != "NoSuchBucket"):
+		return ErrNotFound
+	case er.Code == "NoSuchBucket":
+		return ErrNoBucket
+	case er.Code == "InvalidAccessKeyId" || er.Code == "SignatureDoesNotMatch" || er.StatusCode == http.StatusForbidden:
+		return ErrAccess
+	}
+	return err
+}
+
+// wrap makes the one-line error: what failed, where, and why.
+func (b *Bucket) wrap(op, key string, err error) error {
+	where := fmt.Sprintf("s3 %s bucket %s", b.cfg.Endpoint, b.cfg.Bucket)
+	if key != "" || b.prefix != "" {
+		where += ": " + b.key(key)
+	}
+	c := b.classify(err)
+	if c != err {
+		return fmt.Errorf("%s: %s: %w", where, op, c)
+	}
+	return fmt.Errorf("%s: %s: %w", where, op, err)
+}
+
+func contentType(key string) string {
+	switch {
+	case strings.HasSuffix(key, ".json"), strings.HasSuffix(key, ".sjson"):
+		return "application/json"
+	case strings.HasSuffix(key, ".gpg"):
+		return "application/pgp-signature"
+	}
+	return "application/octet-stream"
+}

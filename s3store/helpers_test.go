@@ -1,0 +1,31 @@
+package s3store
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/mephstore/mephstore/internal/s3test"
+)
+
+// testBucket starts a real server with a fresh bucket and opens it.
+func testBucket(t *testing.T, prefix string) (*s3test.Server, *Bucket) {
+	t.Helper()
+	srv := s3test.Start(t)
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	name = "b-" + strings.Trim(name, "-")
+	srv.MakeBucket(name)
+	b, err := Open(context.Background(), Config{
+		Endpoint: srv.Endpoint(), Bucket: name, Prefix: prefix,
+		Creds: credentials.NewStaticV4(s3test.AccessKey, s3test.SecretKey, ""),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, b
+}
