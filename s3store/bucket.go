@@ -223,15 +223,43 @@ func (b *Bucket) Open(ctx context.Context, key string) (*minio.Object, Info, err
 	return o, Info{Key: key, Size: st.Size, ETag: st.ETag, ModTime: st.LastModified}, nil
 }
 
-// Copy copies src to dst on the server.
-func (b *Bucket) Copy(ctx context.Context, src, dst string) error {
-	_, err := b.c.CopyObject(ctx,
-		minio.CopyDestOptions{Bucket: b.cfg.Bucket, Object: b.key(dst)},
-		minio.CopySrcOptions{Bucket: b.cfg.Bucket, Object: b.key(src)})
+// CopyNew copies src (size bytes) to dst on the server only if dst does
+// not exist (ErrPrecondition otherwise): a multipart upload of dst made of
+// ranged part copies of src, completed with If-None-Match: *, so dst
+// appears whole and at most once.
+func (b *Bucket) CopyNew(ctx context.Context, src, dst string, size int64) error {
+	core := minio.Core{Client: b.c}
+	id, err := core.NewMultipartUpload(ctx, b.cfg.Bucket, b.key(dst), minio.PutObjectOptions{ContentType: contentType(dst)})
 	if err != nil {
 		return b.wrap("copy "+src+" to", dst, err)
 	}
+	parts, err := b.copyParts(ctx, core, src, dst, id, size)
+	if err == nil {
+		opts := minio.PutObjectOptions{}
+		opts.SetMatchETagExcept("*")
+		_, err = core.CompleteMultipartUpload(ctx, b.cfg.Bucket, b.key(dst), id, parts, opts)
+	}
+	if err != nil {
+		core.AbortMultipartUpload(context.WithoutCancel(ctx), b.cfg.Bucket, b.key(dst), id)
+		return b.wrap("copy "+src+" to", dst, err)
+	}
 	return nil
+}
+
+// copyPart is the most one part copy takes (S3 allows 5 GiB).
+const copyPart = 1 << 30
+
+func (b *Bucket) copyParts(ctx context.Context, core minio.Core, src, dst, id string, size int64) ([]minio.CompletePart, error) {
+	var parts []minio.CompletePart
+	for off, n := int64(0), 1; off < size; off, n = off+copyPart, n+1 {
+		length := min(copyPart, size-off)
+		p, err := core.CopyObjectPart(ctx, b.cfg.Bucket, b.key(src), b.cfg.Bucket, b.key(dst), id, n, off, length, nil)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, p)
+	}
+	return parts, nil
 }
 
 // Delete removes an object; a missing one is no error.

@@ -14,7 +14,12 @@ import (
 func testBucket(t *testing.T, prefix string) (*s3test.Server, *Bucket) {
 	t.Helper()
 	srv := s3test.Start(t)
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(t.Name()))
 	if len(name) > 40 {
 		name = name[:40]
 	}
