@@ -72,6 +72,9 @@ func (t *DirTarget) abs(rel string) (string, error) {
 	return filepath.Join(t.root, filepath.FromSlash(rel)), nil
 }
 
+// DataPath is the shared pool's file: every stream links to the pool.
+func (t *DirTarget) DataPath(stream, sum string) string { return DataRel(sum) }
+
 // Lock takes the flock of the root (stream "") or of a stream.
 func (t *DirTarget) Lock(ctx context.Context, stream string, exclusive bool) (func(), error) {
 	dir, what := t.root, "publish root "+t.root
@@ -212,7 +215,7 @@ func (w *dirFile) Close() error {
 }
 
 // PutBlob links (or copies) blob d into the data pool.
-func (t *DirTarget) PutBlob(ctx context.Context, blobs cas.BlobStore, d digest.Digest) (bool, error) {
+func (t *DirTarget) PutBlob(ctx context.Context, stream string, blobs cas.BlobStore, d digest.Digest) (bool, error) {
 	dst := filepath.Join(t.root, filepath.FromSlash(Layout{}.DataFile(d.Encoded())))
 	if err := fsx.MkdirDurable(filepath.Dir(dst), 0o755); err != nil {
 		return false, err

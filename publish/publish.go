@@ -49,7 +49,7 @@ func (o Options) target() (Target, error) {
 	if o.Target != nil {
 		return o.Target, nil
 	}
-	return NewDirTarget(o.Root)
+	return OpenTarget(o.Root)
 }
 
 // Result says what a publish did.
@@ -471,7 +471,7 @@ func (p *publisher) ensureData(ctx context.Context, sum string) error {
 	dir := p.present[sum[:2]]
 	if dir == nil {
 		dir = map[string]bool{}
-		err := p.t.List(ctx, path.Dir(DataRel(sum)), func(e Entry) error { dir[e.Name] = true; return nil })
+		err := p.t.List(ctx, path.Dir(p.t.DataPath(p.stream, sum)), func(e Entry) error { dir[e.Name] = true; return nil })
 		if err != nil {
 			return err
 		}
@@ -487,7 +487,7 @@ func (p *publisher) ensureData(ctx context.Context, sum string) error {
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", d, err)
 	}
-	copied, err := p.t.PutBlob(ctx, blobs, d)
+	copied, err := p.t.PutBlob(ctx, p.stream, blobs, d)
 	if err != nil {
 		return err
 	}

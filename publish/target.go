@@ -5,10 +5,12 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/s3store"
 )
 
 // Target is where published trees are written: a directory on this
@@ -49,9 +51,13 @@ type Target interface {
 	Begin(ctx context.Context, stream string) error
 	// Create starts a file of the stream, named when it is committed.
 	Create(ctx context.Context, stream string) (FileWriter, error)
-	// PutBlob puts blob d of blobs in the data pool (a link where both
-	// live on one file system, else a copy); copied says which.
-	PutBlob(ctx context.Context, blobs cas.BlobStore, d digest.Digest) (copied bool, err error)
+	// DataPath is where stream's data file of sum is, relative to the root:
+	// the shared pool (data/sha256/…) where streams link to it, the
+	// stream's own copy (stream/data/sha256/…) where links do not exist.
+	DataPath(stream, sum string) string
+	// PutBlob puts blob d of blobs at DataPath(stream, d) (a link where
+	// both live on one file system, else a copy); copied says which.
+	PutBlob(ctx context.Context, stream string, blobs cas.BlobStore, d digest.Digest) (copied bool, err error)
 	// SwitchIndex makes files (name → bytes, index.json among them) the
 	// stream's index files, replacing the old ones.
 	SwitchIndex(ctx context.Context, stream string, files []File) error
@@ -103,8 +109,16 @@ func put(ctx context.Context, t Target, stream, rel string, fn func(io.Writer) e
 // ErrNotDir is wrapped when a target's root is not a directory.
 var ErrNotDir = errors.New("not a directory")
 
-// OpenTarget is the target a remembered publish root names (its String).
-func OpenTarget(root string) (Target, error) { return NewDirTarget(root) }
+// OpenTarget is the target a publish root names: a directory, or a bucket
+// prefix (s3://bucket/prefix, S3Target).
+func OpenTarget(root string) (Target, error) {
+	if s3store.IsURL(root) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		return NewS3Target(ctx, root)
+	}
+	return NewDirTarget(root)
+}
 
 // Streams lists the published streams of a target: its directories that
 // hold a streams/ directory (not the data pool, not hidden ones).

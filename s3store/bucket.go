@@ -200,6 +200,17 @@ func (b *Bucket) PutStream(ctx context.Context, key string, r io.Reader, size in
 	return Info{Key: key, Size: info.Size, ETag: info.ETag, ModTime: info.LastModified}, nil
 }
 
+// Reader reads an object sequentially, in one request (one version of it,
+// whatever is written meanwhile).
+func (b *Bucket) Reader(ctx context.Context, key string) (io.ReadCloser, Info, error) {
+	core := minio.Core{Client: b.c}
+	body, st, _, err := core.GetObject(ctx, b.cfg.Bucket, b.key(key), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, Info{}, b.wrap("get", key, err)
+	}
+	return body, Info{Key: key, Size: st.Size, ETag: st.ETag, ModTime: st.LastModified}, nil
+}
+
 // Head reports an object.
 func (b *Bucket) Head(ctx context.Context, key string) (Info, error) {
 	st, err := b.c.StatObject(ctx, b.cfg.Bucket, b.key(key), minio.StatObjectOptions{})
@@ -228,6 +239,11 @@ func (b *Bucket) Open(ctx context.Context, key string) (*minio.Object, Info, err
 // ranged part copies of src, completed with If-None-Match: *, so dst
 // appears whole and at most once.
 func (b *Bucket) CopyNew(ctx context.Context, src, dst string, size int64) error {
+	return b.copyNew(ctx, b.key(src), dst, size)
+}
+
+// copyNew is CopyNew from a full key of the bucket (any prefix).
+func (b *Bucket) copyNew(ctx context.Context, src, dst string, size int64) error {
 	core := minio.Core{Client: b.c}
 	id, err := core.NewMultipartUpload(ctx, b.cfg.Bucket, b.key(dst), minio.PutObjectOptions{ContentType: contentType(dst)})
 	if err != nil {
@@ -253,7 +269,7 @@ func (b *Bucket) copyParts(ctx context.Context, core minio.Core, src, dst, id st
 	var parts []minio.CompletePart
 	for off, n := int64(0), 1; off < size; off, n = off+copyPart, n+1 {
 		length := min(copyPart, size-off)
-		p, err := core.CopyObjectPart(ctx, b.cfg.Bucket, b.key(src), b.cfg.Bucket, b.key(dst), id, n, off, length, nil)
+		p, err := core.CopyObjectPart(ctx, b.cfg.Bucket, src, b.cfg.Bucket, b.key(dst), id, n, off, length, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -346,4 +362,66 @@ func contentType(key string) string {
 		return "application/pgp-signature"
 	}
 	return "application/octet-stream"
+}
+
+// ListDir calls fn for the entries directly below dir ("" for the
+// store's top), in name order: objects, and the "directories" their keys
+// share (dir true).
+func (b *Bucket) ListDir(ctx context.Context, dir string, fn func(name string, size int64, isDir bool) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	p := b.key(dir)
+	if dir != "" {
+		p += "/"
+	}
+	for o := range b.c.ListObjects(ctx, b.cfg.Bucket, minio.ListObjectsOptions{Prefix: p}) {
+		if o.Err != nil {
+			return b.wrap("list", dir, o.Err)
+		}
+		name := strings.TrimPrefix(o.Key, p)
+		isDir := strings.HasSuffix(name, "/")
+		if err := fn(strings.TrimSuffix(name, "/"), o.Size, isDir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteAll removes every object under dir/.
+func (b *Bucket) DeleteAll(ctx context.Context, dir string) error {
+	var keys []string
+	if err := b.List(ctx, dir+"/", "", func(o Info) error {
+		keys = append(keys, o.Key)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := b.Delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// URL is the location as publish roots are remembered: s3://bucket/prefix
+// with the endpoint as a query, so a later gc can reopen it.
+func (b *Bucket) URL() string {
+	u := Scheme + b.cfg.Bucket
+	if b.cfg.Prefix != "" {
+		u += "/" + b.cfg.Prefix
+	}
+	return u + "?endpoint=" + b.cfg.Endpoint
+}
+
+// SameServer says whether o is on the same server and bucket as b (so a
+// server-side copy between them works).
+func (b *Bucket) SameServer(o *Bucket) bool {
+	return b.cfg.Endpoint == o.cfg.Endpoint && b.cfg.Bucket == o.cfg.Bucket
+}
+
+// CopyFrom copies key src of bucket o (same server and bucket) to dst of
+// b, if dst does not exist yet.
+func (b *Bucket) CopyFrom(ctx context.Context, o *Bucket, src, dst string, size int64) error {
+	return b.copyNew(ctx, o.key(src), dst, size)
 }

@@ -3,6 +3,7 @@ package s3store
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"path"
 	"regexp"
 	"strings"
@@ -41,6 +42,37 @@ func ParseURL(s string) (bucket, prefix string, err error) {
 		return "", "", fmt.Errorf("location %q: prefix %q: %w", s, prefix, ErrBadLocation)
 	}
 	return bucket, prefix, nil
+}
+
+// ParseRoot parses a publish root or store location with an optional
+// endpoint query (s3://bucket/prefix?endpoint=URL); with none, the
+// endpoint is def, else $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL.
+func ParseRoot(s, def string) (Config, error) {
+	loc, query, _ := strings.Cut(s, "?")
+	bucket, prefix, err := ParseURL(loc)
+	if err != nil {
+		return Config{}, err
+	}
+	endpoint := def
+	if query != "" {
+		q, err := url.ParseQuery(query)
+		if err != nil || len(q) != 1 || q.Get("endpoint") == "" {
+			return Config{}, fmt.Errorf("location %q: %w (the only query is endpoint=URL)", s, ErrBadLocation)
+		}
+		endpoint = q.Get("endpoint")
+	}
+	for _, env := range []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"} {
+		if endpoint == "" {
+			endpoint = os.Getenv(env)
+		}
+	}
+	if endpoint == "" {
+		return Config{}, fmt.Errorf("location %q: %w (no endpoint: pass --endpoint or set AWS_ENDPOINT_URL)", s, ErrBadLocation)
+	}
+	if _, _, err := checkEndpoint(endpoint); err != nil {
+		return Config{}, err
+	}
+	return Config{Endpoint: endpoint, Bucket: bucket, Prefix: prefix, Region: os.Getenv("AWS_REGION")}, nil
 }
 
 // checkEndpoint accepts http:// and https:// URLs with a host and no path.

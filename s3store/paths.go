@@ -1,7 +1,6 @@
 package s3store
 
 import (
-	"fmt"
 	"strings"
 
 	digest "github.com/opencontainers/go-digest"
@@ -52,6 +51,3 @@ func blobFromKey(key string) (digest.Digest, bool) {
 	d := digest.NewDigestFromEncoded(digest.SHA256, rest[3:])
 	return d, d.Validate() == nil
 }
-
-// seqKey is the key of log entry or checkpoint n under dir.
-func seqKey(dir string, n uint64) string { return fmt.Sprintf("%s%020d", dir, n) }

@@ -25,6 +25,12 @@ var _ cas.BlobStore = (*Pool)(nil)
 // NewPool is the pool of the store at b.
 func NewPool(b *Bucket) *Pool { return &Pool{b: b} }
 
+// Bucket is where the pool is.
+func (p *Pool) Bucket() *Bucket { return p.b }
+
+// BlobKey is the key of blob d, relative to the pool's store.
+func BlobKey(d digest.Digest) string { return blobKey(d) }
+
 // Stat reports a visible blob.
 func (p *Pool) Stat(ctx context.Context, d digest.Digest) (cas.BlobInfo, error) {
 	if err := d.Validate(); err != nil {
