@@ -425,3 +425,17 @@ func (b *Bucket) SameServer(o *Bucket) bool {
 func (b *Bucket) CopyFrom(ctx context.Context, o *Bucket, src, dst string, size int64) error {
 	return b.copyNew(ctx, o.key(src), dst, size)
 }
+
+// AllowPublicRead sets the bucket's policy so that anyone may GET the
+// objects under dir/ (a published tree served to MAAS over plain HTTP).
+// It replaces the bucket's policy; operators with a policy of their own
+// add the statement to it instead (docs/s3.md).
+func (b *Bucket) AllowPublicRead(ctx context.Context, dir string) error {
+	res := "arn:aws:s3:::" + b.cfg.Bucket + "/" + b.key(dir) + "/*"
+	pol := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",` +
+		`"Action":["s3:GetObject"],"Resource":["` + res + `"]}]}`
+	if err := b.c.SetBucketPolicy(ctx, b.cfg.Bucket, pol); err != nil {
+		return b.wrap("set bucket policy", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mephstore/mephstore/internal/s3test"
+	"github.com/mephstore/mephstore/internal/testref"
+	"github.com/mephstore/mephstore/internal/testtree"
+	"github.com/mephstore/mephstore/s3store"
+)
+
+// TestPublishToS3 publishes a signed stream to a bucket prefix of a real
+// S3 server and reads it back over anonymous HTTP, the way MAAS and
+// sstream-mirror read it: after a first publish, after a promote (a new
+// generation replaces the index last) and after gc of the root.
+func TestPublishToS3(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("mirror")
+	srv.Env(t)
+	cfg, err := s3store.ParseRoot("s3://mirror", srv.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s3store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AllowPublicRead(context.Background(), "www"); err != nil {
+		t.Fatal(err)
+	}
+	tree := testtree.Make(t, nil, "--releases", "2", "--arches", "2", "--versions", "3")
+	_, s := newCLIStore(t)
+	keys := filepath.Join(t.TempDir(), "keys")
+	root := "s3://mirror/www?endpoint=" + srv.Endpoint()
+	url := srv.Endpoint() + "/mirror/www/stable/"
+	steps := [][]string{
+		{"stream", "create", "daily"}, {"stream", "create", "stable"},
+		{"insert", "--no-verify", tree, "daily"},
+		{"key", "generate", "--out", keys},
+		{"promote", "daily", "stable", "20240101"},
+		{"publish", "stable", "--publish-root", root, "--sign-key", filepath.Join(keys, "signing-key.asc")},
+	}
+	for _, args := range steps {
+		if r := cli(t, nil, append(s, args...)...); r.code != 0 {
+			t.Fatalf("%v: %+v", args, r)
+		}
+	}
+	validateURL(t, filepath.Join(keys, "keyring.gpg"), url)
+	for _, args := range [][]string{
+		{"promote", "daily", "stable", "20240103"},
+		{"publish", "stable"},
+		{"gc", "--older", "0s"},
+	} {
+		if r := cli(t, nil, append(s, args...)...); r.code != 0 {
+			t.Fatalf("%v: %+v", args, r)
+		}
+		validateURL(t, filepath.Join(keys, "keyring.gpg"), url)
+	}
+}
+
+// validateURL checks a published stream over HTTP with mephstore's
+// verify and, where the shared tools are present, with ss-validate.
+func validateURL(t *testing.T, keyring, url string) {
+	t.Helper()
+	if err := ssValidate(t, keyring, url); err != nil {
+		t.Fatalf("verify %s: %v", url, err)
+	}
+	s := testref.Shared()
+	if s == "" {
+		return
+	}
+	out, err := exec.Command("python3", filepath.Join(s, "tools", "ss-validate"), "-q", "--keyring", keyring, url).CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil || !strings.Contains(string(out), "verified") {
+		t.Fatalf("ss-validate %s: %v\n%s", url, err, out)
+	}
+}
