@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,7 @@ var (
 	ErrNoBucket     = errors.New("bucket does not exist")
 	ErrAccess       = errors.New("access denied (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the shared credentials file)")
 	ErrTooLarge     = errors.New("object larger than expected")
+	ErrStalled      = errors.New("the server stalled")
 )
 
 // Config says which bucket to use and how.
@@ -324,6 +326,10 @@ func (b *Bucket) AbortUploads(ctx context.Context, prefix string) error {
 
 // classify maps a server answer to this package's errors.
 func (b *Bucket) classify(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%w: no progress for %v, %d attempts", ErrStalled, b.stall, b.cfg.Retries)
+	}
 	var er minio.ErrorResponse
 	if !errors.As(err, &er) {
 		return err

@@ -6,11 +6,22 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/minio/minio-go/v7/pkg/credentials"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/s3test"
 )
 
 func bigBlob(n int) ([]byte, digest.Digest) {
@@ -87,5 +98,140 @@ func TestPoolServerStopsMidUpload(t *testing.T) {
 	}
 	if keys := poolKeys(t, b); len(keys) != 1 {
 		t.Fatalf("pool holds %v, want the one blob", keys)
+	}
+}
+
+// Wrong credentials: a one-line error naming the endpoint and the bucket.
+func TestWrongCredentials(t *testing.T) {
+	srv, b := testBucket(t, "store")
+	cfg := b.Config()
+	cfg.Creds = credentials.NewStaticV4(s3test.AccessKey, "not-the-secret", "")
+	_, err := Open(context.Background(), cfg)
+	if !errors.Is(err, ErrAccess) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, srv.Endpoint()) || !strings.Contains(msg, cfg.Bucket) {
+		t.Fatalf("error is not one line naming endpoint and bucket: %q", msg)
+	}
+}
+
+// A bucket that does not exist: a clear error; MakeBucket creates it.
+func TestMissingBucket(t *testing.T) {
+	srv, b := testBucket(t, "")
+	cfg := b.Config()
+	cfg.Bucket = "no-such-bucket"
+	_, err := Open(context.Background(), cfg)
+	if !errors.Is(err, ErrNoBucket) || !strings.Contains(err.Error(), "no-such-bucket") || !strings.Contains(err.Error(), srv.Endpoint()) {
+		t.Fatalf("missing bucket: %v", err)
+	}
+	nb, _ := Dial(cfg)
+	if err := nb.MakeBucket(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), cfg); err != nil {
+		t.Fatalf("after MakeBucket: %v", err)
+	}
+}
+
+// stallProxy forwards TCP to the server, or, while stalled, takes
+// connections and their bytes and never answers.
+type stallProxy struct {
+	l       net.Listener
+	stalled atomic.Bool
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{l: l}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c, target)
+		}
+	}()
+	return p
+}
+
+func (p *stallProxy) serve(c net.Conn, target string) {
+	defer c.Close()
+	if p.stalled.Load() {
+		io.Copy(io.Discard, c) // read everything, answer nothing
+		return
+	}
+	s, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	go io.Copy(s, c)
+	io.Copy(c, s)
+}
+
+// A server that stops answering: the request fails after the stall
+// timeout and its retries with a clear error, instead of hanging; once
+// it answers again, requests succeed.
+func TestStalledServer(t *testing.T) {
+	srv, b := testBucket(t, "store")
+	p := newStallProxy(t, srv.Addr)
+	cfg := b.Config()
+	cfg.Endpoint = "http://" + p.l.Addr().String()
+	cfg.Stall, cfg.Retries = 300*time.Millisecond, 2
+	sb, err := Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.stalled.Store(true)
+	start := time.Now()
+	_, err = sb.Put(context.Background(), "x", []byte("x"), Cond{})
+	took := time.Since(start)
+	if err == nil || took > 20*time.Second || !strings.Contains(err.Error(), cfg.Endpoint) || !errors.Is(err, ErrStalled) {
+		t.Fatalf("stalled put: %v after %v", err, took)
+	}
+	t.Logf("stalled put failed after %v: %v", took.Round(time.Millisecond), err)
+	p.stalled.Store(false)
+	if _, err := sb.Put(context.Background(), "x", []byte("x"), Cond{}); err != nil {
+		t.Fatalf("after the stall: %v", err)
+	}
+}
+
+// A server that answers 503 SlowDown now and then: requests are retried
+// with backoff and succeed.
+func TestSlowDownIsRetried(t *testing.T) {
+	srv, b := testBucket(t, "store")
+	var left atomic.Int32
+	left.Store(3)
+	real, _ := url.Parse(srv.Endpoint())
+	rp := httputil.NewSingleHostReverseProxy(real)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if left.Add(-1) >= 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	cfg := b.Config()
+	cfg.Endpoint = front.URL
+	sb, err := Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Put(context.Background(), "x", []byte("after slow down"), Cond{}); err != nil {
+		t.Fatalf("put through three 503s: %v", err)
+	}
+	if got, _, err := b.Get(context.Background(), "x", 100); err != nil || string(got) != "after slow down" {
+		t.Fatalf("read back %q %v", got, err)
+	}
+	if left.Load() >= 0 {
+		t.Fatal("the 503s were never sent")
 	}
 }

@@ -38,7 +38,7 @@ func ParseURL(s string) (bucket, prefix string, err error) {
 			return "", "", fmt.Errorf("location %q: prefix %q: %w", s, prefix, ErrBadLocation)
 		}
 	}
-	if path.Clean(prefix) != prefix {
+	if path.Clean(prefix) != prefix || strings.ContainsFunc(prefix, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
 		return "", "", fmt.Errorf("location %q: prefix %q: %w", s, prefix, ErrBadLocation)
 	}
 	return bucket, prefix, nil

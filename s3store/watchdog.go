@@ -2,6 +2,7 @@ package s3store
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -44,7 +45,7 @@ func (w *watchdog) RoundTrip(req *http.Request) (*http.Response, error) {
 		timer.Stop()
 		cancel()
 		if ctx.Err() != nil && req.Context().Err() == nil {
-			return nil, &net.OpError{Op: "stalled", Net: "tcp", Err: context.DeadlineExceeded}
+			return nil, stallError{w.stall}
 		}
 		return nil, err
 	}
@@ -79,3 +80,11 @@ func (p *progressBody) Close() error {
 	}
 	return err
 }
+
+// stallError is a request that made no progress for too long. It is a
+// timeout (net.Error), which the client retries.
+type stallError struct{ d time.Duration }
+
+func (e stallError) Error() string   { return fmt.Sprintf("the server stalled: no progress for %v", e.d) }
+func (e stallError) Timeout() bool   { return true }
+func (e stallError) Temporary() bool { return true }
