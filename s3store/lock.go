@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mephstore/mephstore/internal/fsx"
@@ -21,7 +22,8 @@ var ErrLocked = errors.New("locked by another process")
 
 // lockRecord is a lock object's body.
 type lockRecord struct {
-	Holder  string    `json:"holder"`
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
 	Expires time.Time `json:"expires"` // by the server's clock
 }
 
@@ -60,7 +62,7 @@ func (b *Bucket) Lock(ctx context.Context, dir, name string, exclusive bool) (fu
 
 func (b *Bucket) record() []byte {
 	host, _ := os.Hostname()
-	r, _ := json.Marshal(lockRecord{Holder: fmt.Sprintf("%s pid %d", host, os.Getpid()), Expires: b.Now().Add(LockTTL)})
+	r, _ := json.Marshal(lockRecord{Host: host, PID: os.Getpid(), Expires: b.Now().Add(LockTTL)})
 	return r
 }
 
@@ -80,9 +82,19 @@ func (b *Bucket) claim(ctx context.Context, key string, exclusive bool) (string,
 	return b.Put(ctx, key, b.record(), Cond{IfMatch: oldTag}) // take over a dead holder's
 }
 
+// live says whether a lock record's holder may still hold it: it has not
+// expired, and, when the holder ran on this machine, its process exists
+// (a holder killed here frees its lock at once, not after LockTTL).
 func (b *Bucket) live(body []byte) bool {
 	var r lockRecord
-	return json.Unmarshal(body, &r) == nil && b.Now().Before(r.Expires)
+	if json.Unmarshal(body, &r) != nil || !b.Now().Before(r.Expires) {
+		return false
+	}
+	host, _ := os.Hostname()
+	if r.Host == host && r.PID > 0 && r.PID != os.Getpid() {
+		return syscall.Kill(r.PID, 0) != syscall.ESRCH
+	}
+	return true
 }
 
 // othersLive says whether a live lock of the other kind is held under base.

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mephstore/mephstore/internal/s3test"
 	"github.com/mephstore/mephstore/internal/testref"
@@ -78,4 +80,65 @@ func validateURL(t *testing.T, keyring, url string) {
 	if err != nil || !strings.Contains(string(out), "verified") {
 		t.Fatalf("ss-validate %s: %v\n%s", url, err, out)
 	}
+}
+
+// TestPublishToS3SurvivesSIGKILL kills publishes to a bucket prefix at
+// moments spread over twice the length of one: after each kill the tree
+// read over HTTP is the last complete one or the new one, and validates.
+func TestPublishToS3SurvivesSIGKILL(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("mirror")
+	srv.Env(t)
+	cfg, _ := s3store.ParseRoot("s3://mirror", srv.Endpoint())
+	b, err := s3store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AllowPublicRead(context.Background(), "www"); err != nil {
+		t.Fatal(err)
+	}
+	tree := testtree.Make(t, nil, "--releases", "3", "--arches", "2", "--kernels", "2", "--versions", "8")
+	_, s := newCLIStore(t)
+	keys := filepath.Join(t.TempDir(), "keys")
+	root := "s3://mirror/www?endpoint=" + srv.Endpoint()
+	for _, args := range [][]string{
+		{"stream", "create", "daily"}, {"stream", "create", "stable"},
+		{"insert", "--no-verify", tree, "daily"},
+		{"key", "generate", "--out", keys},
+		{"publish", "stable", "--publish-root", root, "--sign-key", filepath.Join(keys, "signing-key.asc")},
+	} {
+		if r := cli(t, nil, append(s, args...)...); r.code != 0 && !strings.Contains(r.stderr, "nothing") {
+			t.Fatalf("%v: %+v", args, r)
+		}
+	}
+	keyring := filepath.Join(keys, "keyring.gpg")
+	url := srv.Endpoint() + "/mirror/www/stable/"
+	publish := func() *exec.Cmd { return exec.Command(binary, append(s, "publish", "stable")...) }
+	change := func(i int) { cli(t, nil, append(s, "promote", "daily", "stable", "202401"+pad(i%8+1))...) }
+	var rs runs
+	for i := range 2 {
+		change(i)
+		start := time.Now()
+		if out, err := publish().CombinedOutput(); err != nil {
+			t.Fatalf("publish: %v %s", err, out)
+		}
+		rs = append(rs, time.Since(start))
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	kills, killed := 8, 0
+	for i := range kills {
+		change(i + 2)
+		if runKilled(t, publish(), killDelay(i, kills, rs.median(), rng), &rs) {
+			killed++
+		}
+		validateURL(t, keyring, url)
+	}
+	if out, err := publish().CombinedOutput(); err != nil {
+		t.Fatalf("publish after the kills: %v %s", err, out)
+	}
+	validateURL(t, keyring, url)
+	if killed == 0 {
+		t.Fatalf("no publish killed midway (one takes %v)", rs.median())
+	}
+	t.Logf("%d of %d publishes killed midway; one takes %v", killed, kills, rs.median())
 }
