@@ -233,14 +233,19 @@ func rootCandidates(ctx context.Context, t publish.Target, streams []string, kno
 			return nil, fmt.Errorf("stream %s: %w", st, err)
 		}
 	}
-	data, err := unreferencedData(ctx, t, func(sum Sum) bool {
+	keep := func(sum Sum) bool {
 		_, ok := refs[sum]
 		return ok || m.has(sum)
-	})
-	if err != nil {
-		return nil, err
 	}
-	return append(meta, data...), nil
+	out := meta
+	for _, pool := range dataPools(t, streams) {
+		data, err := unreferencedData(ctx, t, pool, keep)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, data...)
+	}
+	return out, nil
 }
 
 // reapFiles deletes the steps' files from the target, makes that durable
@@ -429,10 +434,26 @@ func fileRefs(ctx context.Context, t publish.Target, rel string, fn func(Sum)) e
 	return nil
 }
 
-// unreferencedData lists the files of the root's data pool for which keep
-// is false.
-func unreferencedData(ctx context.Context, t publish.Target, keep func(Sum) bool) ([]candidate, error) {
-	pool := publish.Layout{}.DataPool()
+// dataPools are the data pools of a root's streams: the one shared pool
+// where streams link to it, each stream's own where a target has no links
+// (a bucket). A file is kept while any stream or retained snapshot refers
+// to its bytes (for per-stream pools that keeps more than needed, never
+// less).
+func dataPools(t publish.Target, streams []string) []string {
+	zero := strings.Repeat("0", 64)
+	pools := []string{publish.Layout{}.DataPool()}
+	for _, st := range streams {
+		p := path.Dir(path.Dir(t.DataPath(st, zero)))
+		if !slices.Contains(pools, p) {
+			pools = append(pools, p)
+		}
+	}
+	return pools
+}
+
+// unreferencedData lists the files of a data pool for which keep is
+// false.
+func unreferencedData(ctx context.Context, t publish.Target, pool string, keep func(Sum) bool) ([]candidate, error) {
 	var subs []string
 	err := t.List(ctx, pool, func(e publish.Entry) error {
 		if e.Dir {
@@ -451,7 +472,7 @@ func unreferencedData(ctx context.Context, t publish.Target, keep func(Sum) bool
 				return nil // not ours; left alone
 			}
 			if !keep(sum) {
-				out = append(out, candidate{rel: publish.DataPoolRel(sub, e.Name), kind: "data", size: e.Size})
+				out = append(out, candidate{rel: path.Join(pool, sub, e.Name), kind: "data", size: e.Size})
 			}
 			return nil
 		})

@@ -53,6 +53,3 @@ func (Layout) DataPool() string { return dataPool }
 
 // DataFile is the data file of sum.
 func (Layout) DataFile(sum string) string { return DataRel(sum) }
-
-// DataPoolRel is a path below the data pool.
-func DataPoolRel(sub, name string) string { return path.Join(dataPool, sub, name) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
@@ -52,6 +53,12 @@ func TestPublishToS3(t *testing.T) {
 		}
 	}
 	validateURL(t, filepath.Join(keys, "keyring.gpg"), url)
+	// A data file nothing refers to (a publish killed after copying it, a
+	// snapshot long gone): gc reaps it from the stream's own data.
+	stray := "www/stable/data/sha256/ab/ab" + strings.Repeat("0", 62)
+	if _, err := b.Put(context.Background(), stray, []byte("stray"), s3store.Cond{}); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"promote", "daily", "stable", "20240103"},
 		{"publish", "stable"},
@@ -61,6 +68,9 @@ func TestPublishToS3(t *testing.T) {
 			t.Fatalf("%v: %+v", args, r)
 		}
 		validateURL(t, filepath.Join(keys, "keyring.gpg"), url)
+	}
+	if _, err := b.Head(context.Background(), stray); !errors.Is(err, s3store.ErrNotFound) {
+		t.Fatalf("gc left the unreferenced data file (or: %v)", err)
 	}
 }
 
