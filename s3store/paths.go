@@ -6,34 +6,34 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// The layout of a store on a bucket, under its prefix:
+// The layout on a bucket. A blob pool under a prefix (the pool of a store
+// on S3; today used through the Go API and by publish's server-side
+// copies):
 //
 //	s3://bucket/prefix/
-//	├── mephstore-store                  "mephstore s3 store v1": written last by init
-//	├── pool/
-//	│   ├── sha256/ab/ab12…ef            a blob, named by the sha256 of its bytes;
-//	│   │                                written once, verified before it is visible
-//	│   └── .ingest/<id>                 an upload in flight (removed after its copy;
-//	│                                    one a killed writer left is reaped by gc)
-//	├── log/00000000000000000042         the record log: entry n, created only with
-//	│                                    If-None-Match: * (one writer wins each n)
-//	├── checkpoint/00000000000000000040  every record as of entry n (replayed from)
-//	├── lock/writer                      the writer lease: holder, renewed while held
-//	└── heads/<stream>                   a stream's head, mirrored for readers
-//	                                     that do not run mephstore (informative)
+//	└── pool/
+//	    ├── sha256/ab/ab12…ef            a blob, named by the sha256 of its bytes;
+//	    │                                written once, checked before it is visible
+//	    └── .ingest/<id>.part            a large upload with an unknown digest, in
+//	                                     flight; removed after its copy (one a
+//	                                     killed writer left: AbortUploads, gc)
 //
-// A published tree on a bucket (publish --root s3://bucket/www) is the
-// same tree as on a disk (publish.Layout), its blobs copied server-side
-// from the pool.
+// A published tree on a bucket (publish --publish-root s3://bucket/www,
+// publish.S3Target) is the directory tree of publish.Layout, except that
+// each stream holds its own data (no links on a bucket), and its locks are
+// objects:
+//
+//	s3://bucket/www/
+//	├── .locks/root/x, .locks/root/s-<id>    gc's exclusive, publishes' shared lock
+//	├── .locks/stream-<stream>/x             one publish of a stream at a time
+//	└── <stream>/
+//	    ├── streams/v1/index.json            written last
+//	    ├── streams/v1/index.sjson, .gpg     written before index.json
+//	    ├── streams/v1/<products>.json       named by content, written first
+//	    └── data/sha256/ab/ab12…ef           copied server-side from the pool
 const (
-	formatKey     = "mephstore-store"
-	formatContent = "mephstore s3 store v1\n"
-	poolBlobs     = "pool/sha256/"
-	poolIngest    = "pool/.ingest/"
-	logDir        = "log/"
-	checkpointDir = "checkpoint/"
-	writerLock    = "lock/writer"
-	headsDir      = "heads/"
+	poolBlobs  = "pool/sha256/"
+	poolIngest = "pool/.ingest/"
 )
 
 // blobKey is a blob's key: pool/sha256/ab/ab12….
