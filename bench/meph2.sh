@@ -12,7 +12,8 @@
 # versions), L = 403k (210). Steps (the reference README's commands):
 # insert of one new version of every product, promote of it to another
 # stream, clean-md to 3 versions, find-orphans and reap-orphans on the
-# cleaned tree, and a signed publish (meph2-util sign).
+# cleaned tree (and its floor: rm of the same files + one sync), and a
+# signed publish (meph2-util sign).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=S,M reps=3 out=bench/results
@@ -86,7 +87,13 @@ run_meph2() {
   timed meph2-util clean-md "${m2[@]}" clean-md --no-sign 3 "$r/W/streams/v1/index.json"
   cp -a "$d/cleaned" "$r/C"
   timed meph2-util find-orphans "${m2[@]}" find-orphans "$r/orphans.json" "$r/C/" "$r/C/streams/v1/index.json"
+  cp "$r/orphans.json" "$r/orphans.found"
   timed meph2-util reap-orphans "${m2[@]}" reap-orphans --older 0s "$r/orphans.json" "$r/C/"
+  # The floor of reap-orphans: rm of the same files, then one sync.
+  cp -a "$d/cleaned" "$r/F"
+  python3 -c 'import json,sys; sys.stdout.write("".join(p + "\0" for p in json.load(open(sys.argv[1]))))' \
+    "$r/orphans.found" > "$r/F.list"
+  timed floor reap-orphans sh -c 'cd "$1" && xargs -0 rm -f < "$2" && sync' sh "$r/F" "$r/F.list"
   cp -a "$d/cleaned" "$r/P"
   timed meph2-util sign env SS_GPG_DEFAULT_KEY="$fpr" python3 "$ref/maas-images/bin/meph2-util" sign "$r/P/"
 }
@@ -151,5 +158,9 @@ with open(out + "/results.md", "w") as f:
     for e in res:
         cell = lambda t: "%.2f (%.2f, %.0f)" % (e[t]["wall_s"], e[t]["cpu_s"], e[t]["peak_rss_mib"]) if t in e else "-"
         f.write(f"| {e['size']} | {e['op']} | {cell('meph2-util')} | {cell('mephstore')} | {e['ratio']}x |\n")
+    for e in res:
+        if "floor" in e:
+            f.write(f"\n{e['size']} reap-orphans floor (rm of the same files + one sync): {e['floor']['wall_s']:.2f} s; "
+                    f"mephstore / floor = {e['mephstore']['wall_s'] / e['floor']['wall_s']:.2f}x\n")
 PY
 cat "$out/results.md"
