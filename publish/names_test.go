@@ -75,3 +75,12 @@ func TestPublishCannotLeaveRoot(t *testing.T) {
 		t.Fatalf("publish as stream data: %v", err)
 	}
 }
+
+// serve refuses a bucket root with a clear error instead of serving an
+// empty directory named like it.
+func TestServeRefusesBucketRoot(t *testing.T) {
+	err := Serve(ctx, "127.0.0.1:0", "s3://mirror/www", ServeOptions{}, nil, nil)
+	if !errors.Is(err, ErrNotDir) || !strings.Contains(err.Error(), "s3://mirror/www") {
+		t.Fatalf("serve of a bucket root: %v", err)
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mephstore/mephstore/s3store"
 )
 
 // Handler serves a publish root over HTTP the way the trees need: GET and
@@ -248,6 +250,9 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, d *os.File) {
 // address once listening.
 func Serve(ctx context.Context, addr, root string, o ServeOptions, log *slog.Logger, ready func(string)) error {
 	o = o.withDefaults()
+	if s3store.IsURL(root) {
+		return fmt.Errorf("publish root %s is a bucket: %w (its server serves it over HTTP; docs/s3.md)", root, ErrNotDir)
+	}
 	h, err := NewHandler(root, log)
 	if err != nil {
 		return err

@@ -26,11 +26,17 @@ func (a *app) publishCmd() *cobra.Command {
 sstream-mirror points at): data files first (hard links into PUBLISH_ROOT/data, shared by every
 stream), then a new streams/v1 (products files named by their content, signed: .sjson
 clear-signed, .json.gpg detached; then the index files) that replaces the live one in a single
-atomic directory exchange. Publishing an unchanged head writes nothing. The publish root and the signing key are remembered in the store.`,
+atomic directory exchange. Publishing an unchanged head writes nothing. The publish root and the signing key are remembered in the store.
+
+PUBLISH_ROOT may be a bucket prefix on an S3-compatible server, s3://BUCKET/PREFIX (the endpoint
+from ?endpoint=URL, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; credentials from the standard AWS
+variables or ~/.aws/credentials): each stream keeps its own data/, copied there, and index.json
+is written last (docs/s3.md).`,
 		Example: `  mephstore key generate --out /etc/mephstore
   mephstore publish daily --publish-root /srv/images --sign-key /etc/mephstore/signing-key.asc
   mephstore publish stable                  # same root and key as last time
-  mephstore publish daily --no-sign         # only .json files`,
+  mephstore publish daily --no-sign         # only .json files
+  mephstore publish stable --publish-root s3://mirror/www   # to a bucket (docs/s3.md)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if noSign && signKey != "" {
@@ -80,7 +86,7 @@ atomic directory exchange. Publishing an unchanged head writes nothing. The publ
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&root, "publish-root", "", "directory of the published trees (remembered in the store)")
+	f.StringVar(&root, "publish-root", "", "directory (or s3://bucket/prefix) of the published trees (remembered in the store)")
 	f.StringVar(&signKey, "sign-key", "", "armoured or binary secret key file (gpg --export-secret-keys; remembered)")
 	f.StringVar(&passFile, "sign-passphrase-file", "", "file holding the key's passphrase (or MEPHSTORE_SIGN_PASSPHRASE)")
 	f.BoolVar(&noSign, "no-sign", false, "write only the .json files, unsigned")
