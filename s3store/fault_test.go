@@ -235,3 +235,42 @@ func TestSlowDownIsRetried(t *testing.T) {
 		t.Fatal("the 503s were never sent")
 	}
 }
+
+// A server that sends the headers of an object and then stops sending its
+// body: the read fails with ErrStalled after the stall timeout instead of
+// hanging, and the error names the endpoint.
+func TestStalledBody(t *testing.T) {
+	srv, b := testBucket(t, "store")
+	if _, err := b.Put(context.Background(), "big", make([]byte, 1<<16), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	real, _ := url.Parse(srv.Endpoint())
+	rp := httputil.NewSingleHostReverseProxy(real)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", "65536")
+		w.Header().Set("ETag", `"0123"`)
+		w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
+		w.WriteHeader(http.StatusOK)
+		w.Write(make([]byte, 100))
+		w.(http.Flusher).Flush()
+		<-release
+	}))
+	defer front.Close()
+	defer close(release) // before Close, which waits for the handler
+	cfg := b.Config()
+	cfg.Endpoint = front.URL
+	cfg.Stall, cfg.Retries = 300*time.Millisecond, 1
+	sb, err := Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = sb.Get(context.Background(), "big", 1<<20)
+	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), front.URL) {
+		t.Fatalf("stalled body: %v", err)
+	}
+}

@@ -34,7 +34,8 @@ type watchdog struct {
 }
 
 func (w *watchdog) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, cancel := context.WithCancel(req.Context())
+	parent := req.Context()
+	ctx, cancel := context.WithCancel(parent)
 	timer := time.AfterFunc(w.stall, cancel)
 	req = req.Clone(ctx)
 	if req.Body != nil && req.Body != http.NoBody {
@@ -44,7 +45,7 @@ func (w *watchdog) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		timer.Stop()
 		cancel()
-		if ctx.Err() != nil && req.Context().Err() == nil {
+		if ctx.Err() != nil && parent.Err() == nil {
 			return nil, stallError{w.stall}
 		}
 		return nil, err
@@ -53,7 +54,8 @@ func (w *watchdog) RoundTrip(req *http.Request) (*http.Response, error) {
 		w.skew.Store(int64(time.Until(d)))
 	}
 	timer.Reset(w.stall)
-	resp.Body = &progressBody{rc: resp.Body, timer: timer, stall: w.stall, done: func() { timer.Stop(); cancel() }}
+	stalled := func() bool { return ctx.Err() != nil && parent.Err() == nil }
+	resp.Body = &progressBody{rc: resp.Body, timer: timer, stall: w.stall, stalled: stalled, done: func() { timer.Stop(); cancel() }}
 	return resp, nil
 }
 
@@ -62,13 +64,19 @@ type progressBody struct {
 	rc    io.ReadCloser
 	timer *time.Timer
 	stall time.Duration
-	done  func()
+	// stalled says whether the watchdog (not the caller) cancelled the
+	// request; a read that fails then fails with stallError.
+	stalled func() bool
+	done    func()
 }
 
 func (p *progressBody) Read(b []byte) (int, error) {
 	n, err := p.rc.Read(b)
 	if n > 0 {
 		p.timer.Reset(p.stall)
+	}
+	if err != nil && err != io.EOF && p.stalled != nil && p.stalled() {
+		err = stallError{p.stall}
 	}
 	return n, err
 }
