@@ -73,6 +73,10 @@ type BlobWriter interface {
 type LocalFiles interface {
 	// BlobFilePath is the file of a visible blob (ErrBlobNotFound).
 	BlobFilePath(d digest.Digest) (string, error)
+	// LinkBlob hard-links the file of a visible blob to dst, whose
+	// directory exists: ErrBlobNotFound when the blob is missing,
+	// fs.ErrExist when dst exists; one system call, no stat.
+	LinkBlob(d digest.Digest, dst string) error
 }
 
 // TempFiles is the optional capability of a blob store that can give a
@@ -140,6 +144,21 @@ func (p *LocalPool) BlobFilePath(d digest.Digest) (string, error) {
 		return "", fmt.Errorf("%s: %w", d, ErrBlobNotFound)
 	}
 	return path, nil
+}
+
+// LinkBlob hard-links the blob's file to dst (LocalFiles).
+func (p *LocalPool) LinkBlob(d digest.Digest, dst string) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("digest %q: %w", d, ErrBadDigest)
+	}
+	err := os.Link(p.s.BlobPath(d), dst)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, derr := os.Stat(filepath.Dir(dst)); derr != nil {
+			return err
+		}
+		return fmt.Errorf("%s: %w", d, ErrBlobNotFound)
+	}
+	return err
 }
 
 // Delete removes a blob's file and syncs its directory.

@@ -719,12 +719,18 @@ func (s *Store) ReadBlob(d digest.Digest) ([]byte, error) {
 		return nil, err
 	}
 	defer r.Close()
-	b := make([]byte, 0, r.Size)
-	buf := bytes.NewBuffer(b)
-	if _, err := buf.ReadFrom(r); err != nil {
+	// One allocation of the known size plus one byte, so that the read
+	// that meets the end (and checks the sha256) needs no second buffer.
+	b := make([]byte, r.Size+1)
+	n, err := io.ReadFull(r, b)
+	switch {
+	case err == io.ErrUnexpectedEOF && int64(n) == r.Size:
+		return b[:n], nil
+	case err == nil, err == io.ErrUnexpectedEOF:
+		return nil, fmt.Errorf("blob %s: %d bytes, recorded %d: %w", d, n, r.Size, ErrCorrupt)
+	default:
 		return nil, err
 	}
-	return buf.Bytes(), nil
 }
 
 // renameNoReplace renames src to dst unless dst exists; it reports whether

@@ -303,7 +303,7 @@ func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
 		WithIndexCacheSize(0).
-		WithMemTableSize(16 << 20).
+		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
 		WithValueLogFileSize(64 << 20).
 		WithValueThreshold(1 << 10).

@@ -41,6 +41,7 @@ type DirTarget struct {
 
 	mu   sync.Mutex
 	work map[string]string // stream → its work directory, after Begin
+	made map[string]bool   // data directories made durable by PutBlob
 }
 
 // NewDirTarget is the publish root dir (made absolute).
@@ -49,7 +50,7 @@ func NewDirTarget(dir string) (*DirTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DirTarget{root: root, work: map[string]string{}}, nil
+	return &DirTarget{root: root, work: map[string]string{}, made: map[string]bool{}}, nil
 }
 
 // String is the root's absolute path.
@@ -217,15 +218,12 @@ func (w *dirFile) Close() error {
 // PutBlob links (or copies) blob d into the data pool.
 func (t *DirTarget) PutBlob(ctx context.Context, stream string, blobs cas.BlobStore, d digest.Digest) (bool, error) {
 	dst := filepath.Join(t.root, filepath.FromSlash(Layout{}.DataFile(d.Encoded())))
-	if err := fsx.MkdirDurable(filepath.Dir(dst), 0o755); err != nil {
+	if err := t.mkdirOnce(filepath.Dir(dst)); err != nil {
 		return false, err
 	}
 	err := errNoLocalFile
 	if lf, ok := blobs.(cas.LocalFiles); ok {
-		var src string
-		if src, err = lf.BlobFilePath(d); err == nil {
-			err = os.Link(src, dst)
-		}
+		err = lf.LinkBlob(d, dst)
 	}
 	switch {
 	case err == nil, errors.Is(err, fs.ErrExist):
@@ -238,6 +236,24 @@ func (t *DirTarget) PutBlob(ctx context.Context, stream string, blobs cas.BlobSt
 }
 
 var errNoLocalFile = errors.New("the blob store keeps no local file")
+
+// mkdirOnce makes dir durably, once per target: a publish puts tens of
+// thousands of blobs into 256 directories.
+func (t *DirTarget) mkdirOnce(dir string) error {
+	t.mu.Lock()
+	done := t.made[dir]
+	t.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := fsx.MkdirDurable(dir, 0o755); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.made[dir] = true
+	t.mu.Unlock()
+	return nil
+}
 
 // copyBlob copies a blob to dst through a temp file: fsync, rename.
 func copyBlob(ctx context.Context, blobs cas.BlobStore, d digest.Digest, dst string) error {
@@ -421,6 +437,9 @@ func (t *DirTarget) Delete(ctx context.Context, rel string) error {
 	if err != nil {
 		return err
 	}
+	t.mu.Lock()
+	clear(t.made) // the directory may be one of them, or hold them
+	t.mu.Unlock()
 	err = os.Remove(p)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		err = os.RemoveAll(p)

@@ -12,7 +12,9 @@ import (
 	"io"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -253,6 +255,7 @@ type publisher struct {
 	seen    map[string]bool
 	linked  map[digest.Digest]bool     // products whose data is in the pool
 	present map[string]map[string]bool // data/sha256/<2 hex>/ listings, read once each
+	links   *linker
 }
 
 // newPublisher reads the snapshot and what the previous publish linked.
@@ -265,7 +268,8 @@ func newPublisher(ctx context.Context, r *snapshot.Repo, t Target, stream string
 	res.Products, res.Items = c.Products, c.Items
 	return &publisher{r: r, s: r.Store(), t: t, stream: stream, doc: doc, o: o, res: res,
 		updated: doc.Time.UTC().Format(TimeFormat), seen: map[string]bool{},
-		linked: linkedBefore(ctx, r, t, prev, stream), present: map[string]map[string]bool{}}, nil
+		linked: linkedBefore(ctx, r, t, prev, stream), present: map[string]map[string]bool{},
+		links: newLinker(t, stream, r.Store().Blobs())}, nil
 }
 
 // run writes the tree under the target's locks: data and products files,
@@ -285,6 +289,7 @@ func (p *publisher) run(ctx context.Context) error {
 	if err := p.t.Begin(ctx, p.stream); err != nil {
 		return err
 	}
+	defer p.links.wait() // nothing runs past the locks
 	meter := p.o.Meters.New("publish "+p.stream, int64(p.res.Items), progress.Items)
 	defer meter.Done()
 	var entries []indexEntry
@@ -300,6 +305,11 @@ func (p *publisher) run(ctx context.Context) error {
 		}
 		entries = append(entries, e)
 	}
+	copied, err := p.links.wait()
+	if err != nil {
+		return err
+	}
+	p.res.DataCopied = copied
 	// Everything the index will name is in place: make it durable.
 	if err := p.t.Sync(ctx); err != nil {
 		return err
@@ -452,8 +462,11 @@ func (p *publisher) linkData(ctx context.Context, pr *catalog.Product, check boo
 				return fmt.Errorf("product %s version %s item %s: %w", pr.Name, v.Name, it.Name, ErrNoSHA256)
 			}
 			if check && !p.seen[sum] {
-				if err := p.ensureData(ctx, sum); err != nil {
-					return fmt.Errorf("product %s version %s item %s: %w", pr.Name, v.Name, it.Name, err)
+				raw, _ := jsonc.Get(it.Fields, "size")
+				size, _ := strconv.ParseInt(string(raw), 10, 64)
+				where := func() string { return fmt.Sprintf("product %s version %s item %s", pr.Name, v.Name, it.Name) }
+				if err := p.ensureData(ctx, sum, size, where); err != nil {
+					return err
 				}
 				p.seen[sum] = true
 			}
@@ -464,8 +477,8 @@ func (p *publisher) linkData(ctx context.Context, pr *catalog.Product, check boo
 }
 
 // ensureData puts the blob sum in the data pool (PutBlob) unless it is
-// there.
-func (p *publisher) ensureData(ctx context.Context, sum string) error {
+// there; size is the item's (for the result's byte count).
+func (p *publisher) ensureData(ctx context.Context, sum string, size int64, where func() string) error {
 	// One listing per prefix instead of one stat per file: at 400k items
 	// that is 256 listings against 216,000 system calls.
 	dir := p.present[sum[:2]]
@@ -481,22 +494,67 @@ func (p *publisher) ensureData(ctx context.Context, sum string) error {
 		return nil
 	}
 	dir[sum] = true
-	d := digest.NewDigestFromEncoded(digest.SHA256, sum)
-	blobs := p.s.Blobs()
-	info, err := blobs.Stat(ctx, d)
-	if err != nil {
-		return fmt.Errorf("blob %s: %w", d, err)
-	}
-	copied, err := p.t.PutBlob(ctx, p.stream, blobs, d)
-	if err != nil {
+	p.res.DataNew++
+	p.res.DataBytes += size
+	return p.links.put(ctx, sum, where)
+}
+
+// linker runs a target's PutBlob calls on a few goroutines: a publish
+// links tens of thousands of files, one system call each, which the
+// kernel runs in parallel across directories.
+type linker struct {
+	t      Target
+	stream string
+	blobs  cas.BlobStore
+	sem    chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error
+	copied int
+}
+
+func newLinker(t Target, stream string, blobs cas.BlobStore) *linker {
+	return &linker{t: t, stream: stream, blobs: blobs, sem: make(chan struct{}, 4)}
+}
+
+// put starts PutBlob of sum; it returns the first error of an earlier put.
+func (l *linker) put(ctx context.Context, sum string, where func() string) error {
+	if err := l.failed(); err != nil {
 		return err
 	}
-	if copied {
-		p.res.DataCopied++
+	select {
+	case l.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	p.res.DataNew++
-	p.res.DataBytes += info.Size
+	l.wg.Add(1)
+	go func() {
+		defer func() { <-l.sem; l.wg.Done() }()
+		d := digest.NewDigestFromEncoded(digest.SHA256, sum)
+		copied, err := l.t.PutBlob(ctx, l.stream, l.blobs, d)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if err != nil && l.err == nil {
+			l.err = fmt.Errorf("%s: blob %s: %w", where(), d, err)
+		}
+		if copied {
+			l.copied++
+		}
+	}()
 	return nil
+}
+
+func (l *linker) failed() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// wait waits for every put and returns the first error and the number
+// of blobs copied rather than linked.
+func (l *linker) wait() (int, error) {
+	l.wg.Wait()
+	return l.copied, l.failed()
 }
 
 // ErrUnsafeName is wrapped when a name from a snapshot would put a

@@ -57,6 +57,7 @@ type Target interface {
 	DataPath(stream, sum string) string
 	// PutBlob puts blob d of blobs at DataPath(stream, d) (a link where
 	// both live on one file system, else a copy); copied says which.
+	// It is safe to call from several goroutines at once.
 	PutBlob(ctx context.Context, stream string, blobs cas.BlobStore, d digest.Digest) (copied bool, err error)
 	// SwitchIndex makes files (name → bytes, index.json among them) the
 	// stream's index files, replacing the old ones.

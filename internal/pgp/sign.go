@@ -1,6 +1,7 @@
 package pgp
 
 import (
+	"bufio"
 	"bytes"
 	"crypto"
 	"errors"
@@ -106,7 +107,16 @@ func (s *Signer) WritePublic(w io.Writer, armored bool) error {
 // then the signature follows, armoured with its CRC24 line. (go-crypto's
 // clearsign writer leaves the CRC out, and gpgv 2.2, Debian 12's, then reads
 // the END line as base64 and rejects the file.)
-func (s *Signer) ClearSign(w io.Writer, r io.Reader) error {
+func (s *Signer) ClearSign(out io.Writer, r io.Reader) error {
+	// The dash escaper writes line by line: buffer them into large writes.
+	w := bufio.NewWriterSize(out, 64<<10)
+	if err := s.clearSign(w, r); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func (s *Signer) clearSign(w io.Writer, r io.Reader) error {
 	if _, err := io.WriteString(w, "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"); err != nil {
 		return err
 	}
