@@ -4,19 +4,15 @@
 # 4 / 40 / 200): the first publish (renders, signs, and hard-links every
 # data file into the shared pool), a publish after one new version of every
 # product (render and sign again; the data pool has nearly everything), and
-# a publish of the unchanged head. Reference, from the issue: the Python
-# tool signs an 80k-item stream in 1.2 s and a 400k-item one in 5 s (signing
-# only, no rendering); it is not packaged for Debian 12 and cannot run here.
+# a publish of the unchanged head. The same-run comparison with the real
+# meph2-util sign is bench/meph2.sh.
 #
 #   bench/publish.sh                 # SIZES="4 40" for the two smaller ones
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 "$m" key generate --out "$base/keys" >/dev/null
-declare -A ref=([40]=1.2 [200]=5)
-
-
-printf '%-8s %-22s %9s %9s %10s\n' items operation seconds "RSS MiB" "python s"
+printf '%-8s %-22s %9s %9s\n' items operation seconds "RSS MiB"
 for v in $sizes; do
   prepare "$v"
   results=$(
@@ -26,9 +22,7 @@ for v in $sizes; do
     run unchanged-head "$m" --store "$store" publish daily
   )
   while read -r op secs rss; do
-    r=-
-    [ "$op" = re-render+sign ] && r=${ref[$v]:--}
-    printf '%-8s %-22s %9s %9s %10s\n' "$items" "$op" "$secs" "$rss" "$r"
+    printf '%-8s %-22s %9s %9s\n' "$items" "$op" "$secs" "$rss"
   done <<< "$results"
   rm -rf "$tree" "$store" "$base/pub-$v"
 done

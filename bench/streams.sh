@@ -3,12 +3,8 @@
 # one version of every product, clean-md to 3 versions, query and diff, on
 # streams of about 8k, 80k and 400k items (make-test-stream --releases 12
 # --arches 5 --kernels 8 --versions 4 / 40 / 200: 480 products).
-#
-# The Python tools this replaces (meph2-util, sstream-query) are not
-# packaged for Debian 12, so they cannot run here; their figures on this
-# machine, as given in the issue, are printed next to ours as the
-# reference: at 80k items insert 6.7 s, promote 9.0 s, clean-md 3.0 s; at
-# 400k insert 45 s, promote 37 s, clean-md 16 s.
+# The same-run comparison with the real meph2-util is bench/meph2.sh; the
+# growth with the stream's size is bench/growth.sh.
 #
 #   bench/streams.sh               # all three sizes (the 400k setup takes minutes)
 #   SIZES="4 40" bench/streams.sh  # versions per product to start from
@@ -16,13 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-declare -A ref=(
-  [40:insert]=6.7 [40:promote]=9.0 [40:clean-md]=3.0
-  [200:insert]=45 [200:promote]=37 [200:clean-md]=16
-)
-
-
-printf '%-8s %-10s %9s %9s %10s %8s\n' items operation seconds "RSS MiB" "python s" speedup
+printf '%-8s %-10s %9s %9s\n' items operation seconds "RSS MiB"
 for v in $sizes; do
   prepare "$v"
   "$m" --store "$store" stream create stable >/dev/null
@@ -34,12 +24,7 @@ for v in $sizes; do
     run diff     "$m" --store "$store" diff daily@1 daily
   )
   while read -r op secs rss; do
-    r=${ref[$v:$op]:-}
-    if [ -n "$r" ]; then
-      printf '%-8s %-10s %9.2f %9d %10s %7.1fx\n' "$items" "$op" "$secs" "$rss" "$r" "$(echo "$r / $secs" | bc -l)"
-    else
-      printf '%-8s %-10s %9.2f %9d %10s %8s\n' "$items" "$op" "$secs" "$rss" - -
-    fi
+    printf '%-8s %-10s %9.2f %9d\n' "$items" "$op" "$secs" "$rss"
   done <<< "$results"
   rm -rf "$tree" "$store"
 done
