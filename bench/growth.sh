@@ -92,7 +92,7 @@ for line in open(runs):
         t.setdefault((int(n), op), []).append(float(x))
 small, big = v, 5 * v
 print(f"`bench/growth.sh --versions {v} --reps {reps}`: {cores} cores, Linux {kernel}, load average {load} at the end; medians.\n")
-print(f"| op | {items[small]} items, {small} snapshots (s) | {items[big]} items, {big} snapshots (s) | growth |")
+print(f"| op | {items[small]} items, {small + 1} inserts (s) | {items[big]} items, {big + 1} inserts (s) | growth |")
 print("| --- | --- | --- | --- |")
 for op in ["query", "diff", "log", "promote", "publish"]:
     a, b = statistics.median(t[(small, op)]), statistics.median(t[(big, op)])

@@ -245,6 +245,18 @@ func (ss *Session) RenewLease(l *Lease, ttl time.Duration) error {
 	})
 }
 
+// EndLease deletes lease l in this writer session, as part of the unit of
+// work that makes it needless (a commit that moves a head to what the
+// lease protected); the release function Hold returned then writes
+// nothing, which saves a writer session.
+func (ss *Session) EndLease(l *Lease) error {
+	if err := ss.DeleteLease(l.ID); err != nil {
+		return err
+	}
+	ss.s.ended.Store(l.ID, true)
+	return nil
+}
+
 // DeleteLease removes a lease and its references.
 func (ss *Session) DeleteLease(id string) error {
 	if !ss.writable {
@@ -374,6 +386,9 @@ func (s *Store) Hold(ctx context.Context, op string, dataFn func(txn Txn) ([]byt
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				if _, gone := s.ended.Load(l.ID); gone {
+					continue
+				}
 				if err := s.WithWriter(ctx, "renew lease of "+op, func(ss *Session) error { return ss.RenewLease(l, DefaultLeaseTTL) }); err != nil {
 					s.log.Warn("could not renew the lease; will try again", "lease", l.ID, "op", op, "err", err)
 				}
@@ -383,6 +398,9 @@ func (s *Store) Hold(ctx context.Context, op string, dataFn func(txn Txn) ([]byt
 	release := func() {
 		close(stop)
 		<-done
+		if _, gone := s.ended.LoadAndDelete(l.ID); gone {
+			return
+		}
 		rctx := context.WithoutCancel(ctx)
 		if err := s.WithWriter(rctx, "release lease of "+op, func(ss *Session) error { return ss.DeleteLease(l.ID) }); err != nil {
 			s.log.Warn("could not release the lease; it lapses by itself", "lease", l.ID, "expires", l.Expires, "err", err)

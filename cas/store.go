@@ -51,6 +51,9 @@ type Store struct {
 	log  *slog.Logger
 	now  func() time.Time
 	bufs sync.Pool // chunkSize buffers of the ingest pipeline
+	// ended holds the IDs of leases a session ended (EndLease) before
+	// their holder released them: the release then has nothing to do.
+	ended sync.Map
 }
 
 // Init creates a new, empty store at dir with the default reserve (see

@@ -131,7 +131,7 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if o.SignKeyPath != "" {
 		set[SettingSignKey] = o.SignKeyPath
 	}
-	return res, remember(ctx, s, "publish "+st.Name, set)
+	return res, remember(ctx, s, "publish "+st.Name, set, cas.LeaseFrom(ctx))
 }
 
 // publishedAlready reads the mark of what was last published of the
@@ -153,7 +153,7 @@ func publishedAlready(ctx context.Context, s *cas.Store, t Target, stream, mark,
 		return prev, false, nil
 	}
 	if keyPath != "" && keyPath != savedKey {
-		return prev, true, remember(ctx, s, "publish: remember signing key", map[string]string{SettingSignKey: keyPath})
+		return prev, true, remember(ctx, s, "publish: remember signing key", map[string]string{SettingSignKey: keyPath}, nil)
 	}
 	return prev, true, nil
 }
@@ -230,13 +230,17 @@ func (p *publisher) indexFiles(entries []indexEntry) ([]File, error) {
 	return files, nil
 }
 
-// remember stores settings in one writer session.
-func remember(ctx context.Context, s *cas.Store, op string, set map[string]string) error {
+// remember stores settings in one writer session, ending lease (when not
+// nil) in it: the published tree no longer needs it.
+func remember(ctx context.Context, s *cas.Store, op string, set map[string]string, lease *cas.Lease) error {
 	return s.WithWriter(ctx, op, func(ss *cas.Session) error {
 		for k, v := range set {
 			if err := ss.SetSetting(k, v); err != nil {
 				return err
 			}
+		}
+		if lease != nil {
+			return ss.EndLease(lease)
 		}
 		return nil
 	})

@@ -312,15 +312,16 @@ func (e *editor) doc(op, summary string) (*Doc, error) {
 // session if the head has not moved; if it has, plan runs again on the new
 // head (a few times at most).
 func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan func(st *Stream, e *editor) error) (*Result, error) {
+	var own *cas.Lease
 	if !dryRun {
 		// The lease keeps every snapshot plan may read (heads from now
-		// on) from gc until the commit.
+		// on) from gc until the commit, which ends it.
 		lctx, release, err := r.Hold(ctx, op)
 		if err != nil {
 			return nil, err
 		}
 		defer release()
-		ctx = lctx
+		ctx, own = lctx, cas.LeaseFrom(lctx)
 	}
 	for attempt := 0; ; attempt++ {
 		st, err := r.Stream(ctx, name)
@@ -352,7 +353,7 @@ func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan fu
 			e.discard()
 			return res, fmt.Errorf("stream %s: %w", name, ErrNothingToDo)
 		}
-		cur, err := r.commit(ctx, st, doc, e)
+		cur, err := r.commit(ctx, st, doc, e, own)
 		if errors.Is(err, ErrHeadMoved) && attempt < 3 {
 			r.log.Info("stream changed meanwhile; planning again", "stream", name)
 			continue
@@ -366,8 +367,9 @@ func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan fu
 }
 
 // commit writes the staged product blobs and the snapshot document and
-// moves the head, if the head is still the one the change started from.
-func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor) (*Stream, error) {
+// moves the head, if the head is still the one the change started from,
+// ending the change's own lease in the same session.
+func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor, own *cas.Lease) (*Stream, error) {
 	defer e.discard()
 	ss, err := r.s.Writer(ctx, doc.Operation)
 	if err != nil {
@@ -397,6 +399,12 @@ func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor) (*St
 	}
 	if err := putHead(ctx, ss, cur, b, doc); err != nil {
 		return nil, err
+	}
+	if own != nil {
+		// The head now holds what the lease protected.
+		if err := ss.EndLease(own); err != nil {
+			return nil, err
+		}
 	}
 	return cur, nil
 }

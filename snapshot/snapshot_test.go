@@ -431,3 +431,27 @@ func TestInsertDirRefusesSymlinksOut(t *testing.T) {
 		})
 	}
 }
+
+// TestChangesLeaveNoLease: a change ends its lease in its commit session,
+// and one that fails releases it; either way none is left behind.
+func TestChangesLeaveNoLease(t *testing.T) {
+	tree := testtree.Make(t, nil, "--versions", "20240101,20240102")
+	r := newRepo(t, "daily", "stable")
+	noLeases := func(after string) {
+		t.Helper()
+		ls, err := r.Store().ListLeases(ctx)
+		if err != nil || len(ls) != 0 {
+			t.Fatalf("after %s: leases %+v %v", after, ls, err)
+		}
+	}
+	mustInsert(t, r, tree, "daily", unsignedOpts())
+	noLeases("insert")
+	if _, err := r.Promote(ctx, "daily", "stable", PromoteOptions{Version: "20240102"}); err != nil {
+		t.Fatal(err)
+	}
+	noLeases("promote")
+	if _, err := r.Promote(ctx, "daily", "stable", PromoteOptions{Version: "20240102"}); !errors.Is(err, ErrNothingToDo) {
+		t.Fatalf("second promote: %v", err)
+	}
+	noLeases("a promote with nothing to do")
+}
