@@ -115,11 +115,16 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	}
 	// A lease, taken with the snapshot in it in one unit of work, keeps
 	// the snapshot's blobs from gc while they are linked.
+	outer := cas.LeaseFrom(ctx) // a caller's lease, which Hold reuses
 	ctx, release, err := r.Hold(ctx, "publish "+st.Name, cas.Ref{Kind: cas.RefSnapshot, Digest: snap})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", snap, err)
 	}
 	defer release()
+	var own *cas.Lease // ended with the settings: only a lease of our own
+	if outer == nil {
+		own = cas.LeaseFrom(ctx)
+	}
 	p, err := newPublisher(ctx, r, t, st.Name, snap, prev, o, res)
 	if err != nil {
 		return nil, err
@@ -131,7 +136,7 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if o.SignKeyPath != "" {
 		set[SettingSignKey] = o.SignKeyPath
 	}
-	return res, remember(ctx, s, "publish "+st.Name, set, cas.LeaseFrom(ctx))
+	return res, remember(ctx, s, "publish "+st.Name, set, own)
 }
 
 // publishedAlready reads the mark of what was last published of the

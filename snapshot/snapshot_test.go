@@ -455,3 +455,32 @@ func TestChangesLeaveNoLease(t *testing.T) {
 	}
 	noLeases("a promote with nothing to do")
 }
+
+// TestChangeKeepsCallersLease: a change run under a caller's lease (sync
+// holds one across its builds, commit and publish) leaves that lease
+// alive for the caller to use and release.
+func TestChangeKeepsCallersLease(t *testing.T) {
+	tree := testtree.Make(t, nil, "--versions", "20240101,20240102")
+	r := newRepo(t, "daily", "stable")
+	lctx, release, err := r.Hold(ctx, "caller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Insert(lctx, tree, "daily", unsignedOpts()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Promote(lctx, "daily", "stable", PromoteOptions{Version: "20240102"}); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := r.Store().ListLeases(ctx)
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("the caller's lease after its changes: %+v %v", ls, err)
+	}
+	if _, _, err := r.Hold(lctx, "caller again", cas.Ref{Kind: cas.RefSnapshot, Digest: head(t, r, "daily").Head}); err != nil {
+		t.Fatalf("adding to the caller's lease: %v", err)
+	}
+	release()
+	if ls, _ := r.Store().ListLeases(ctx); len(ls) != 0 {
+		t.Fatalf("after the caller's release: %+v", ls)
+	}
+}
