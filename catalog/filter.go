@@ -75,7 +75,15 @@ func ParseFilters(exprs []string) ([]Filter, error) {
 	return out, nil
 }
 
-func (f Filter) String() string { return f.Key + f.Op + f.Value }
+// String is the filter as an expression that parses back to it.
+func (f Filter) String() string {
+	if (f.Op == "<" || f.Op == ">") && strings.HasPrefix(f.Value, "=") {
+		// "k>" and "=v" would read back as "k" ">=" "v": keep them apart
+		// (the parser drops spaces before a value).
+		return f.Key + f.Op + " " + f.Value
+	}
+	return f.Key + f.Op + f.Value
+}
 
 // Match tests the filter against a value.
 func (f Filter) Match(value string) bool {

@@ -44,7 +44,7 @@ func FuzzNames(f *testing.F) {
 // FuzzParseFilter: any expression parses or fails in one line; a parsed
 // filter prints as an expression that parses to the same filter.
 func FuzzParseFilter(f *testing.F) {
-	for _, s := range []string{"arch=amd64", "release~(xenial|bionic)", "ftype!=root-image.gz", "key !~ ^a", "=x", "k", "k~(", "k~" + strings.Repeat("(a*)*", 100), "a|b=c"} {
+	for _, s := range []string{"arch=amd64", "release~(xenial|bionic)", "ftype!=root-image.gz", "key !~ ^a", "=x", "k", "k~(", "k~" + strings.Repeat("(a*)*", 100), "a|b=c", "0> =", "k< ==x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
