@@ -115,16 +115,12 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	}
 	// A lease, taken with the snapshot in it in one unit of work, keeps
 	// the snapshot's blobs from gc while they are linked.
-	outer := cas.LeaseFrom(ctx) // a caller's lease, which Hold reuses
-	ctx, release, err := r.Hold(ctx, "publish "+st.Name, cas.Ref{Kind: cas.RefSnapshot, Digest: snap})
+	// own (nil under a caller's lease) is ended with the settings.
+	ctx, own, release, err := r.HoldOwn(ctx, "publish "+st.Name, cas.Ref{Kind: cas.RefSnapshot, Digest: snap})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", snap, err)
 	}
 	defer release()
-	var own *cas.Lease // ended with the settings: only a lease of our own
-	if outer == nil {
-		own = cas.LeaseFrom(ctx)
-	}
 	p, err := newPublisher(ctx, r, t, st.Name, snap, prev, o, res)
 	if err != nil {
 		return nil, err

@@ -113,12 +113,7 @@ func (w *directWriter) Commit(ctx context.Context, exp cas.Expect) (cas.BlobInfo
 			err = w.p.b.wrap("complete upload", blobKey(d), err)
 		}
 	}
-	existed := errors.Is(err, ErrPrecondition)
-	if err != nil && !existed {
-		return cas.BlobInfo{}, false, err
-	}
-	info, err := w.p.Stat(ctx, d)
-	return info, existed, err
+	return w.p.settle(ctx, d, err)
 }
 
 // Cancel aborts the upload: none of its parts ever becomes visible.

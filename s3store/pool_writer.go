@@ -101,11 +101,18 @@ func (w *writer) Commit(ctx context.Context, exp cas.Expect) (cas.BlobInfo, bool
 	} else {
 		err = w.p.b.CopyNew(ctx, w.key, blobKey(d), w.n)
 	}
-	existed := errors.Is(err, ErrPrecondition) // another writer of the same bytes won
+	return w.p.settle(ctx, d, err)
+}
+
+// settle is the end of a Commit of blob d whose final conditional write
+// returned err: a refused precondition means another writer of the same
+// bytes won (the blob existed); the blob is then stat'ed for its info.
+func (p *Pool) settle(ctx context.Context, d digest.Digest, err error) (cas.BlobInfo, bool, error) {
+	existed := errors.Is(err, ErrPrecondition)
 	if err != nil && !existed {
 		return cas.BlobInfo{}, false, err
 	}
-	info, err := w.p.Stat(ctx, d)
+	info, err := p.Stat(ctx, d)
 	return info, existed, err
 }
 

@@ -35,14 +35,22 @@ func ParseLeaseData(b []byte) (ld LeaseData, ok bool) {
 // in one writer session, unless ctx carries one already (then refs are
 // added to it); release it when the operation ends.
 func (r *Repo) Hold(ctx context.Context, op string, refs ...cas.Ref) (context.Context, func(), error) {
+	ctx, _, release, err := r.HoldOwn(ctx, op, refs...)
+	return ctx, release, err
+}
+
+// HoldOwn is Hold that also returns the lease it took, nil when ctx
+// carried the caller's: an operation may end only a lease of its own in
+// the session that makes it needless (cas.Session.EndLease).
+func (r *Repo) HoldOwn(ctx context.Context, op string, refs ...cas.Ref) (context.Context, *cas.Lease, func(), error) {
 	if l := cas.LeaseFrom(ctx); l != nil {
 		if len(refs) == 0 {
-			return ctx, func() {}, nil
+			return ctx, nil, func() {}, nil
 		}
 		err := r.s.WithWriter(ctx, op+": lease", func(ss *cas.Session) error { return ss.AddRefs(l, refs...) })
-		return ctx, func() {}, err
+		return ctx, nil, func() {}, err
 	}
-	return r.s.Hold(ctx, op, func(txn cas.Txn) ([]byte, error) {
+	ctx, release, err := r.s.Hold(ctx, op, func(txn cas.Txn) ([]byte, error) {
 		sts, err := Streams(txn)
 		if err != nil {
 			return nil, err
@@ -53,6 +61,10 @@ func (r *Repo) Hold(ctx context.Context, op string, refs ...cas.Ref) (context.Co
 		}
 		return json.Marshal(ld)
 	}, refs...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ctx, cas.LeaseFrom(ctx), release, nil
 }
 
 // ErrIncomplete is wrapped when a snapshot refers to blobs the store lacks

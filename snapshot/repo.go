@@ -316,16 +316,12 @@ func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan fu
 	if !dryRun {
 		// The lease keeps every snapshot plan may read (heads from now
 		// on) from gc until the commit, which ends it.
-		outer := cas.LeaseFrom(ctx) // a caller's lease, which Hold reuses
-		lctx, release, err := r.Hold(ctx, op)
+		lctx, l, release, err := r.HoldOwn(ctx, op)
 		if err != nil {
 			return nil, err
 		}
 		defer release()
-		ctx = lctx
-		if outer == nil {
-			own = cas.LeaseFrom(lctx)
-		}
+		ctx, own = lctx, l
 	}
 	for attempt := 0; ; attempt++ {
 		st, err := r.Stream(ctx, name)
