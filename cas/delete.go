@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sync"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/internal/fsx"
@@ -41,9 +40,9 @@ func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn
 	}
 	var gone []digest.Digest
 	ikey := deleteIntentKey()
-	err := ss.db.Update(func(txn *badger.Txn) error {
+	err := ss.update(func(txn Txn) error {
 		for _, d := range ds {
-			b, err := getBlob(txn, d)
+			b, err := GetBlob(txn, d)
 			if errors.Is(err, ErrBlobNotFound) {
 				continue
 			}
@@ -51,7 +50,7 @@ func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn
 				return err
 			}
 			if keep != nil {
-				k, err := keep(&bTxn{txn}, b)
+				k, err := keep(txn, b)
 				if err != nil {
 					return err
 				}
@@ -79,7 +78,7 @@ func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn
 	if err := ss.unlinkBlobs(ctx, gone); err != nil {
 		return res, err
 	}
-	if err := ss.db.Update(func(txn *badger.Txn) error { return txn.Delete(ikey) }); err != nil {
+	if err := ss.update(func(txn Txn) error { return txn.Delete(ikey) }); err != nil {
 		return res, fmt.Errorf("delete: drop intent: %w", err)
 	}
 	res.Blobs = len(gone)
@@ -150,9 +149,9 @@ func (ss *Session) recoverDeletes(ctx context.Context) (int, error) {
 	n := 0
 	for _, in := range intents {
 		var orphaned []digest.Digest
-		err := ss.db.View(func(txn *badger.Txn) error {
+		err := ss.View(func(txn Txn) error {
 			for _, d := range in.ds {
-				if _, err := getBlob(txn, d); errors.Is(err, ErrBlobNotFound) {
+				if _, err := GetBlob(txn, d); errors.Is(err, ErrBlobNotFound) {
 					orphaned = append(orphaned, d)
 				} else if err != nil {
 					return err
@@ -166,7 +165,7 @@ func (ss *Session) recoverDeletes(ctx context.Context) (int, error) {
 		if err := ss.unlinkBlobs(ctx, orphaned); err != nil {
 			return n, err
 		}
-		if err := ss.db.Update(func(txn *badger.Txn) error { return txn.Delete(in.key) }); err != nil {
+		if err := ss.update(func(txn Txn) error { return txn.Delete(in.key) }); err != nil {
 			return n, err
 		}
 		n += len(orphaned)

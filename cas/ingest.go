@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -507,7 +506,7 @@ func (ss *Session) commit(lease *Lease, staged []*Staged) ([]Committed, error) {
 		return nil, ErrReadOnly
 	}
 	if lease != nil {
-		if err := ss.db.View(func(txn *badger.Txn) error { return ss.liveLease(txn, lease) }); err != nil {
+		if err := ss.View(func(txn Txn) error { return ss.liveLease(txn, lease) }); err != nil {
 			return nil, fmt.Errorf("commit: %w", err)
 		}
 	}
@@ -526,7 +525,7 @@ func (ss *Session) commit(lease *Lease, staged []*Staged) ([]Committed, error) {
 	// cut short. (One record per batch, not per blob: deleted records stay
 	// in badger as tombstones until compaction, and recovery scans them.)
 	ikey := intentKey()
-	if err := ss.db.Update(func(txn *badger.Txn) error {
+	if err := ss.update(func(txn Txn) error {
 		return txn.Set(ikey, encodeIntent(staged))
 	}); err != nil {
 		return nil, fmt.Errorf("commit: record intent: %w", err)
@@ -596,9 +595,9 @@ func (ss *Session) place(staged []*Staged) ([]Committed, error) {
 // kept as it is: it holds the first-ingested time), adds them to the
 // lease, and drops the batch's intent, in one transaction.
 func (ss *Session) record(out []Committed, lease *Lease, ikey []byte) error {
-	return ss.db.Update(func(txn *badger.Txn) error {
+	return ss.update(func(txn Txn) error {
 		for i := range out {
-			b, err := getBlob(txn, out[i].Digest)
+			b, err := GetBlob(txn, out[i].Digest)
 			switch {
 			case err == nil:
 				out[i].Blob, out[i].New = b, false
@@ -674,8 +673,8 @@ func (ss *Session) PutBytes(ctx context.Context, blobs ...[]byte) ([]digest.Dige
 		seen[d] = true
 		if _, err := os.Stat(ss.s.BlobPath(d)); err == nil {
 			var has bool
-			if err := ss.db.View(func(txn *badger.Txn) error {
-				_, err := getBlob(txn, d)
+			if err := ss.View(func(txn Txn) error {
+				_, err := GetBlob(txn, d)
 				has = err == nil
 				return nil
 			}); err != nil {
@@ -704,7 +703,7 @@ func (ss *Session) PutBytes(ctx context.Context, blobs ...[]byte) ([]digest.Dige
 		for d := range seen {
 			refs = append(refs, Ref{Kind: RefBlob, Digest: d})
 		}
-		if err := ss.db.Update(func(txn *badger.Txn) error { return ss.addRefs(txn, l, refs) }); err != nil {
+		if err := ss.update(func(txn Txn) error { return ss.addRefs(txn, l, refs) }); err != nil {
 			return nil, err
 		}
 	}

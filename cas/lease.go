@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,7 +11,6 @@ import (
 	"os"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -140,16 +140,16 @@ func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn Txn
 	host, _ := os.Hostname()
 	now := ss.s.now().UTC()
 	l := &Lease{ID: hex.EncodeToString(raw[:]), Operation: op, PID: os.Getpid(), Host: host, Created: now, Expires: now.Add(ttl)}
-	err := ss.db.Update(func(txn *badger.Txn) error {
+	err := ss.update(func(txn Txn) error {
 		if dataFn != nil {
-			d, err := dataFn(&bTxn{txn})
+			d, err := dataFn(txn)
 			if err != nil {
 				return err
 			}
 			l.Data = d
 		}
 		for _, r := range refs {
-			if _, err := getBlob(txn, r.Digest); err != nil {
+			if _, err := GetBlob(txn, r.Digest); err != nil {
 				return err
 			}
 		}
@@ -164,7 +164,7 @@ func (ss *Session) CreateLease(op string, ttl time.Duration, dataFn func(txn Txn
 	return l, nil
 }
 
-func putLease(txn *badger.Txn, l *Lease) error {
+func putLease(txn Txn, l *Lease) error {
 	k, err := leaseKey(l.ID)
 	if err != nil {
 		return err
@@ -177,20 +177,20 @@ func putLease(txn *badger.Txn, l *Lease) error {
 }
 
 // liveLease reads the lease l in txn and checks that it has not lapsed.
-func (ss *Session) liveLease(txn *badger.Txn, l *Lease) error {
+func (ss *Session) liveLease(txn Txn, l *Lease) error {
 	k, err := leaseKey(l.ID)
 	if err != nil {
 		return err
 	}
-	it, err := txn.Get(k)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	v, err := txn.Get(k)
+	if errors.Is(err, ErrNoRecord) {
 		return fmt.Errorf("lease %s (%s): %w", l.ID, l.Operation, ErrLeaseExpired)
 	}
 	if err != nil {
 		return err
 	}
 	var cur Lease
-	if err := it.Value(func(v []byte) error { return json.Unmarshal(v, &cur) }); err != nil {
+	if err := json.Unmarshal(v, &cur); err != nil {
 		return fmt.Errorf("lease %s: %w", l.ID, err)
 	}
 	if !cur.Live(ss.s.now()) {
@@ -200,7 +200,7 @@ func (ss *Session) liveLease(txn *badger.Txn, l *Lease) error {
 }
 
 // addRefs adds references to the lease l in txn, failing if it lapsed.
-func (ss *Session) addRefs(txn *badger.Txn, l *Lease, refs []Ref) error {
+func (ss *Session) addRefs(txn Txn, l *Lease, refs []Ref) error {
 	if len(refs) == 0 {
 		return nil
 	}
@@ -221,9 +221,9 @@ func (ss *Session) AddRefs(l *Lease, refs ...Ref) error {
 	if !ss.writable {
 		return ErrReadOnly
 	}
-	return ss.db.Update(func(txn *badger.Txn) error {
+	return ss.update(func(txn Txn) error {
 		for _, r := range refs {
-			if _, err := getBlob(txn, r.Digest); err != nil {
+			if _, err := GetBlob(txn, r.Digest); err != nil {
 				return err
 			}
 		}
@@ -236,7 +236,7 @@ func (ss *Session) RenewLease(l *Lease, ttl time.Duration) error {
 	if !ss.writable {
 		return ErrReadOnly
 	}
-	return ss.db.Update(func(txn *badger.Txn) error {
+	return ss.update(func(txn Txn) error {
 		if err := ss.liveLease(txn, l); err != nil {
 			return err
 		}
@@ -266,16 +266,14 @@ func (ss *Session) DeleteLease(id string) error {
 	if err != nil {
 		return err
 	}
-	return ss.db.Update(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = p
-		o.PrefetchValues = false
-		it := txn.NewIterator(o)
+	return ss.update(func(txn Txn) error {
 		var keys [][]byte
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
+		if err := txn.Scan(p, nil, func(k, _ []byte) error {
+			keys = append(keys, bytes.Clone(k))
+			return nil
+		}); err != nil {
+			return err
 		}
-		it.Close()
 		for _, k := range keys {
 			if err := txn.Delete(k); err != nil {
 				return err
@@ -299,9 +297,9 @@ func (s *Store) ListLeases(ctx context.Context) ([]LeaseInfo, error) {
 	}
 	defer ss.Close()
 	var ls []LeaseInfo
-	err = ss.db.View(func(txn *badger.Txn) error {
+	err = ss.View(func(txn Txn) error {
 		var err error
-		ls, err = Leases(&bTxn{txn})
+		ls, err = Leases(txn)
 		return err
 	})
 	return ls, err

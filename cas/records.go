@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 
 	_ "crypto/sha256" // go-digest needs the sha256 hash registered
@@ -81,29 +80,12 @@ func GetBlob(txn Txn, d digest.Digest) (Blob, error) {
 	return decodeRecord(d, v)
 }
 
-func getBlob(txn *badger.Txn, d digest.Digest) (Blob, error) {
-	it, err := txn.Get(blobKey(PrefixBlob, d))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return Blob{}, fmt.Errorf("%s: %w", d, ErrBlobNotFound)
-	}
-	if err != nil {
-		return Blob{}, err
-	}
-	var b Blob
-	err = it.Value(func(v []byte) error {
-		var err error
-		b, err = decodeRecord(d, v)
-		return err
-	})
-	return b, err
-}
-
 // Stat returns the record of blob d.
 func (ss *Session) Stat(d digest.Digest) (Blob, error) {
 	var b Blob
-	err := ss.db.View(func(txn *badger.Txn) error {
+	err := ss.View(func(txn Txn) error {
 		var err error
-		b, err = getBlob(txn, d)
+		b, err = GetBlob(txn, d)
 		return err
 	})
 	return b, err
@@ -112,31 +94,13 @@ func (ss *Session) Stat(d digest.Digest) (Blob, error) {
 // Blobs calls fn for every blob record, in digest order, streaming: memory
 // stays constant whatever the number of blobs.
 func (ss *Session) Blobs(fn func(Blob) error) error {
-	return ss.db.View(func(txn *badger.Txn) error {
-		return eachBlob(txn, fn)
+	return ss.View(func(txn Txn) error {
+		return txn.Scan([]byte{PrefixBlob}, nil, func(k, v []byte) error {
+			b, err := decodeRecord(digestFromKey(k), v)
+			if err != nil {
+				return err
+			}
+			return fn(b)
+		})
 	})
-}
-
-func eachBlob(txn *badger.Txn, fn func(Blob) error) error {
-	o := badger.DefaultIteratorOptions
-	o.Prefix = []byte{PrefixBlob}
-	o.PrefetchValues = false
-	it := txn.NewIterator(o)
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		item := it.Item()
-		d := digestFromKey(item.Key())
-		var b Blob
-		if err := item.Value(func(v []byte) error {
-			var err error
-			b, err = decodeRecord(d, v)
-			return err
-		}); err != nil {
-			return err
-		}
-		if err := fn(b); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 
-	badger "github.com/dgraph-io/badger/v4"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/internal/flock"
@@ -65,7 +65,7 @@ func (ss *Session) recover(ctx context.Context) (Recovery, error) {
 				rec.Adopted++
 			}
 		}
-		if err := ss.db.Update(func(txn *badger.Txn) error { return txn.Delete(in.key) }); err != nil {
+		if err := ss.update(func(txn Txn) error { return txn.Delete(in.key) }); err != nil {
 			return rec, err
 		}
 	}
@@ -133,8 +133,8 @@ func decodeIntent(v []byte) ([]digest.Digest, error) {
 func (ss *Session) resolveIntent(d digest.Digest) (adopted bool, err error) {
 	p := ss.s.BlobPath(d)
 	size, herr := hashFile(p, d)
-	err = ss.db.Update(func(txn *badger.Txn) error {
-		if _, err := getBlob(txn, d); err == nil {
+	err = ss.update(func(txn Txn) error {
+		if _, err := GetBlob(txn, d); err == nil {
 			return nil
 		}
 		if herr == nil {
@@ -179,23 +179,15 @@ type intent struct {
 // readIntents lists the intents under prefix (PrefixIntent or PrefixDelete).
 func (ss *Session) readIntents(prefix byte) ([]intent, error) {
 	var out []intent
-	err := ss.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte{prefix}
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
+	err := ss.View(func(txn Txn) error {
+		return txn.Scan([]byte{prefix}, nil, func(k, v []byte) error {
 			ds, err := decodeIntent(v)
 			if err != nil {
 				return err
 			}
-			out = append(out, intent{it.Item().KeyCopy(nil), ds})
-		}
-		return nil
+			out = append(out, intent{bytes.Clone(k), ds})
+			return nil
+		})
 	})
 	return out, err
 }

@@ -54,6 +54,9 @@ type Store struct {
 	// ended holds the IDs of leases a session ended (EndLease) before
 	// their holder released them: the release then has nothing to do.
 	ended sync.Map
+	// remote, when set, is the truth of the store: dir is then a cache
+	// of its records and a staging area (see Remote).
+	remote Remote
 }
 
 // Init creates a new, empty store at dir with the default reserve (see
@@ -154,6 +157,13 @@ type Session struct {
 	lock     *flock.Lock // nil for readers
 	dbLock   *flock.Lock
 	writable bool
+	// For a store with a remote: the writer lock on it, the context of
+	// the session's log writes, the last log entry in the cache, and why
+	// the session can write no more (a failed log write).
+	unlockRemote func()
+	ctx          context.Context
+	seq          uint64
+	broken       error
 	// Recovered says what recovery did when this writer session opened.
 	Recovered Recovery
 }
@@ -173,8 +183,17 @@ func (s *Store) Writer(ctx context.Context, op string) (*Session, error) {
 	// Readers hold db.lock shared for the length of a listing; wait for them
 	// within what is left of the same budget.
 	left := s.wait - time.Since(start)
+	unlockRemote := func() {}
+	if s.remote != nil {
+		if unlockRemote, err = s.remote.Lock(ctx, op, max(left, 0)); err != nil {
+			lk.Unlock()
+			return nil, err
+		}
+		left = s.wait - time.Since(start)
+	}
 	dl, err := flock.Acquire(ctx, filepath.Join(s.dir, dbLockFile), "store database "+s.dir+" (a reader is listing it)", flock.Exclusive, max(left, 0), nil)
 	if err != nil {
+		unlockRemote()
 		lk.Unlock()
 		return nil, err
 	}
@@ -184,16 +203,24 @@ func (s *Store) Writer(ctx context.Context, op string) (*Session, error) {
 	}
 	if err != nil {
 		dl.Unlock()
+		unlockRemote()
 		lk.Unlock()
 		return nil, err
 	}
 	db, err := badger.Open(badgerOptions(filepath.Join(s.dir, dbDir), false, s.log))
 	if err != nil {
 		dl.Unlock()
+		unlockRemote()
 		lk.Unlock()
 		return nil, fmt.Errorf("store %s: open database: %w", s.dir, err)
 	}
-	ss := &Session{s: s, db: db, lock: lk, dbLock: dl, writable: true}
+	ss := &Session{s: s, db: db, lock: lk, dbLock: dl, writable: true, unlockRemote: unlockRemote, ctx: ctx}
+	if s.remote != nil {
+		if err := ss.catchUp(ctx); err != nil {
+			ss.Close()
+			return nil, err
+		}
+	}
 	rec, err := ss.recover(ctx)
 	if err != nil {
 		ss.Close()
@@ -275,9 +302,15 @@ func (ss *Session) View(fn func(txn Txn) error) error {
 }
 
 // Update runs fn in a read-write transaction; it fails on reader sessions.
-func (ss *Session) Update(fn func(txn Txn) error) error {
+// On a store with a remote, its writes are the next entry of the log.
+func (ss *Session) Update(fn func(txn Txn) error) error { return ss.update(fn) }
+
+func (ss *Session) update(fn func(txn Txn) error) error {
 	if !ss.writable {
 		return ErrReadOnly
+	}
+	if ss.s.remote != nil {
+		return ss.updateRemote(fn)
 	}
 	return ss.db.Update(func(t *badger.Txn) error { return fn(&bTxn{t}) })
 }
@@ -290,6 +323,9 @@ func (ss *Session) Close() error {
 	err := ss.db.Close()
 	ss.db = nil
 	ss.dbLock.Unlock()
+	if ss.unlockRemote != nil {
+		ss.unlockRemote()
+	}
 	ss.lock.Unlock()
 	if err != nil {
 		return fmt.Errorf("store %s: close database: %w", ss.s.dir, err)
@@ -350,14 +386,8 @@ func (ss *Session) NewWriteBatch() (Batch, error) {
 	if !ss.writable {
 		return nil, ErrReadOnly
 	}
-	return &bBatch{ss.db.NewWriteBatch()}, nil
-}
-
-// update is Update for this package's own code, on the database's
-// transaction.
-func (ss *Session) update(fn func(txn *badger.Txn) error) error {
-	if !ss.writable {
-		return ErrReadOnly
+	if ss.s.remote != nil {
+		return &logBatch{ss: ss}, nil
 	}
-	return ss.db.Update(fn)
+	return &bBatch{ss.db.NewWriteBatch()}, nil
 }

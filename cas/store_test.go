@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 func TestInitAndOpen(t *testing.T) {
@@ -252,7 +250,7 @@ func crashAfterRename(t *testing.T, s *Store, b []byte, ghosts ...[]byte) *Stage
 	for _, g := range ghosts { // in the batch, but their rename never happened
 		batch = append(batch, &Staged{Digest: sha(g)})
 	}
-	if err := ss.update(func(txn *badger.Txn) error { return txn.Set(intentKey(), encodeIntent(batch)) }); err != nil {
+	if err := ss.update(func(txn Txn) error { return txn.Set(intentKey(), encodeIntent(batch)) }); err != nil {
 		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Dir(s.BlobPath(st.Digest)), 0o755)
