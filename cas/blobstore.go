@@ -93,7 +93,14 @@ type TempFiles interface {
 type LocalPool struct{ s *Store }
 
 // Blobs is the store's blob store.
-func (s *Store) Blobs() *LocalPool { return &LocalPool{s: s} }
+// On a store with a remote it is the remote's pool (with temp files for
+// tools in the local staging area).
+func (s *Store) Blobs() BlobStore {
+	if s.remote != nil {
+		return remotePool{BlobStore: s.remote.Pool(), s: s}
+	}
+	return &LocalPool{s: s}
+}
 
 var _ BlobStore = (*LocalPool)(nil)
 var _ LocalFiles = (*LocalPool)(nil)

@@ -82,6 +82,9 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 		mu.Unlock()
 	}
 
+	if s.remote != nil {
+		return s.checkRemote(ctx, ss, opts, rep, add)
+	}
 	// Strays outside pool/sha256/<xx>/ and live temp files.
 	if err := s.checkTop(add, rep); err != nil {
 		return nil, err

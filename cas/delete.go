@@ -88,6 +88,9 @@ func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn
 // unlinkBlobs removes the pool files of blobs whose records are gone, then
 // makes the removals durable.
 func (ss *Session) unlinkBlobs(ctx context.Context, ds []digest.Digest) error {
+	if ss.s.remote != nil {
+		return ss.deleteRemote(ctx, ds)
+	}
 	dirs := map[string]bool{}
 	for _, d := range ds {
 		dirs[filepath.Dir(ss.s.BlobPath(d))] = true
@@ -133,6 +136,33 @@ func (ss *Session) unlinkBlobs(ctx context.Context, ds []digest.Digest) error {
 }
 
 const unlinkJobs = 4
+
+// deleteRemote removes blobs from a remote's pool, a few requests at a
+// time.
+func (ss *Session) deleteRemote(ctx context.Context, ds []digest.Digest) error {
+	pool := ss.s.remote.Pool()
+	next := make(chan digest.Digest)
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for j := range errs {
+		wg.Go(func() {
+			for d := range next {
+				if errs[j] == nil {
+					errs[j] = pool.Delete(ctx, d)
+				}
+			}
+		})
+	}
+	for _, d := range ds {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- d
+	}
+	close(next)
+	wg.Wait()
+	return errors.Join(append(errs, ctx.Err())...)
+}
 
 func deleteIntentKey() []byte {
 	var b [12]byte

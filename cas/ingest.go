@@ -124,6 +124,9 @@ func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 		st.synced = true
 	}
 	ok = true
+	if s.remote != nil {
+		return s.upload(ctx, st)
+	}
 	return st, nil
 }
 
@@ -173,7 +176,7 @@ func (a *alsoHash) Write(p []byte) (int, error) {
 // BlobMD5 hashes a pooled blob with md5 (which the pool does not record),
 // for checking what metadata says of bytes the pool already holds.
 func (s *Store) BlobMD5(ctx context.Context, d digest.Digest) (string, error) {
-	f, err := os.Open(s.BlobPath(d))
+	f, err := s.openBlobFile(ctx, d)
 	if err != nil {
 		return "", fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -518,6 +521,22 @@ func (ss *Session) commit(lease *Lease, staged []*Staged) ([]Committed, error) {
 			unsynced = append(unsynced, st)
 		}
 	}
+	if ss.s.remote != nil {
+		// On a remote store the bytes go to its pool first (stages
+		// upload as they finish: this is for what they left); records
+		// follow in one log entry, so no intent is needed.
+		if err := ss.s.uploadAll(ss.ctx, staged); err != nil {
+			return nil, fmt.Errorf("commit: %w", err)
+		}
+		out, err := ss.place(staged)
+		if err != nil {
+			return nil, err
+		}
+		if err := ss.record(out, lease, nil); err != nil {
+			return nil, fmt.Errorf("commit: record blobs: %w", err)
+		}
+		return out, nil
+	}
 	if err := ss.syncFiles(unsynced); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
@@ -550,10 +569,10 @@ func (ss *Session) place(staged []*Staged) ([]Committed, error) {
 	for i, st := range staged {
 		dst := ss.s.BlobPath(st.Digest)
 		if st.pooled {
-			if fi, err := os.Stat(dst); err != nil || fi.Size() != st.Size {
+			if ss.s.poolFileSize(ss.context(), st.Digest) != st.Size {
 				return nil, fmt.Errorf("commit %s: %w: removed from the pool since it was found there (by gc?); ingest it again", st.Digest, ErrBlobNotFound)
 			}
-			out[i] = Committed{Blob: Blob{Digest: st.Digest, Size: st.Size}}
+			out[i] = Committed{Blob: Blob{Digest: st.Digest, Size: st.Size, Ingested: ss.s.now().UTC()}}
 			continue
 		}
 		if err := fsx.MkdirDurable(filepath.Dir(dst), 0o755); err != nil {
@@ -623,6 +642,9 @@ func (ss *Session) record(out []Committed, lease *Lease, ikey []byte) error {
 				return err
 			}
 		}
+		if ikey == nil {
+			return nil
+		}
 		return txn.Delete(ikey)
 	})
 }
@@ -671,7 +693,7 @@ func (ss *Session) PutBytes(ctx context.Context, blobs ...[]byte) ([]digest.Dige
 			continue
 		}
 		seen[d] = true
-		if _, err := os.Stat(ss.s.BlobPath(d)); err == nil {
+		if ss.s.remote != nil || fileExists(ss.s.BlobPath(d)) {
 			var has bool
 			if err := ss.View(func(txn Txn) error {
 				_, err := GetBlob(txn, d)

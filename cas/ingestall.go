@@ -314,7 +314,7 @@ func (s *Store) hashInPlace(ctx context.Context, f *os.File, size int64, exp Exp
 	if err := exp.check("ingest", n, d, md); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(s.BlobPath(d)); err == nil && fi.Size() == n {
+	if s.poolFileSize(ctx, d) == n {
 		return &Staged{Digest: d, Size: n, synced: true, pooled: true}, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {

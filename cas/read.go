@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -20,11 +21,11 @@ import (
 // blobs are immutable. The returned reader checks the sha256 as it goes and
 // fails at EOF with ErrCorrupt when the bytes do not match the name.
 func (s *Store) OpenBlob(d digest.Digest) (*BlobReader, error) {
-	f, err := s.openPoolFile(d)
+	f, err := s.openBlobFile(context.Background(), d)
 	if err != nil {
 		return nil, err
 	}
-	return &BlobReader{f: f.File, d: d, h: sha256.New(), Size: f.size}, nil
+	return &BlobReader{f: f, d: d, h: sha256.New(), Size: f.Size()}, nil
 }
 
 // openPoolFile opens the pool file of d with its size.
@@ -46,7 +47,7 @@ func (s *Store) openPoolFile(d digest.Digest) (localFile, error) {
 
 // BlobReader reads a blob and verifies it at EOF.
 type BlobReader struct {
-	f    *os.File
+	f    BlobFile
 	d    digest.Digest
 	h    hash.Hash
 	Size int64
@@ -70,6 +71,9 @@ func (r *BlobReader) Close() error { return r.f.Close() }
 // ("sha256:" optional) into the digest of a blob in the pool.
 func (s *Store) Resolve(ref string) (digest.Digest, error) {
 	hexpart := strings.TrimPrefix(ref, "sha256:")
+	if s.remote != nil {
+		return s.resolveRecord(hexpart, ref)
+	}
 	if len(hexpart) == 64 {
 		d, err := ParseDigest(hexpart)
 		if err != nil {
@@ -101,5 +105,42 @@ func (s *Store) Resolve(ref string) (digest.Digest, error) {
 		return ParseDigest(found[0])
 	default:
 		return "", fmt.Errorf("%s: %w: prefix matches %d blobs", ref, ErrBadDigest, len(found))
+	}
+}
+
+// resolveRecord is Resolve by the blob records (a store with a remote,
+// whose pool is not a directory to list).
+func (s *Store) resolveRecord(hexpart, ref string) (digest.Digest, error) {
+	if len(hexpart) < 6 || len(hexpart) > 64 || strings.Trim(hexpart, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q: %w: want sha256:<hex> or a prefix of at least 6 lowercase hex digits", ref, ErrBadDigest)
+	}
+	raw, _ := hex.DecodeString(hexpart[:len(hexpart)&^1])
+	ss, err := s.Reader(context.Background())
+	if err != nil {
+		return "", err
+	}
+	defer ss.Close()
+	var found []digest.Digest
+	err = ss.View(func(txn Txn) error {
+		return txn.Scan(append([]byte{PrefixBlob}, raw...), nil, func(k, _ []byte) error {
+			if d := digestFromKey(k); strings.HasPrefix(d.Encoded(), hexpart) {
+				found = append(found, d)
+			}
+			if len(found) > 1 {
+				return ErrStopScan
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return "", err
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%s: %w", ref, ErrBlobNotFound)
+	case 1:
+		return found[0], nil
+	default:
+		return "", fmt.Errorf("%s: %w: prefix matches more than one blob", ref, ErrBadDigest)
 	}
 }

@@ -132,7 +132,16 @@ func decodeIntent(v []byte) ([]digest.Digest, error) {
 // The pool file is adopted only if it hashes to its name.
 func (ss *Session) resolveIntent(d digest.Digest) (adopted bool, err error) {
 	p := ss.s.BlobPath(d)
-	size, herr := hashFile(p, d)
+	var size int64
+	var herr error
+	if ss.s.remote != nil {
+		// A remote pool checks bytes before they are visible.
+		if size = ss.s.poolFileSize(ss.context(), d); size < 0 {
+			herr = fs.ErrNotExist
+		}
+	} else {
+		size, herr = hashFile(p, d)
+	}
 	err = ss.update(func(txn Txn) error {
 		if _, err := GetBlob(txn, d); err == nil {
 			return nil

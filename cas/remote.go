@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/mephstore/mephstore/internal/flock"
 )
 
 // Remote is the truth of a store kept on shared storage (a bucket), so
@@ -40,6 +42,8 @@ type Remote interface {
 	Append(ctx context.Context, seq uint64, entry []byte) error
 	// Entries calls fn with every entry after seq, in order.
 	Entries(ctx context.Context, after uint64, fn func(seq uint64, entry []byte) error) error
+	// Newer says whether the log has an entry after seq (one request).
+	Newer(ctx context.Context, after uint64) (bool, error)
 	// Now is the shared clock (the server's), which leases and the age of
 	// records are measured with when machines' clocks differ.
 	Now() time.Time
@@ -157,6 +161,8 @@ func (t *logTxn) Delete(key []byte) error {
 // updateRemote runs fn in a transaction whose writes are appended to the
 // remote's log before the cache commits them.
 func (ss *Session) updateRemote(fn func(txn Txn) error) error {
+	ss.logMu.Lock()
+	defer ss.logMu.Unlock()
 	if ss.broken != nil {
 		return ss.broken
 	}
@@ -189,7 +195,7 @@ func (ss *Session) updateRemote(fn func(txn Txn) error) error {
 }
 
 func (ss *Session) appendLog(seq uint64, ops []logOp) error {
-	err := ss.s.remote.Append(ss.ctx, seq, encodeLog(ops))
+	err := ss.s.remote.Append(ss.context(), seq, encodeLog(ops))
 	if errors.Is(err, ErrLogConflict) {
 		ss.broken = fmt.Errorf("store %s: log entry %d: %w (this writer lost its lock); nothing was changed, run the command again", ss.s.remote, seq, err)
 		return ss.broken
@@ -234,6 +240,8 @@ func (b *logBatch) Flush() error {
 		return nil
 	}
 	ss := b.ss
+	ss.logMu.Lock()
+	defer ss.logMu.Unlock()
 	if ss.broken != nil {
 		return ss.broken
 	}
@@ -327,4 +335,50 @@ func (ss *Session) catchUp(ctx context.Context) error {
 		ss.s.log.Debug("caught up with the store's log", "store", r.String(), "entries", applied, "at", seq)
 	}
 	return nil
+}
+
+// cacheBehind says whether the remote's log has entries the cache db has
+// not applied (or the cache is another store's).
+func (s *Store) cacheBehind(ctx context.Context, db *badger.DB) (bool, error) {
+	var seq uint64
+	var id []byte
+	err := db.View(func(t *badger.Txn) error {
+		txn := &bTxn{t}
+		if v, err := txn.Get(cacheSeqKey); err == nil && len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		id, _ = txn.Get(cacheIDKey)
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	if string(id) != s.remote.ID() {
+		return true, nil
+	}
+	newer, err := s.remote.Newer(ctx, seq)
+	if err != nil {
+		return false, fmt.Errorf("store %s: read the log: %w", s.remote, err)
+	}
+	return newer, nil
+}
+
+// refreshCache brings the cache up to the remote's log, holding the
+// database gate alone (no writer lock: reading the log needs none).
+func (s *Store) refreshCache(ctx context.Context) error {
+	dl, err := flock.Acquire(ctx, filepath.Join(s.dir, dbLockFile), "store database "+s.dir+" (a writer is committing)", flock.Exclusive, s.wait, nil)
+	if err != nil {
+		return err
+	}
+	defer dl.Unlock()
+	db, err := badger.Open(badgerOptions(filepath.Join(s.dir, dbDir), false, s.log))
+	if err != nil {
+		return fmt.Errorf("cache of %s: open database: %w", s.remote, err)
+	}
+	ss := &Session{s: s, db: db}
+	err = ss.catchUp(ctx)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -164,6 +164,7 @@ type Session struct {
 	ctx          context.Context
 	seq          uint64
 	broken       error
+	logMu        sync.Mutex // one log write at a time: entries are numbered
 	// Recovered says what recovery did when this writer session opened.
 	Recovered Recovery
 }
@@ -275,6 +276,22 @@ func (s *Store) Reader(ctx context.Context) (*Session, error) {
 			return nil, err
 		}
 		db, err := badger.Open(badgerOptions(filepath.Join(s.dir, dbDir), true, s.log))
+		if err == nil && s.remote != nil && attempt < 3 {
+			var behind bool
+			if behind, err = s.cacheBehind(ctx, db); err != nil {
+				db.Close()
+				dl.Unlock()
+				return nil, err
+			}
+			if behind {
+				db.Close()
+				dl.Unlock()
+				if err := s.refreshCache(ctx); err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
 		if err == nil {
 			return &Session{s: s, db: db, dbLock: dl}, nil
 		}

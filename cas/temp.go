@@ -24,6 +24,7 @@ import (
 type Temp struct {
 	path string
 	f    *os.File
+	s    *Store
 }
 
 // Path is the file a tool writes; it is the local pool's own, and known
@@ -37,7 +38,7 @@ func (s *Store) CreateTemp() (*Temp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create temp file: %w", err)
 	}
-	return &Temp{path: path, f: f}, nil
+	return &Temp{path: path, f: f, s: s}, nil
 }
 
 // Stage hashes what was written to the temp file and makes it a staged
@@ -93,6 +94,9 @@ func (t *Temp) Stage(ctx context.Context, meter progress.Meter) (*Staged, error)
 		synced: true,
 	}
 	t.f = nil
+	if t.s != nil && t.s.remote != nil {
+		return t.s.upload(ctx, st)
+	}
 	return st, nil
 }
 

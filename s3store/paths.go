@@ -6,11 +6,20 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// The layout on a bucket. A blob pool under a prefix (the pool of a store
-// on S3; today used through the Go API and by publish's server-side
-// copies):
+// The layout on a bucket. A whole store under a prefix (mephstore init
+// s3://bucket/prefix; Store):
 //
 //	s3://bucket/prefix/
+//	├── format                           {"format":"mephstore-store 1 s3","id":…}: written
+//	│                                    once by init (If-None-Match: *); a store has it
+//	├── log/00000000000000000001         the record transactions, in order: entry n is
+//	├── log/00000000000000000002 …       written only if no entry n exists (If-None-Match:
+//	│                                    *), so two writers never both commit entry n.
+//	│                                    Blob records, stream heads and history, leases,
+//	│                                    gc's first-seen records, settings: all live here,
+//	│                                    and each machine replays them into a badger cache
+//	├── .locks/store/x                   the writer lock (Bucket.Lock): host, pid, expiry
+//	│                                    by the server's clock, renewed while held
 //	└── pool/
 //	    ├── sha256/ab/ab12…ef            a blob, named by the sha256 of its bytes;
 //	    │                                written once, checked before it is visible
@@ -32,6 +41,9 @@ import (
 //	    ├── streams/v1/<products>.json       named by content, written first
 //	    └── data/sha256/ab/ab12…ef           copied server-side from the pool
 const (
+	formatKey  = "format"
+	logDir     = "log/"
+	locksDir   = ".locks"
 	poolBlobs  = "pool/sha256/"
 	poolIngest = "pool/.ingest/"
 )

@@ -1,0 +1,229 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/cas/recordtest"
+	"github.com/mephstore/mephstore/internal/s3test"
+)
+
+// testStore makes a store on a fresh bucket of a real server and returns
+// its config (to open it again from another cache).
+func testStore(t *testing.T) (*s3test.Server, Config) {
+	t.Helper()
+	srv, b := testBucket(t, "store")
+	cfg := b.Config()
+	if _, err := InitStore(context.Background(), cfg, false); err != nil {
+		t.Fatal(err)
+	}
+	return srv, cfg
+}
+
+// openCache opens the store of cfg with its own cache directory.
+func openCache(t *testing.T, cfg Config, cache string) *cas.Store {
+	t.Helper()
+	r, err := OpenStore(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := cas.OpenRemote(cache, r, cas.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The records of a store on a bucket pass the record-store contract.
+func TestStoreRecordsConformance(t *testing.T) {
+	_, cfg := testStore(t)
+	n := 0
+	recordtest.Run(t, func(t *testing.T) cas.Records {
+		n++
+		c := cfg
+		c.Prefix = cfg.Prefix + "-" + string(rune('a'+n)) + "/"
+		if _, err := InitStore(context.Background(), c, false); err != nil {
+			t.Fatal(err)
+		}
+		ss, err := openCache(t, c, t.TempDir()).Writer(context.Background(), "conformance")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ss.Close() })
+		return ss
+	})
+}
+
+func TestInitStoreTwiceAndMissing(t *testing.T) {
+	srv, cfg := testStore(t)
+	if _, err := InitStore(context.Background(), cfg, false); !errors.Is(err, cas.ErrStoreExists) {
+		t.Fatalf("second init: %v", err)
+	}
+	other := cfg
+	other.Prefix = "nothing-here/"
+	if _, err := OpenStore(context.Background(), other); !errors.Is(err, ErrNoStore) {
+		t.Fatalf("open of an empty prefix: %v", err)
+	}
+	missing := cfg
+	missing.Bucket = "no-such-bucket"
+	if _, err := InitStore(context.Background(), missing, false); !errors.Is(err, ErrNoBucket) {
+		t.Fatalf("init in a missing bucket: %v", err)
+	}
+	if _, err := InitStore(context.Background(), missing, true); err != nil {
+		t.Fatalf("init --create-bucket: %v", err)
+	}
+	bad := cfg
+	bad.Creds = credentials.NewStaticV4(s3test.AccessKey, "wrong-secret", "")
+	_, err := OpenStore(context.Background(), bad)
+	if !errors.Is(err, ErrAccess) || !strings.Contains(err.Error(), srv.Endpoint()) || !strings.Contains(err.Error(), cfg.Bucket) {
+		t.Fatalf("wrong credentials: %v", err)
+	}
+}
+
+// What one machine commits, another sees; a cache that is lost is
+// rebuilt from the log, one of another store is dropped.
+func TestTwoCachesShareOneStore(t *testing.T) {
+	_, cfg := testStore(t)
+	ctx := context.Background()
+	a := openCache(t, cfg, t.TempDir())
+	bDir := t.TempDir()
+	b := openCache(t, cfg, bDir)
+	data := []byte("shared between two machines")
+	d := ingest(t, a, data)
+	got, err := b.ReadBlob(d)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("other cache reads %q, %v", got, err)
+	}
+	rs, err := b.Reader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.Stat(d); err != nil {
+		t.Fatalf("the other cache has no record: %v", err)
+	}
+	rs.Close()
+	// Lose b's cache entirely: it comes back from the log.
+	if err := os.RemoveAll(bDir); err != nil {
+		t.Fatal(err)
+	}
+	b = openCache(t, cfg, bDir)
+	if _, err := b.Resolve(d.Encoded()[:10]); err != nil {
+		t.Fatalf("rebuilt cache: %v", err)
+	}
+	// The same directory made the cache of another store: dropped.
+	_, cfg2 := testStore(t)
+	c := openCache(t, cfg2, bDir)
+	if _, err := c.Resolve(string(d)); !errors.Is(err, cas.ErrBlobNotFound) {
+		t.Fatalf("a cache of another store kept its records: %v", err)
+	}
+}
+
+func ingest(t *testing.T, s *cas.Store, data []byte) digest.Digest {
+	t.Helper()
+	ctx := context.Background()
+	st, err := s.Stage(ctx, bytes.NewReader(data), cas.Unknown, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := s.Writer(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	if _, err := ss.Commit(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Digest
+}
+
+// A writer that lost the race for a log entry (its lock lapsed and
+// another writer committed) fails, and the cache keeps nothing of it.
+func TestLogConflictLosesNoUpdate(t *testing.T) {
+	_, cfg := testStore(t)
+	ctx := context.Background()
+	s := openCache(t, cfg, t.TempDir())
+	ss, err := s.Writer(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	if err := ss.SetSetting("a", "1"); err != nil {
+		t.Fatal(err)
+	}
+	// Another writer commits entry 2 behind this one's back.
+	r, err := OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Append(ctx, 2, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	err = ss.SetSetting("b", "2")
+	if !errors.Is(err, cas.ErrLogConflict) {
+		t.Fatalf("write over another's entry: %v", err)
+	}
+	if v, _ := ss.Setting("b"); v != "" {
+		t.Fatalf("the cache kept a write the log refused: %q", v)
+	}
+	if err := ss.SetSetting("c", "3"); !errors.Is(err, cas.ErrLogConflict) {
+		t.Fatalf("a session that lost the log wrote on: %v", err)
+	}
+}
+
+// fsck of a store on a bucket: clean, then an object whose bytes do not
+// match its key (--deep), a record whose object is gone, and an old object
+// without a record.
+func TestCheckBucketPool(t *testing.T) {
+	_, cfg := testStore(t)
+	ctx := context.Background()
+	s := openCache(t, cfg, t.TempDir())
+	good := ingest(t, s, []byte("good bytes"))
+	bad := ingest(t, s, []byte("bytes to be corrupted"))
+	gone := ingest(t, s, []byte("bytes to be lost"))
+	rep, err := s.Check(ctx, cas.CheckOptions{Deep: true})
+	if err != nil || len(rep.Problems) != 0 || rep.Blobs != 3 || rep.Hashed != 3 {
+		t.Fatalf("clean store: %+v, %v", rep, err)
+	}
+	r := s.Remote().(*Store)
+	if _, err := r.Bucket().Put(ctx, BlobKey(bad), []byte("other bytes, same size"), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Bucket().Delete(ctx, BlobKey(gone)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = s.Check(ctx, cas.CheckOptions{Deep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[digest.Digest]string{}
+	for _, p := range rep.Problems {
+		kinds[p.Digest] = p.Kind
+	}
+	if kinds[bad] != cas.ProblemSize && kinds[bad] != cas.ProblemCorrupt || kinds[gone] != cas.ProblemMissing || kinds[good] != "" {
+		t.Fatalf("problems: %v", rep.Problems)
+	}
+	// Same size, other bytes: only --deep sees it.
+	same := ingest(t, s, []byte("0123456789"))
+	if _, err := r.Bucket().Put(ctx, BlobKey(same), []byte("9876543210"), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = s.Check(ctx, cas.CheckOptions{Deep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range rep.Problems {
+		found = found || p.Digest == same && p.Kind == cas.ProblemCorrupt
+	}
+	if !found {
+		t.Fatalf("--deep missed a corrupt object: %v", rep.Problems)
+	}
+}
