@@ -579,7 +579,13 @@ func firstSource(root string) (string, string, string, error) {
 // that died (their mounts included), so that a build killed while
 // customising is cleaned up by whatever command runs next.
 func OpenStore(dir string, o cas.Options) (*cas.Store, error) {
-	s, err := cas.Open(dir, o)
+	return OpenStoreAt(func() (*cas.Store, error) { return cas.Open(dir, o) })
+}
+
+// OpenStoreAt is OpenStore of the store open opens (a store on a bucket,
+// whose work trees are in its local cache directory).
+func OpenStoreAt(open func() (*cas.Store, error)) (*cas.Store, error) {
+	s, err := open()
 	if err != nil {
 		return nil, err
 	}

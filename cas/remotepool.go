@@ -171,3 +171,20 @@ func (s *Store) openBlobFile(ctx context.Context, d digest.Digest) (BlobFile, er
 	}
 	return f, nil
 }
+
+// Unwrap is the remote's own pool (for what it can do beyond BlobStore,
+// such as server-side copies).
+func (p remotePool) Unwrap() BlobStore { return p.BlobStore }
+
+// DefaultCacheDir is where a store on shared storage keeps this machine's
+// cache of it by default: /var/cache/mephstore/<name> for root,
+// $XDG_CACHE_HOME/mephstore/<name> (~/.cache/mephstore/<name>) otherwise.
+func DefaultCacheDir(getenv func(string) string, euid int, name string) string {
+	if euid == 0 {
+		return filepath.Join("/var/cache/mephstore", name)
+	}
+	if x := getenv("XDG_CACHE_HOME"); x != "" {
+		return filepath.Join(x, "mephstore", name)
+	}
+	return filepath.Join(getenv("HOME"), ".cache", "mephstore", name)
+}

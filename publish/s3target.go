@@ -156,6 +156,9 @@ func (t *S3Target) PutBlob(ctx context.Context, stream string, blobs cas.BlobSto
 	if _, err := t.b.Head(ctx, rel); err == nil {
 		return true, nil
 	}
+	if u, ok := blobs.(interface{ Unwrap() cas.BlobStore }); ok {
+		blobs = u.Unwrap() // the pool of a store on a bucket
+	}
 	if sp, ok := blobs.(*s3store.Pool); ok && sp.Bucket().SameServer(t.b) {
 		info, err := sp.Stat(ctx, d)
 		if err != nil {

@@ -2,6 +2,8 @@ package s3store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,4 +148,36 @@ func (s *Store) Newer(ctx context.Context, after uint64) (bool, error) {
 		return true, nil
 	}
 	return false, err
+}
+
+// OpenCached opens the store at location (s3://bucket/prefix, with an
+// optional ?endpoint=URL) with cache as this machine's cache of its
+// records (made when missing).
+func OpenCached(ctx context.Context, location, cache string, opts cas.Options) (*cas.Store, error) {
+	cfg, err := ParseRoot(location, "")
+	if err != nil {
+		return nil, err
+	}
+	r, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return cas.OpenRemote(cache, r, opts)
+}
+
+// CacheName is the directory name of a location's cache under a cache
+// root: readable, and unique per bucket and prefix.
+func CacheName(location string) string {
+	loc, _, _ := strings.Cut(location, "?")
+	sum := sha256.Sum256([]byte(loc))
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(strings.TrimPrefix(loc, Scheme)))
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	return name + "-" + hex.EncodeToString(sum[:4])
 }

@@ -18,12 +18,14 @@ import (
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/progress"
+	"github.com/mephstore/mephstore/s3store"
 )
 
 // app holds the global flags and the process environment for commands.
 type app struct {
 	env
 	storeFlag string
+	cacheFlag string
 	wait      time.Duration
 	verbose   int
 	noProg    bool
@@ -43,7 +45,11 @@ func newRoot(e env) *cobra.Command {
 publishes streams (daily, candidate, stable, ...) as signed simplestreams trees.
 
 The store is chosen by --store, else $MEPHSTORE_STORE, else /var/lib/mephstore
-for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
+for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.
+A store on an S3-compatible bucket is named s3://bucket/prefix (with
+?endpoint=URL or $AWS_ENDPOINT_URL); this machine then keeps a cache of its
+records in --cache (default /var/cache/mephstore/<name> for root,
+$XDG_CACHE_HOME/mephstore/<name> otherwise).`,
 		Version:           version,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
@@ -75,7 +81,8 @@ for root and $XDG_DATA_HOME/mephstore (~/.local/share/mephstore) otherwise.`,
 	root.SetIn(e.stdin)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.storeFlag, "store", "", "store directory (default $MEPHSTORE_STORE, else /var/lib/mephstore or $XDG_DATA_HOME/mephstore)")
+	pf.StringVar(&a.storeFlag, "store", "", "store directory, or s3://bucket/prefix[?endpoint=URL] for a store on a bucket (default $MEPHSTORE_STORE, else /var/lib/mephstore or $XDG_DATA_HOME/mephstore)")
+	pf.StringVar(&a.cacheFlag, "cache", "", "this machine's cache of a store on a bucket (default $MEPHSTORE_CACHE, else /var/cache/mephstore/<name> or $XDG_CACHE_HOME/mephstore/<name>)")
 	pf.DurationVar(&a.wait, "wait", cas.DefaultWait, "how long to wait for a store locked by another writer")
 	pf.CountVarP(&a.verbose, "verbose", "v", "log more detail (debug level; -vv adds the database's own)")
 	pf.BoolVar(&a.noProg, "no-progress", false, "never draw progress meters (they are drawn only on a terminal anyway)")
@@ -168,7 +175,25 @@ func (a *app) storeDir() string {
 }
 
 func (a *app) openStore() (*cas.Store, error) {
-	return build.OpenStore(a.storeDir(), cas.Options{Wait: a.wait, Logger: a.log})
+	o := cas.Options{Wait: a.wait, Logger: a.log}
+	if loc := a.storeDir(); s3store.IsURL(loc) {
+		return build.OpenStoreAt(func() (*cas.Store, error) {
+			return s3store.OpenCached(context.Background(), loc, a.cacheDir(loc), o)
+		})
+	}
+	return build.OpenStore(a.storeDir(), o)
+}
+
+// cacheDir is where this machine caches the records of the store on a
+// bucket at loc.
+func (a *app) cacheDir(loc string) string {
+	if a.cacheFlag != "" {
+		return a.cacheFlag
+	}
+	if d := a.getenv("MEPHSTORE_CACHE"); d != "" {
+		return d
+	}
+	return cas.DefaultCacheDir(a.getenv, a.euid, s3store.CacheName(loc))
 }
 
 // meters draws progress on stderr when it is a terminal.

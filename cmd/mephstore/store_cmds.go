@@ -12,23 +12,44 @@ import (
 
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/progress"
+	"github.com/mephstore/mephstore/s3store"
 )
 
 func (a *app) initCmd() *cobra.Command {
-	var reserveMiB int64
+	var (
+		reserveMiB int64
+		endpoint   string
+		create     bool
+	)
 	cmd := &cobra.Command{
-		Use:   "init",
-		Short: "Create a new, empty store",
+		Use:   "init [s3://bucket/prefix]",
+		Short: "Create a new, empty store (on this machine, or on an S3-compatible bucket)",
 		Long: `Create a new, empty store. It holds a reserve: a file of real blocks
 (--reserve MiB) that gc deletes when the disk is full, to have room for its
-own records while it frees space, and makes again when it is done.`,
-		Example: "  mephstore --store /srv/mephstore init",
-		Args:    noArgs,
+own records while it frees space, and makes again when it is done.
+
+With s3://bucket/prefix (or --store s3://...), the store lives on a bucket
+that several machines share: its pool, its records and its locks (see
+docs/s3.md). Credentials come from the standard AWS environment variables
+or shared files; the endpoint from --endpoint, ?endpoint=URL or
+$AWS_ENDPOINT_URL. --create-bucket makes a bucket that does not exist.`,
+		Example: `  mephstore --store /srv/mephstore init
+  mephstore init s3://images/mephstore --endpoint http://s3.example.com:7070 --create-bucket`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if reserveMiB < 0 {
 				return usageError{fmt.Errorf("--reserve %d: must be 0 or more", reserveMiB)}
 			}
 			dir := a.storeDir()
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			if s3store.IsURL(dir) {
+				return a.initS3(cmd, dir, endpoint, create)
+			}
+			if endpoint != "" || create {
+				return usageError{fmt.Errorf("--endpoint and --create-bucket are for a store on a bucket (s3://bucket/prefix), not %s", dir)}
+			}
 			if err := cas.InitWith(dir, reserveMiB<<20); err != nil {
 				return err
 			}
@@ -37,7 +58,24 @@ own records while it frees space, and makes again when it is done.`,
 		},
 	}
 	cmd.Flags().Int64Var(&reserveMiB, "reserve", cas.DefaultReserve>>20, "MiB of disk kept in reserve for gc on a full disk (0: none)")
+	cmd.Flags().StringVar(&endpoint, "endpoint", "", "S3 endpoint of a store on a bucket (http://host:port or https://host)")
+	cmd.Flags().BoolVar(&create, "create-bucket", false, "create the bucket of a store on S3 if it does not exist")
 	return cmd
+}
+
+// initS3 makes a store on a bucket and says how to name it from now on.
+func (a *app) initS3(cmd *cobra.Command, loc, endpoint string, create bool) error {
+	cfg, err := s3store.ParseRoot(loc, endpoint)
+	if err != nil {
+		return usageError{err}
+	}
+	r, err := s3store.InitStore(ctxOf(cmd), cfg, create)
+	if err != nil {
+		return err
+	}
+	name := r.Bucket().URL()
+	fmt.Fprintf(a.stdout, "initialised store %s\nuse it with --store '%s' or MEPHSTORE_STORE='%s'\n", r, name, name)
+	return nil
 }
 
 func (a *app) ingestCmd() *cobra.Command {
