@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	digest "github.com/opencontainers/go-digest"
@@ -225,5 +230,35 @@ func TestCheckBucketPool(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("--deep missed a corrupt object: %v", rep.Problems)
+	}
+}
+
+// The clock of a store on a bucket is the server's (from its Date
+// headers), not this machine's: a lease made here expires by the server's
+// time, so machines whose clocks differ agree on it.
+func TestStoreClockIsTheServers(t *testing.T) {
+	srv, cfg := testStore(t)
+	const ahead = 2 * time.Hour
+	real, _ := url.Parse(srv.Endpoint())
+	rp := httputil.NewSingleHostReverseProxy(real)
+	rp.ModifyResponse = func(r *http.Response) error {
+		r.Header.Set("Date", time.Now().Add(ahead).UTC().Format(http.TimeFormat))
+		return nil
+	}
+	front := httptest.NewServer(rp)
+	defer front.Close()
+	cfg.Endpoint = front.URL
+	s := openCache(t, cfg, t.TempDir())
+	ss, err := s.Writer(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ss.CreateLease("build", time.Minute, nil)
+	ss.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skew := l.Created.Sub(time.Now()); skew < ahead-time.Minute || skew > ahead+time.Minute {
+		t.Fatalf("lease made at %v, %v from this machine's clock; the server is %v ahead", l.Created, skew, ahead)
 	}
 }
