@@ -258,7 +258,7 @@ func TestStoreClockIsTheServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if skew := l.Created.Sub(time.Now()); skew < ahead-time.Minute || skew > ahead+time.Minute {
+	if skew := time.Until(l.Created); skew < ahead-time.Minute || skew > ahead+time.Minute {
 		t.Fatalf("lease made at %v, %v from this machine's clock; the server is %v ahead", l.Created, skew, ahead)
 	}
 }
