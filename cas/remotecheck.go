@@ -151,3 +151,75 @@ func hashRemote(ctx context.Context, pool BlobStore, b Blob) (Problem, bool) {
 	}
 	return Problem{}, false
 }
+
+// UploadAborter is the optional capability of a remote pool that can
+// abort the unfinished multipart uploads of writers that died.
+type UploadAborter interface {
+	AbortUploadsBefore(ctx context.Context, before time.Time) (int, error)
+}
+
+// Swept is what SweepUploads removed (or, on a dry run, would remove).
+type Swept struct {
+	Objects int   `json:"objects"` // whole objects no record names
+	Bytes   int64 `json:"bytes"`
+	Aborted int   `json:"uploads_aborted"` // unfinished multipart uploads
+}
+
+// SweepUploads removes from a remote's pool what ingests that died
+// before their commit left: objects no record names and unfinished
+// multipart uploads, older than age (and never younger than an hour, so
+// an upload another machine is about to commit is left alone). On a
+// store without a remote it does nothing: recovery removes stale local
+// temp files.
+func (s *Store) SweepUploads(ctx context.Context, age time.Duration, dryRun bool) (Swept, error) {
+	var sw Swept
+	if s.remote == nil {
+		return sw, nil
+	}
+	cutoff := s.remote.Now().Add(-max(age, inFlight))
+	pool := s.remote.Pool()
+	rs, err := s.Reader(ctx)
+	if err != nil {
+		return sw, err
+	}
+	var stale []BlobInfo
+	err = pool.Walk(ctx, func(o BlobInfo) error {
+		if !o.ModTime.Before(cutoff) {
+			return nil
+		}
+		if _, err := rs.Stat(o.Digest); errors.Is(err, ErrBlobNotFound) {
+			stale = append(stale, o)
+		} else if err != nil {
+			return err
+		}
+		return nil
+	})
+	rs.Close()
+	if err != nil || dryRun {
+		for _, o := range stale {
+			sw.Objects++
+			sw.Bytes += o.Size
+		}
+		return sw, err
+	}
+	err = s.WithWriter(ctx, "gc: stale uploads", func(ss *Session) error {
+		for _, o := range stale {
+			if _, err := ss.Stat(o.Digest); !errors.Is(err, ErrBlobNotFound) {
+				continue // recorded meanwhile
+			}
+			if err := pool.Delete(ctx, o.Digest); err != nil {
+				return err
+			}
+			sw.Objects++
+			sw.Bytes += o.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return sw, err
+	}
+	if ua, ok := pool.(UploadAborter); ok {
+		sw.Aborted, err = ua.AbortUploadsBefore(ctx, cutoff)
+	}
+	return sw, err
+}

@@ -65,7 +65,10 @@ type Report struct {
 	Waiting       int             `json:"orphans_waiting"` // orphans left for a later run
 	WaitingSize   int64           `json:"orphans_waiting_bytes"`
 	Publish       []PublishReport `json:"publish"`
-	Seconds       float64         `json:"seconds"`
+	// StaleUploads: what ingests that died before their commit left in
+	// the pool of a store on a bucket.
+	StaleUploads cas.Swept `json:"stale_uploads"`
+	Seconds      float64   `json:"seconds"`
 }
 
 // ErrBusy is wrapped when another gc runs on the store.
@@ -98,14 +101,14 @@ func Run(ctx context.Context, r *snapshot.Repo, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	var rep *Report
 	if o.DryRun {
-		rep := plan.Report(o.Plan)
-		rep.Seconds = time.Since(start).Seconds()
-		return rep, nil
-	}
-	rep, err := execute(ctx, r, plan, o)
-	if err != nil {
+		rep = plan.Report(o.Plan)
+	} else if rep, err = execute(ctx, r, plan, o); err != nil {
 		return nil, err
+	}
+	if rep.StaleUploads, err = r.Store().SweepUploads(ctx, o.Older, o.DryRun); err != nil {
+		return nil, fmt.Errorf("gc: stale uploads: %w", err)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil

@@ -445,3 +445,22 @@ func (b *Bucket) AllowPublicRead(ctx context.Context, dir string) error {
 	}
 	return nil
 }
+
+// AbortUploadsBefore aborts the unfinished multipart uploads under prefix
+// that were started before t, and says how many.
+func (b *Bucket) AbortUploadsBefore(ctx context.Context, prefix string, t time.Time) (int, error) {
+	n := 0
+	for u := range b.c.ListIncompleteUploads(ctx, b.cfg.Bucket, b.key(prefix), true) {
+		if u.Err != nil {
+			return n, b.wrap("list uploads", prefix, u.Err)
+		}
+		if !u.Initiated.Before(t) {
+			continue
+		}
+		if err := b.c.RemoveIncompleteUpload(ctx, b.cfg.Bucket, u.Key); err != nil {
+			return n, b.wrap("abort upload", strings.TrimPrefix(u.Key, b.prefix), err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	digest "github.com/opencontainers/go-digest"
@@ -95,3 +96,9 @@ func (p *Pool) Uploads(ctx context.Context, fn func(Info) error) error {
 
 // DeleteUpload removes an abandoned upload's temp object.
 func (p *Pool) DeleteUpload(ctx context.Context, key string) error { return p.b.Delete(ctx, key) }
+
+// AbortUploadsBefore aborts the unfinished multipart uploads in the pool
+// that were started before t (those of writers that died).
+func (p *Pool) AbortUploadsBefore(ctx context.Context, t time.Time) (int, error) {
+	return p.b.AbortUploadsBefore(ctx, "pool/", t)
+}

@@ -249,6 +249,7 @@ func TestStoreClockIsTheServers(t *testing.T) {
 	defer front.Close()
 	cfg.Endpoint = front.URL
 	s := openCache(t, cfg, t.TempDir())
+	checkSweep(t, s)
 	ss, err := s.Writer(context.Background(), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -260,5 +261,64 @@ func TestStoreClockIsTheServers(t *testing.T) {
 	}
 	if skew := time.Until(l.Created); skew < ahead-time.Minute || skew > ahead+time.Minute {
 		t.Fatalf("lease made at %v, %v from this machine's clock; the server is %v ahead", l.Created, skew, ahead)
+	}
+}
+
+// checkSweep (on a store whose server clock runs two hours ahead, so
+// what is written now is two hours old): gc's sweep of the bucket pool
+// removes objects no record names and unfinished multipart uploads, and
+// leaves recorded blobs; a store whose clock is right leaves young ones.
+func checkSweep(t *testing.T, s *cas.Store) {
+	t.Helper()
+	ctx := context.Background()
+	r := s.Remote().(*Store)
+	kept := ingest(t, s, []byte("recorded"))
+	stray := digest.FromString("uploaded, never committed")
+	if _, err := r.Bucket().Put(ctx, BlobKey(stray), []byte("uploaded, never committed"), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("x"), PartSize+1)
+	w, err := r.pool.CreateExpecting(ctx, cas.Expect{Digest: digest.FromBytes(big), Size: int64(len(big))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(big); err != nil { // one part sent, never completed
+		t.Fatal(err)
+	}
+	dry, err := s.SweepUploads(ctx, 0, true)
+	if err != nil || dry.Objects != 1 || dry.Aborted != 0 {
+		t.Fatalf("dry run: %+v %v", dry, err)
+	}
+	if _, err := r.pool.Stat(ctx, stray); err != nil {
+		t.Fatalf("a dry run removed: %v", err)
+	}
+	sw, err := s.SweepUploads(ctx, 0, false)
+	if err != nil || sw.Objects != 1 || sw.Aborted != 1 {
+		t.Fatalf("sweep: %+v %v", sw, err)
+	}
+	if _, err := r.pool.Stat(ctx, stray); !errors.Is(err, cas.ErrBlobNotFound) {
+		t.Fatalf("the unrecorded object is still there: %v", err)
+	}
+	if _, err := r.pool.Stat(ctx, kept); err != nil {
+		t.Fatalf("the sweep removed a recorded blob: %v", err)
+	}
+}
+
+// Objects younger than an hour may be uploads another machine is about
+// to commit: the sweep leaves them.
+func TestSweepLeavesYoungUploads(t *testing.T) {
+	_, cfg := testStore(t)
+	ctx := context.Background()
+	s := openCache(t, cfg, t.TempDir())
+	r := s.Remote().(*Store)
+	young := digest.FromString("young")
+	if _, err := r.Bucket().Put(ctx, BlobKey(young), []byte("young"), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	if sw, err := s.SweepUploads(ctx, 0, false); err != nil || sw.Objects != 0 {
+		t.Fatalf("sweep: %+v %v", sw, err)
+	}
+	if _, err := r.pool.Stat(ctx, young); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -140,6 +140,10 @@ func (a *app) printGCReport(rep *gc.Report) {
 	if rep.LeasesDropped > 0 {
 		fmt.Fprintf(a.stdout, "%s %sdropped (lapsed)\n", plural(rep.LeasesDropped, "lease"), would)
 	}
+	if su := rep.StaleUploads; su.Objects > 0 || su.Aborted > 0 {
+		fmt.Fprintf(a.stdout, "%s of dead ingests %sremoved from the bucket pool (%s), %s aborted\n",
+			plural(su.Objects, "unrecorded upload"), would, progress.HumanBytes(su.Bytes), plural(su.Aborted, "unfinished upload"))
+	}
 	for _, p := range rep.Publish {
 		if p.Missing {
 			fmt.Fprintf(a.stdout, "publish root %s: gone; skipped\n", p.Root)
