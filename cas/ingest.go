@@ -52,6 +52,10 @@ type Staged struct {
 	synced bool // fsynced; Commit syncs the file system for the others
 	moved  bool // renamed into the pool: nothing left to remove
 	pooled bool // hashed in place: the pool has these bytes, no temp file
+	// upload, for a small blob of a store with a remote, is its upload
+	// running in the background; Commit waits for it.
+	upload chan error
+	fresh  bool // written to a remote's pool by this process just now
 }
 
 // Stage reads r once, writing it to a temp file in the pool while hashing
@@ -70,6 +74,14 @@ func (s *Store) StageUnsynced(ctx context.Context, r io.Reader, exp Expect, mete
 }
 
 func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progress.Meter, sync bool) (*Staged, error) {
+	if s.remote != nil {
+		return s.stageRemote(ctx, r, exp, meter, !sync)
+	}
+	return s.stageLocal(ctx, r, exp, meter, sync)
+}
+
+// stageLocal is stage into the local staging area.
+func (s *Store) stageLocal(ctx context.Context, r io.Reader, exp Expect, meter progress.Meter, sync bool) (*Staged, error) {
 	if meter == nil {
 		meter = progress.Factory{}.New("", 0, progress.Bytes)
 	}
@@ -124,9 +136,6 @@ func (s *Store) stage(ctx context.Context, r io.Reader, exp Expect, meter progre
 		st.synced = true
 	}
 	ok = true
-	if s.remote != nil {
-		return s.upload(ctx, st)
-	}
 	return st, nil
 }
 
@@ -472,6 +481,10 @@ func copyFileHashing(ctx context.Context, f *os.File, h hash.Hash, src *os.File,
 
 // Discard removes the temp file of a blob that will not be committed.
 func (st *Staged) Discard() error {
+	if st.upload != nil {
+		<-st.upload // never leave an upload running behind the caller
+		st.upload = nil
+	}
 	if st.f == nil {
 		return nil
 	}
@@ -569,7 +582,10 @@ func (ss *Session) place(staged []*Staged) ([]Committed, error) {
 	for i, st := range staged {
 		dst := ss.s.BlobPath(st.Digest)
 		if st.pooled {
-			if ss.s.poolFileSize(ss.context(), st.Digest) != st.Size {
+			// (Bytes this process has just written to a remote's pool
+			// need no check: nothing removes an object no record names
+			// for an hour.)
+			if !st.fresh && ss.s.poolFileSize(ss.context(), st.Digest) != st.Size {
 				return nil, fmt.Errorf("commit %s: %w: removed from the pool since it was found there (by gc?); ingest it again", st.Digest, ErrBlobNotFound)
 			}
 			out[i] = Committed{Blob: Blob{Digest: st.Digest, Size: st.Size, Ingested: ss.s.now().UTC()}}
@@ -734,7 +750,16 @@ func (ss *Session) PutBytes(ctx context.Context, blobs ...[]byte) ([]digest.Dige
 
 // ReadBlob reads a whole blob into memory, checking its sha256. For small
 // blobs (metadata); stream large ones with OpenBlob.
+// On a store with a remote, small blobs read once are kept in the local
+// cache (they never change), so metadata is read over the network once.
 func (s *Store) ReadBlob(d digest.Digest) ([]byte, error) {
+	if s.remote != nil {
+		return s.readCached(d)
+	}
+	return s.readBlob(d)
+}
+
+func (s *Store) readBlob(d digest.Digest) ([]byte, error) {
 	r, err := s.OpenBlob(d)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package cas
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/mephstore/mephstore/internal/fsx"
+	"github.com/mephstore/mephstore/internal/progress"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -62,6 +65,90 @@ func (p remotePool) CreateTemp() (*Temp, error) { return p.s.CreateTemp() }
 
 var _ TempFiles = remotePool{}
 
+// stageRemote is stage on a store with a remote. Small bytes (known to
+// be under smallFile) are read into memory, checked, and uploaded with no
+// temp file: in the background when async (a batch of small blobs, such
+// as a change's products: Commit waits for them), at once otherwise.
+// Others are staged locally and uploaded before stageRemote returns,
+// outside any lock.
+func (s *Store) stageRemote(ctx context.Context, r io.Reader, exp Expect, meter progress.Meter, async bool) (*Staged, error) {
+	small := exp.Size
+	if lr, ok := r.(interface{ Len() int }); ok && small < 0 {
+		small = int64(lr.Len())
+	}
+	if small < 0 || small >= smallFile {
+		st, err := s.stageLocal(ctx, r, exp, meter, false)
+		if err != nil {
+			return nil, err
+		}
+		return s.upload(ctx, st)
+	}
+	if meter == nil {
+		meter = progress.Factory{}.New("", 0, progress.Bytes)
+	}
+	buf := make([]byte, small+1)
+	n, err := io.ReadFull(ctxReader{ctx, r}, buf)
+	switch {
+	case err == nil:
+		return nil, fmt.Errorf("ingest: more than the %d bytes expected: %w", small, ErrSizeMismatch)
+	case err != io.ErrUnexpectedEOF && err != io.EOF:
+		return nil, fmt.Errorf("ingest: read: %w", err)
+	}
+	data := buf[:n]
+	meter.Add(int64(n))
+	h, md := exp.hashes()
+	h.Write(data)
+	d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+	if err := exp.check("ingest", int64(n), d, md); err != nil {
+		return nil, err
+	}
+	st := &Staged{Digest: d, Size: int64(n), synced: true, pooled: true}
+	s.keepCopy(d, data) // metadata written here is read here next
+	if !async {
+		var err error
+		st.fresh, err = s.uploadBytes(ctx, d, data)
+		return st, err
+	}
+	st.upload = make(chan error, 1)
+	s.uploading <- struct{}{} // at most cap(uploading) in flight: bounded memory
+	go func() {
+		fresh, err := s.uploadBytes(context.WithoutCancel(ctx), d, data)
+		st.fresh = fresh // read only after the receive below
+		<-s.uploading
+		st.upload <- err
+	}()
+	return st, nil
+}
+
+// uploadBytes puts small bytes in the remote's pool under d, and says
+// whether it wrote them (false: the pool held them).
+func (s *Store) uploadBytes(ctx context.Context, d digest.Digest, data []byte) (bool, error) {
+	var existed bool
+	w, err := s.createBlob(ctx, Expect{Digest: d, Size: int64(len(data))})
+	if err == nil {
+		if _, err = w.Write(data); err == nil {
+			_, existed, err = w.Commit(ctx, Expect{Digest: d, Size: int64(len(data))})
+		}
+		if err != nil {
+			w.Cancel()
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("upload %s: %w", d, err)
+	}
+	return !existed, nil
+}
+
+// createBlob starts a blob in the remote's pool, telling it the digest
+// when it can use it.
+func (s *Store) createBlob(ctx context.Context, exp Expect) (BlobWriter, error) {
+	pool := s.remote.Pool()
+	if ec, ok := pool.(ExpectingCreator); ok {
+		return ec.CreateExpecting(ctx, exp)
+	}
+	return pool.Create(ctx)
+}
+
 // upload puts a staged blob in the remote's pool and drops its temp file:
 // it is then pooled, and Commit records it. Bytes the pool holds already
 // are not sent again.
@@ -72,20 +159,18 @@ func (s *Store) upload(ctx context.Context, st *Staged) (*Staged, error) {
 	defer st.Discard()
 	out := &Staged{Digest: st.Digest, Size: st.Size, synced: true, pooled: true}
 	pool := s.remote.Pool()
-	if info, err := pool.Stat(ctx, st.Digest); err == nil && info.Size == st.Size {
-		return out, nil
+	// Large bytes the pool holds already are not sent again; for small
+	// ones the conditional write that stores them is as cheap as asking.
+	if st.Size >= smallFile {
+		if info, err := pool.Stat(ctx, st.Digest); err == nil && info.Size == st.Size {
+			return out, nil
+		}
 	}
 	if _, err := st.f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("upload %s: %w", st.Digest, err)
 	}
 	exp := Expect{Digest: st.Digest, Size: st.Size}
-	var w BlobWriter
-	var err error
-	if ec, ok := pool.(ExpectingCreator); ok {
-		w, err = ec.CreateExpecting(ctx, exp)
-	} else {
-		w, err = pool.Create(ctx)
-	}
+	w, err := s.createBlob(ctx, exp)
 	if err != nil {
 		return nil, fmt.Errorf("upload %s: %w", st.Digest, err)
 	}
@@ -93,10 +178,12 @@ func (s *Store) upload(ctx context.Context, st *Staged) (*Staged, error) {
 		w.Cancel()
 		return nil, fmt.Errorf("upload %s: %w", st.Digest, err)
 	}
-	if _, _, err := w.Commit(ctx, exp); err != nil {
+	_, existed, err := w.Commit(ctx, exp)
+	if err != nil {
 		w.Cancel()
 		return nil, fmt.Errorf("upload %s: %w", st.Digest, err)
 	}
+	out.fresh = !existed
 	return out, nil
 }
 
@@ -111,6 +198,14 @@ func (s *Store) uploadAll(ctx context.Context, staged []*Staged) error {
 		sem  = make(chan struct{}, jobs)
 	)
 	for i := range staged {
+		if st := staged[i]; st.upload != nil {
+			err := <-st.upload
+			st.upload = nil
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if staged[i].pooled {
 			continue
 		}
@@ -187,4 +282,50 @@ func DefaultCacheDir(getenv func(string) string, euid int, name string) string {
 		return filepath.Join(x, "mephstore", name)
 	}
 	return filepath.Join(getenv("HOME"), ".cache", "mephstore", name)
+}
+
+// blobCacheDir holds copies of small blobs of a remote's pool
+// (ReadBlob), named by digest: CACHE/blobs/ab/ab12….
+const blobCacheDir = "blobs"
+
+// maxCachedBlob is the largest blob ReadBlob keeps a local copy of.
+const maxCachedBlob = 16 << 20
+
+// readCached is ReadBlob of a store with a remote: from the local copy
+// when there is one whose bytes match the digest, else from the pool,
+// keeping a copy. A copy is only a cache: written without fsync, checked
+// on every read, replaced when it does not match.
+func (s *Store) readCached(d digest.Digest) ([]byte, error) {
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("digest %q: %w", d, ErrBadDigest)
+	}
+	h := d.Encoded()
+	p := filepath.Join(s.dir, blobCacheDir, h[:2], h)
+	if b, err := os.ReadFile(p); err == nil && digest.FromBytes(b) == d {
+		return b, nil
+	}
+	b, err := s.readBlob(d)
+	if err != nil {
+		return nil, err
+	}
+	s.keepCopy(d, b)
+	return b, nil
+}
+
+// keepCopy keeps a local copy of a small blob of the remote's pool (best
+// effort: a cache).
+func (s *Store) keepCopy(d digest.Digest, b []byte) {
+	if len(b) > maxCachedBlob {
+		return
+	}
+	h := d.Encoded()
+	p := filepath.Join(s.dir, blobCacheDir, h[:2], h)
+	if os.MkdirAll(filepath.Dir(p), 0o755) != nil {
+		return
+	}
+	tmp := p + fsx.TempName(".", ".tmp")
+	if os.WriteFile(tmp, b, 0o444) == nil {
+		os.Rename(tmp, p)
+	}
+	os.Remove(tmp)
 }

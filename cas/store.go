@@ -51,6 +51,9 @@ type Store struct {
 	log  *slog.Logger
 	now  func() time.Time
 	bufs sync.Pool // chunkSize buffers of the ingest pipeline
+	// uploading bounds the background uploads of small blobs to a
+	// remote's pool (stageRemote).
+	uploading chan struct{}
 	// ended holds the IDs of leases a session ended (EndLease) before
 	// their holder released them: the release then has nothing to do.
 	ended sync.Map
@@ -127,7 +130,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store %s: %w (format %q, this mephstore reads %q)", dir, ErrNotStore,
 			strings.TrimSpace(string(b)), strings.TrimSpace(formatContent))
 	}
-	s := &Store{dir: dir, wait: opts.Wait, log: opts.Logger, now: opts.Now}
+	s := &Store{dir: dir, wait: opts.Wait, log: opts.Logger, now: opts.Now, uploading: make(chan struct{}, 8)}
 	if s.wait <= 0 {
 		s.wait = DefaultWait
 	}

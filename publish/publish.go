@@ -101,6 +101,9 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if err != nil {
 		return nil, err
 	}
+	if sl, ok := t.(interface{ StreamLocation(string) string }); ok {
+		dir = sl.StreamLocation(st.Name) // a URL, not a path to join
+	}
 	res := &Result{Stream: st.Name, Snapshot: snap, Dir: dir, Signed: o.Signer != nil}
 	mark := string(snap) + " unsigned"
 	if o.Signer != nil {
@@ -486,6 +489,29 @@ func (p *publisher) linkData(ctx context.Context, pr *catalog.Product, check boo
 func (p *publisher) ensureData(ctx context.Context, sum string, size int64, where func() string) error {
 	// One listing per prefix instead of one stat per file: at 400k items
 	// that is 256 listings against 216,000 system calls.
+	if lf, ok := p.t.(interface {
+		ListFiles(context.Context, string, func(string) error) error
+	}); ok && len(p.present) == 0 {
+		// All of the stream's data in one listing.
+		p.present[""] = map[string]bool{}
+		data := path.Dir(path.Dir(p.t.DataPath(p.stream, sum)))
+		if err := lf.ListFiles(ctx, data, func(rel string) error {
+			if d, name := path.Split(rel); len(d) == 3 && d[:2] == name[:min(2, len(name))] {
+				if p.present[d[:2]] == nil {
+					p.present[d[:2]] = map[string]bool{}
+				}
+				p.present[d[:2]][name] = true
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for i := range 256 {
+			if k := fmt.Sprintf("%02x", i); p.present[k] == nil {
+				p.present[k] = map[string]bool{}
+			}
+		}
+	}
 	dir := p.present[sum[:2]]
 	if dir == nil {
 		dir = map[string]bool{}

@@ -58,6 +58,13 @@ func NewS3Target(ctx context.Context, root string) (*S3Target, error) {
 // String is the root with its endpoint: what the store remembers.
 func (t *S3Target) String() string { return t.b.URL() }
 
+// StreamLocation is where a stream is published: s3://bucket/prefix/stream
+// (with the endpoint query).
+func (t *S3Target) StreamLocation(stream string) string {
+	loc, query, _ := strings.Cut(t.b.URL(), "?")
+	return loc + "/" + stream + "?" + query
+}
+
 // check refuses paths that are not clean and relative.
 func (t *S3Target) check(rel string) error {
 	if rel == "" || path.IsAbs(rel) || path.Clean(rel) != rel || strings.ContainsAny(rel, "\\\x00") ||
@@ -153,22 +160,21 @@ func (t *S3Target) PutBlob(ctx context.Context, stream string, blobs cas.BlobSto
 	if err := t.check(rel); err != nil {
 		return false, err
 	}
-	if _, err := t.b.Head(ctx, rel); err == nil {
-		return true, nil
-	}
 	if u, ok := blobs.(interface{ Unwrap() cas.BlobStore }); ok {
 		blobs = u.Unwrap() // the pool of a store on a bucket
 	}
 	if sp, ok := blobs.(*s3store.Pool); ok && sp.Bucket().SameServer(t.b) {
-		info, err := sp.Stat(ctx, d)
-		if err != nil {
-			return false, err
-		}
-		err = t.b.CopyFrom(ctx, sp.Bucket(), s3store.BlobKey(d), rel, info.Size)
-		if errors.Is(err, s3store.ErrPrecondition) {
-			err = nil
+		// One server-side copy, whether or not rel exists: its bytes
+		// are the same whoever writes them (publish lists what exists
+		// before it asks).
+		err := t.b.CopyOver(ctx, sp.Bucket(), s3store.BlobKey(d), rel)
+		if errors.Is(err, s3store.ErrNotFound) {
+			return false, fmt.Errorf("%s: %w", d, cas.ErrBlobNotFound)
 		}
 		return true, err
+	}
+	if _, err := t.b.Head(ctx, rel); err == nil {
+		return true, nil
 	}
 	in, err := blobs.Open(ctx, d)
 	if err != nil {
@@ -265,6 +271,18 @@ func (t *S3Target) List(ctx context.Context, dir string, fn func(Entry) error) e
 			return nil
 		}
 		return fn(Entry{Name: name, Size: size, Dir: isDir})
+	})
+}
+
+// ListFiles calls fn with the path, relative to dir, of every file below
+// dir, in one listing (a bucket lists a thousand keys a request, whatever
+// the depth: cheaper than one listing per directory).
+func (t *S3Target) ListFiles(ctx context.Context, dir string, fn func(rel string) error) error {
+	if err := t.check(dir); err != nil {
+		return err
+	}
+	return t.b.List(ctx, dir+"/", "", func(o s3store.Info) error {
+		return fn(strings.TrimPrefix(o.Key, dir+"/"))
 	})
 }
 

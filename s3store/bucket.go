@@ -122,6 +122,20 @@ func (b *Bucket) String() string {
 // Config is the bucket's configuration.
 func (b *Bucket) Config() Config { return b.cfg }
 
+// clockSkew is how far the server's clock is from this machine's, given
+// how far its Date header (whole seconds, truncated, read a few
+// milliseconds late) was. Within the header's resolution the two agree,
+// and this machine's clock, precise to far less than a second, is kept:
+// two machines whose clocks are right then agree to the millisecond
+// rather than to the second, which the age gates of gc --older 0s need.
+// Beyond it, the server's time rules (the skew is measured to ±1s).
+func clockSkew(dateMinusNow time.Duration) time.Duration {
+	if dateMinusNow > -2*time.Second && dateMinusNow < time.Second {
+		return 0
+	}
+	return dateMinusNow + 500*time.Millisecond // mid-second of the header
+}
+
 // Now is the server's time, as its last answer's Date header put it
 // (local time when it has not answered yet).
 func (b *Bucket) Now() time.Time { return time.Now().Add(time.Duration(b.skew.Load())) }
@@ -430,6 +444,32 @@ func (b *Bucket) SameServer(o *Bucket) bool {
 // b, if dst does not exist yet.
 func (b *Bucket) CopyFrom(ctx context.Context, o *Bucket, src, dst string, size int64) error {
 	return b.copyNew(ctx, o.key(src), dst, size)
+}
+
+// CopyOver copies key src of bucket o (same server and bucket) to dst of
+// b in one request, replacing whatever dst holds: for content-addressed
+// keys, whose bytes are the same whoever writes them (publish's data
+// files). Objects too large for one copy (over 5 GiB) go through a
+// multipart copy.
+func (b *Bucket) CopyOver(ctx context.Context, o *Bucket, src, dst string) error {
+	core := minio.Core{Client: b.c}
+	_, err := core.CopyObject(ctx, o.cfg.Bucket, o.key(src), b.cfg.Bucket, b.key(dst), nil,
+		minio.CopySrcOptions{}, minio.PutObjectOptions{ContentType: contentType(dst)})
+	if err == nil {
+		return nil
+	}
+	if errors.Is(b.classify(err), ErrNotFound) {
+		return o.wrap("copy", src, ErrNotFound)
+	}
+	info, serr := o.Head(ctx, src)
+	if serr != nil || info.Size <= copyPart {
+		return b.wrap("copy "+src+" to", dst, err)
+	}
+	err = b.copyNew(ctx, o.key(src), dst, info.Size)
+	if errors.Is(err, ErrPrecondition) {
+		return nil
+	}
+	return err
 }
 
 // AllowPublicRead sets the bucket's policy so that anyone may GET the

@@ -113,7 +113,7 @@ func (w *directWriter) Commit(ctx context.Context, exp cas.Expect) (cas.BlobInfo
 			err = w.p.b.wrap("complete upload", blobKey(d), err)
 		}
 	}
-	return w.p.settle(ctx, d, err)
+	return w.p.settle(ctx, d, w.n, err)
 }
 
 // Cancel aborts the upload: none of its parts ever becomes visible.

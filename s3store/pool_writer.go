@@ -101,19 +101,21 @@ func (w *writer) Commit(ctx context.Context, exp cas.Expect) (cas.BlobInfo, bool
 	} else {
 		err = w.p.b.CopyNew(ctx, w.key, blobKey(d), w.n)
 	}
-	return w.p.settle(ctx, d, err)
+	return w.p.settle(ctx, d, w.n, err)
 }
 
 // settle is the end of a Commit of blob d whose final conditional write
 // returned err: a refused precondition means another writer of the same
 // bytes won (the blob existed); the blob is then stat'ed for its info.
-func (p *Pool) settle(ctx context.Context, d digest.Digest, err error) (cas.BlobInfo, bool, error) {
-	existed := errors.Is(err, ErrPrecondition)
-	if err != nil && !existed {
+func (p *Pool) settle(ctx context.Context, d digest.Digest, n int64, err error) (cas.BlobInfo, bool, error) {
+	if err == nil { // written now: no need to ask the server what it holds
+		return cas.BlobInfo{Digest: d, Size: n, ModTime: p.b.Now()}, false, nil
+	}
+	if !errors.Is(err, ErrPrecondition) {
 		return cas.BlobInfo{}, false, err
 	}
 	info, err := p.Stat(ctx, d)
-	return info, existed, err
+	return info, true, err
 }
 
 // Cancel drops the blob and removes what reached the server.

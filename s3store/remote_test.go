@@ -322,3 +322,21 @@ func TestSweepLeavesYoungUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A Date header within its one-second resolution of this machine's clock
+// leaves the clock alone (two machines with right clocks then agree to
+// the millisecond); beyond it, the server's time is taken, mid-second.
+func TestClockSkew(t *testing.T) {
+	for _, tc := range []struct{ seen, want time.Duration }{
+		{0, 0},
+		{-999 * time.Millisecond, 0}, // truncated to the second, read late
+		{-1900 * time.Millisecond, 0},
+		{900 * time.Millisecond, 0},
+		{2 * time.Hour, 2*time.Hour + 500*time.Millisecond},
+		{-3 * time.Second, -2500 * time.Millisecond},
+	} {
+		if got := clockSkew(tc.seen); got != tc.want {
+			t.Errorf("clockSkew(%v) = %v, want %v", tc.seen, got, tc.want)
+		}
+	}
+}

@@ -51,7 +51,7 @@ func (w *watchdog) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
-		w.skew.Store(int64(time.Until(d)))
+		w.skew.Store(int64(clockSkew(time.Until(d))))
 	}
 	timer.Reset(w.stall)
 	stalled := func() bool { return ctx.Err() != nil && parent.Err() == nil }

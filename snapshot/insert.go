@@ -299,6 +299,9 @@ func (r *Repo) fetchMissing(ctx context.Context, source *Source, files map[diges
 		if source.url != nil {
 			jobs = 4
 		}
+		if r.s.Remote() != nil {
+			jobs = 8 // each stage ends with an upload: overlap them
+		}
 	}
 	m := o.Meters.New("insert: fetch "+fmt.Sprint(len(missing))+" files", bytes, progress.Bytes)
 	err := r.s.IngestParallel(ctx, srcs, jobs, m, func(cas.Ingested) error { return nil })

@@ -8,6 +8,14 @@
 // run. Credentials come from the AWS environment variables.
 //
 //	s3put raw|pool|known ENDPOINT BUCKET SIZE_MIB
+//
+// bench/s3store.sh uses two more ways, the raw references of the whole
+// store on a bucket: "file" PUTs one file as it is (against mephstore
+// ingest of it), "tree" PUTs every file of a directory with 4 requests in
+// flight, as publish's linker copies (against mephstore publish of it):
+//
+//	s3put file ENDPOINT BUCKET PREFIX FILE
+//	s3put tree ENDPOINT BUCKET PREFIX DIR
 package main
 
 import (
@@ -16,9 +24,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mephstore/mephstore/cas"
@@ -43,6 +56,13 @@ func (s *source) Read(p []byte) (int, error) {
 }
 
 func main() {
+	if len(os.Args) == 6 && (os.Args[1] == "file" || os.Args[1] == "tree") {
+		if err := putPaths(context.Background(), os.Args[1], os.Args[2], os.Args[3], os.Args[4], os.Args[5]); err != nil {
+			fmt.Fprintln(os.Stderr, "s3put:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 5 {
 		fmt.Fprintln(os.Stderr, "usage: s3put raw|pool ENDPOINT BUCKET SIZE_MIB")
 		os.Exit(2)
@@ -91,4 +111,83 @@ func run(ctx context.Context, mode, endpoint, bucket string, size int64) error {
 	secs := time.Since(start).Seconds()
 	fmt.Printf("%s %.2f %.0f\n", mode, secs, float64(size)/secs/(1<<20))
 	return nil
+}
+
+// putPaths PUTs a file, or every file under a directory (4 at a time),
+// under prefix, and prints the seconds and the bytes.
+func putPaths(ctx context.Context, mode, endpoint, bucket, prefix, path string) error {
+	b, err := s3store.Open(ctx, s3store.Config{Endpoint: endpoint, Bucket: bucket, Prefix: prefix})
+	if err != nil {
+		return err
+	}
+	var files []string
+	if mode == "file" {
+		files = []string{path}
+	} else if err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	start := time.Now()
+	var total atomic.Int64
+	next := make(chan string)
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for p := range next {
+				key := strings.TrimPrefix(p, path)
+				if mode == "file" {
+					key = filepath.Base(p)
+				}
+				n, err := putFile(ctx, b, p, key)
+				total.Add(n)
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	for _, f := range files {
+		next <- f
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	secs := time.Since(start).Seconds()
+	fmt.Printf("%s %.2f %d files %d bytes\n", mode, secs, len(files), total.Load())
+	return nil
+}
+
+func putFile(ctx context.Context, b *s3store.Bucket, p, key string) (int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	key = "x/" + strings.TrimPrefix(key, "/")
+	if fi.Size() < s3store.PartSize {
+		data, err := io.ReadAll(f)
+		if err != nil {
+			return 0, err
+		}
+		_, err = b.Put(ctx, key, data, s3store.Cond{})
+		return fi.Size(), err
+	}
+	_, err = b.PutStream(ctx, key, f, fi.Size(), s3store.PartSize)
+	return fi.Size(), err
 }
