@@ -77,11 +77,7 @@ func (s *Store) stageRemote(ctx context.Context, r io.Reader, exp Expect, meter 
 		small = int64(lr.Len())
 	}
 	if small < 0 || small >= smallFile {
-		st, err := s.stageLocal(ctx, r, exp, meter, false)
-		if err != nil {
-			return nil, err
-		}
-		return s.upload(ctx, st)
+		return s.stageRemoteLarge(ctx, r, exp, meter)
 	}
 	if meter == nil {
 		meter = progress.Factory{}.New("", 0, progress.Bytes)
@@ -118,6 +114,70 @@ func (s *Store) stageRemote(ctx context.Context, r io.Reader, exp Expect, meter 
 		st.upload <- err
 	}()
 	return st, nil
+}
+
+// stageRemoteLarge stages large bytes on a store with a remote without a
+// local copy where it can: a local file is hashed where it is, then sent
+// under its digest; bytes whose digest the caller knows (a download
+// named by signed metadata) are sent as they are read. The pool checks
+// the digest before the blob is visible either way. Anything else is
+// staged locally first, to learn its digest.
+func (s *Store) stageRemoteLarge(ctx context.Context, r io.Reader, exp Expect, meter progress.Meter) (*Staged, error) {
+	if meter == nil {
+		meter = progress.Factory{}.New("", 0, progress.Bytes)
+	}
+	if f, ok := r.(*os.File); ok && isRegular(f) && exp.Digest == "" {
+		var err error
+		if exp, err = hashFileExpect(ctx, f, exp); err != nil {
+			return nil, err
+		}
+	}
+	if exp.Digest == "" {
+		st, err := s.stageLocal(ctx, r, exp, meter, false)
+		if err != nil {
+			return nil, err
+		}
+		return s.upload(ctx, st)
+	}
+	if info, err := s.remote.Pool().Stat(ctx, exp.Digest); err == nil && (exp.Size < 0 || info.Size == exp.Size) {
+		return &Staged{Digest: exp.Digest, Size: info.Size, synced: true, pooled: true}, nil
+	}
+	w, err := s.createBlob(ctx, exp)
+	if err != nil {
+		return nil, fmt.Errorf("upload %s: %w", exp.Digest, err)
+	}
+	n, err := io.Copy(w, &meteredReader{ctxReader{ctx, r}, meter})
+	var info BlobInfo
+	var existed bool
+	if err == nil {
+		info, existed, err = w.Commit(ctx, exp)
+	}
+	if err != nil {
+		w.Cancel()
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	return &Staged{Digest: exp.Digest, Size: n, synced: true, pooled: true, fresh: !existed && info.Size == n}, nil
+}
+
+// hashFileExpect reads f from its start to learn its digest and size
+// (with exp's checks), and leaves it at its start again.
+func hashFileExpect(ctx context.Context, f *os.File, exp Expect) (Expect, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return exp, err
+	}
+	h, md := exp.hashes()
+	n, err := io.Copy(h, ctxReader{ctx, f})
+	if err != nil {
+		return exp, fmt.Errorf("ingest: read: %w", err)
+	}
+	d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+	if err := exp.check("ingest", n, d, md); err != nil {
+		return exp, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return exp, err
+	}
+	return Expect{Digest: d, Size: n}, nil
 }
 
 // uploadBytes puts small bytes in the remote's pool under d, and says

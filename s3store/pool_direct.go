@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sync/atomic"
 
 	"github.com/minio/minio-go/v7"
 	digest "github.com/opencontainers/go-digest"
@@ -32,18 +33,28 @@ func (p *Pool) CreateExpecting(ctx context.Context, exp cas.Expect) (cas.BlobWri
 	return &directWriter{p: p, ctx: ctx, d: exp.Digest, h: sha256.New()}, nil
 }
 
-// directWriter uploads parts under the final key.
+// directWriter uploads parts under the final key. Parts are sent by a
+// goroutine while the next one is filled and hashed, so hashing and the
+// network overlap; at most three parts are in memory (one filling, one
+// waiting, one in flight).
 type directWriter struct {
-	p     *Pool
-	ctx   context.Context
-	d     digest.Digest
-	h     hash.Hash
-	n     int64
-	buf   bytes.Buffer
-	id    string // the multipart upload, once a part is sent
-	parts []minio.CompletePart
-	err   error
-	done  bool
+	p   *Pool
+	ctx context.Context
+	d   digest.Digest
+	h   hash.Hash
+	n   int64
+	cur []byte // the part being filled
+	// The sender: parts to send, spare buffers, and its end (nil or
+	// its first error). id and parts are the sender's until it ends.
+	queue   chan []byte
+	free    chan []byte
+	sent    chan error
+	failed  atomic.Bool
+	id      string // the multipart upload, once a part is sent
+	parts   []minio.CompletePart
+	err     error
+	done    bool
+	drained bool
 }
 
 func (w *directWriter) core() minio.Core { return minio.Core{Client: w.p.b.c} }
@@ -52,18 +63,78 @@ func (w *directWriter) Write(b []byte) (int, error) {
 	if w.done || w.err != nil {
 		return 0, errors.Join(errors.New("blob: write after commit, cancel or failure"), w.err)
 	}
-	w.buf.Write(b)
 	w.h.Write(b)
 	w.n += int64(len(b))
-	for w.buf.Len() >= PartSize {
-		if w.err = w.sendPart(w.buf.Next(PartSize)); w.err != nil {
-			return 0, w.err
+	total := len(b)
+	for len(b) > 0 {
+		if w.cur == nil {
+			w.cur = w.buffer()
+		}
+		k := min(len(b), PartSize-len(w.cur))
+		w.cur = append(w.cur, b[:k]...)
+		b = b[k:]
+		if len(w.cur) == PartSize {
+			if w.err = w.enqueue(); w.err != nil {
+				return 0, w.err
+			}
 		}
 	}
-	if w.buf.Len() == 0 {
-		w.buf.Reset()
+	return total, nil
+}
+
+// buffer is a spare part buffer, or a new one while fewer than three
+// exist.
+func (w *directWriter) buffer() []byte {
+	if w.free != nil {
+		select {
+		case buf := <-w.free:
+			return buf
+		default:
+		}
 	}
-	return len(b), nil
+	return make([]byte, 0, PartSize)
+}
+
+// enqueue hands the full part to the sender, starting it on the first.
+func (w *directWriter) enqueue() error {
+	if w.queue == nil {
+		w.queue, w.free, w.sent = make(chan []byte, 1), make(chan []byte, 3), make(chan error, 1)
+		go w.sender()
+	}
+	if w.failed.Load() {
+		return w.drain()
+	}
+	w.queue <- w.cur
+	w.cur = nil
+	return nil
+}
+
+// sender sends the queued parts in order; after a failure it only hands
+// buffers back.
+func (w *directWriter) sender() {
+	var err error
+	for part := range w.queue {
+		if err == nil {
+			if err = w.sendPart(part); err != nil {
+				w.failed.Store(true)
+			}
+		}
+		select {
+		case w.free <- part[:0]:
+		default:
+		}
+	}
+	w.sent <- err
+}
+
+// drain stops the sender and returns its error.
+func (w *directWriter) drain() error {
+	if w.queue == nil || w.drained {
+		return nil
+	}
+	w.drained = true
+	close(w.queue)
+	return <-w.sent
 }
 
 // sendPart uploads one part, starting the upload on the first.
@@ -79,7 +150,7 @@ func (w *directWriter) sendPart(part []byte) error {
 	}
 	n := len(w.parts) + 1
 	op, err := w.core().PutObjectPart(w.ctx, b.cfg.Bucket, key, w.id, n, bytes.NewReader(part), int64(len(part)),
-		minio.PutObjectPartOptions{})
+		minio.PutObjectPartOptions{DisableContentSha256: true}) // the digest is checked at Commit
 	if err != nil {
 		return b.wrap(fmt.Sprintf("upload part %d", n), blobKey(w.d), err)
 	}
@@ -101,9 +172,16 @@ func (w *directWriter) Commit(ctx context.Context, exp cas.Expect) (cas.BlobInfo
 		return cas.BlobInfo{}, false, err
 	}
 	var err error
-	if w.id == "" { // small: one conditional PUT
-		_, err = w.p.b.Put(ctx, blobKey(d), w.buf.Bytes(), Cond{IfNoneMatch: true})
-	} else if err = w.sendPart(w.buf.Bytes()); err == nil {
+	if w.queue == nil { // small: one conditional PUT
+		_, err = w.p.b.Put(ctx, blobKey(d), w.cur, Cond{IfNoneMatch: true})
+		return w.p.settle(ctx, d, w.n, err)
+	}
+	if len(w.cur) > 0 {
+		if err = w.enqueue(); err != nil {
+			return cas.BlobInfo{}, false, err
+		}
+	}
+	if err = w.drain(); err == nil {
 		opts := minio.PutObjectOptions{}
 		opts.SetMatchETagExcept("*")
 		_, err = w.core().CompleteMultipartUpload(ctx, w.p.b.cfg.Bucket, w.p.b.key(blobKey(d)), w.id, w.parts, opts)
@@ -122,6 +200,7 @@ func (w *directWriter) Cancel() error {
 		return nil
 	}
 	w.done = true
+	w.drain()
 	if w.id == "" {
 		return nil
 	}
