@@ -7,11 +7,19 @@
 //     hard links) and TempFiles (a file a tool writes, moved in without a
 //     copy). LocalPool is the local implementation; blobtest.Run is the
 //     contract.
+//
 //   - Records and Txn (txn.go): transactions over ordered keys, a unit of
 //     work across record kinds; the local implementation is badger, and
 //     this is the only package that imports it; recordtest.Run is the
 //     contract. Table (table.go) makes each record kind a typed store with
 //     key and value codecs.
+//
+//   - Remote (remote.go): a store whose truth is on shared storage (a
+//     bucket: s3store.Store): its pool, a log of record transactions
+//     appended with a conditional write, a writer lock and a clock. The
+//     store's directory is then a cache: badger replayed from the log,
+//     the staging area, and copies of small blobs. Every Update and Batch
+//     of a writer becomes the next log entry before the cache commits it.
 //
 // Invariants: a blob is visible only once its bytes match its digest, and
 // never changes; a record refers only to blobs that are visible; every
