@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/minio/minio-go/v7"
@@ -33,10 +35,10 @@ func (p *Pool) CreateExpecting(ctx context.Context, exp cas.Expect) (cas.BlobWri
 	return &directWriter{p: p, ctx: ctx, d: exp.Digest, h: sha256.New()}, nil
 }
 
-// directWriter uploads parts under the final key. Parts are sent by a
-// goroutine while the next one is filled and hashed, so hashing and the
-// network overlap; at most three parts are in memory (one filling, one
-// waiting, one in flight).
+// directWriter uploads parts under the final key. Parts are sent by
+// senders goroutines while the next one is filled and hashed, so hashing
+// and the network overlap; at most senders+2 parts are in memory (one
+// filling, one waiting, one in flight per sender).
 type directWriter struct {
 	p   *Pool
 	ctx context.Context
@@ -44,18 +46,30 @@ type directWriter struct {
 	h   hash.Hash
 	n   int64
 	cur []byte // the part being filled
-	// The sender: parts to send, spare buffers, and its end (nil or
-	// its first error). id and parts are the sender's until it ends.
-	queue   chan []byte
+	// The senders: parts to send, spare buffers, their ends (nil or
+	// the first error of each), and what they sent. id is set before
+	// they start; parts is theirs (under mu) until they end.
+	queue   chan part
 	free    chan []byte
 	sent    chan error
 	failed  atomic.Bool
-	id      string // the multipart upload, once a part is sent
+	next    int // the number of the next part
+	id      string
+	mu      sync.Mutex
 	parts   []minio.CompletePart
 	err     error
 	done    bool
 	drained bool
 }
+
+// part is a numbered part for the senders.
+type part struct {
+	n   int
+	buf []byte
+}
+
+// senders is how many parts of one upload are in flight at once.
+const senders = 2
 
 func (w *directWriter) core() minio.Core { return minio.Core{Client: w.p.b.c} }
 
@@ -67,8 +81,8 @@ func (w *directWriter) Write(b []byte) (int, error) {
 	w.n += int64(len(b))
 	total := len(b)
 	for len(b) > 0 {
-		if w.cur == nil {
-			w.cur = w.buffer()
+		if w.cur == nil && w.queue != nil {
+			w.cur = w.buffer() // a large blob: whole parts (a small one grows as it goes)
 		}
 		k := min(len(b), PartSize-len(w.cur))
 		w.cur = append(w.cur, b[:k]...)
@@ -82,79 +96,84 @@ func (w *directWriter) Write(b []byte) (int, error) {
 	return total, nil
 }
 
-// buffer is a spare part buffer, or a new one while fewer than three
-// exist.
+// buffer is a spare part buffer, or a new one while fewer exist than
+// can be in use.
 func (w *directWriter) buffer() []byte {
-	if w.free != nil {
-		select {
-		case buf := <-w.free:
-			return buf
-		default:
-		}
+	select {
+	case buf := <-w.free:
+		return buf
+	default:
+		return make([]byte, 0, PartSize)
 	}
-	return make([]byte, 0, PartSize)
 }
 
-// enqueue hands the full part to the sender, starting it on the first.
+// enqueue hands the full part to the senders, starting the upload and
+// the senders on the first.
 func (w *directWriter) enqueue() error {
 	if w.queue == nil {
-		w.queue, w.free, w.sent = make(chan []byte, 1), make(chan []byte, 3), make(chan error, 1)
-		go w.sender()
+		b := w.p.b
+		id, err := w.core().NewMultipartUpload(w.ctx, b.cfg.Bucket, b.key(blobKey(w.d)), minio.PutObjectOptions{})
+		if err != nil {
+			return b.wrap("start upload", blobKey(w.d), err)
+		}
+		w.id = id
+		w.queue, w.free, w.sent = make(chan part, 1), make(chan []byte, senders+2), make(chan error, senders)
+		for range senders {
+			go w.sender()
+		}
 	}
 	if w.failed.Load() {
 		return w.drain()
 	}
-	w.queue <- w.cur
+	w.next++
+	w.queue <- part{w.next, w.cur}
 	w.cur = nil
 	return nil
 }
 
-// sender sends the queued parts in order; after a failure it only hands
-// buffers back.
+// sender sends queued parts; after a failure (its own or another's) it
+// only hands buffers back.
 func (w *directWriter) sender() {
 	var err error
-	for part := range w.queue {
-		if err == nil {
-			if err = w.sendPart(part); err != nil {
+	for p := range w.queue {
+		if err == nil && !w.failed.Load() {
+			if err = w.sendPart(p); err != nil {
 				w.failed.Store(true)
 			}
 		}
 		select {
-		case w.free <- part[:0]:
+		case w.free <- p.buf[:0]:
 		default:
 		}
 	}
 	w.sent <- err
 }
 
-// drain stops the sender and returns its error.
+// drain stops the senders and returns the first error of any.
 func (w *directWriter) drain() error {
 	if w.queue == nil || w.drained {
 		return nil
 	}
 	w.drained = true
 	close(w.queue)
-	return <-w.sent
+	var errs []error
+	for range senders {
+		errs = append(errs, <-w.sent)
+	}
+	return errors.Join(errs...)
 }
 
-// sendPart uploads one part, starting the upload on the first.
-func (w *directWriter) sendPart(part []byte) error {
+// sendPart uploads one part.
+func (w *directWriter) sendPart(p part) error {
 	b := w.p.b
-	key := b.key(blobKey(w.d))
-	if w.id == "" {
-		id, err := w.core().NewMultipartUpload(w.ctx, b.cfg.Bucket, key, minio.PutObjectOptions{})
-		if err != nil {
-			return b.wrap("start upload", blobKey(w.d), err)
-		}
-		w.id = id
-	}
-	n := len(w.parts) + 1
-	op, err := w.core().PutObjectPart(w.ctx, b.cfg.Bucket, key, w.id, n, bytes.NewReader(part), int64(len(part)),
+	op, err := w.core().PutObjectPart(w.ctx, b.cfg.Bucket, b.key(blobKey(w.d)), w.id, p.n, bytes.NewReader(p.buf), int64(len(p.buf)),
 		minio.PutObjectPartOptions{DisableContentSha256: true}) // the digest is checked at Commit
 	if err != nil {
-		return b.wrap(fmt.Sprintf("upload part %d", n), blobKey(w.d), err)
+		return b.wrap(fmt.Sprintf("upload part %d", p.n), blobKey(w.d), err)
 	}
-	w.parts = append(w.parts, minio.CompletePart{PartNumber: n, ETag: op.ETag})
+	w.mu.Lock()
+	w.parts = append(w.parts, minio.CompletePart{PartNumber: p.n, ETag: op.ETag})
+	w.mu.Unlock()
 	return nil
 }
 
@@ -182,6 +201,7 @@ func (w *directWriter) Commit(ctx context.Context, exp cas.Expect) (cas.BlobInfo
 		}
 	}
 	if err = w.drain(); err == nil {
+		slices.SortFunc(w.parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
 		opts := minio.PutObjectOptions{}
 		opts.SetMatchETagExcept("*")
 		_, err = w.core().CompleteMultipartUpload(ctx, w.p.b.cfg.Bucket, w.p.b.key(blobKey(d)), w.id, w.parts, opts)
