@@ -6,6 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"runtime"
 	"testing"
 
 	"github.com/mephstore/mephstore/cas"
@@ -96,5 +99,62 @@ func TestPoolExpectingMismatch(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%d multipart uploads left open", n)
+	}
+}
+
+// A large known-digest upload (parts sent two at a time, in whatever
+// order they finish) reads back byte for byte, in odd-sized writes.
+func TestPoolExpectingLargeReadsBack(t *testing.T) {
+	_, b := testBucket(t, "store")
+	p := NewPool(b)
+	data, d := bigBlob(3*PartSize + PartSize/2 + 7)
+	w, err := p.CreateExpecting(context.Background(), cas.Expect{Size: int64(len(data)), Digest: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rest := data; len(rest) > 0; {
+		k := min(len(rest), 1<<20+13)
+		if _, err := w.Write(rest[:k]); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[k:]
+	}
+	if _, existed, err := w.Commit(context.Background(), cas.Expect{Size: int64(len(data)), Digest: d}); err != nil || existed {
+		t.Fatalf("commit: %v (existed %v)", err, existed)
+	}
+	f, err := p.Open(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := io.ReadAll(f)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes (%v), want %d identical", len(got), err, len(data))
+	}
+}
+
+// Small blobs cost memory of their size (and of their request), not of a
+// part: 200 writes of 100 bytes allocate less than 4 parts in all (a part
+// each would be 200; the request machinery takes ~100 KiB a blob).
+func TestPoolSmallBlobsStaySmall(t *testing.T) {
+	_, b := testBucket(t, "store")
+	p := NewPool(b)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range 200 {
+		data := fmt.Appendf(nil, "%0100d", i)
+		d := digest.FromBytes(data)
+		w, err := p.CreateExpecting(context.Background(), cas.Expect{Size: int64(len(data)), Digest: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		if _, _, err := w.Commit(context.Background(), cas.Expect{Size: int64(len(data)), Digest: d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4*PartSize {
+		t.Fatalf("200 small blobs allocated %d MiB", alloc>>20)
 	}
 }
