@@ -90,13 +90,9 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 		return nil, err
 	}
 
-	var meter progress.Meter = progress.Factory{}.New("", 0, progress.Bytes)
-	if opts.Deep {
-		var total int64
-		if err := ss.Blobs(func(b Blob) error { total += b.Size; return nil }); err != nil {
-			return nil, err
-		}
-		meter = opts.Meters.New("fsck --deep", total, progress.Bytes)
+	meter, err := deepMeter(ss, opts)
+	if err != nil {
+		return nil, err
 	}
 	defer meter.Done()
 	jobs := opts.Jobs
@@ -146,6 +142,19 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 	}
 	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Path < rep.Problems[j].Path })
 	return rep, nil
+}
+
+// deepMeter is fsck --deep's meter, sized by the bytes of every blob
+// record (a meter that draws nothing without --deep).
+func deepMeter(ss *Session, opts CheckOptions) (progress.Meter, error) {
+	if !opts.Deep {
+		return progress.Factory{}.New("", 0, progress.Bytes), nil
+	}
+	var total int64
+	if err := ss.Blobs(func(b Blob) error { total += b.Size; return nil }); err != nil {
+		return nil, err
+	}
+	return opts.Meters.New("fsck --deep", total, progress.Bytes), nil
 }
 
 func (s *Store) checkTop(add func(Problem), rep *CheckReport) error {

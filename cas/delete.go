@@ -97,31 +97,13 @@ func (ss *Session) unlinkBlobs(ctx context.Context, ds []digest.Digest) error {
 	}
 	// Unlinks in parallel: each waits on the disk, and the files are
 	// spread over 256 directories.
-	jobs := min(unlinkJobs, 1+len(ds)/64)
-	next := make(chan digest.Digest)
-	errs := make([]error, jobs)
-	var wg sync.WaitGroup
-	for j := range jobs {
-		wg.Go(func() {
-			for d := range next {
-				if errs[j] != nil {
-					continue
-				}
-				if err := os.Remove(ss.s.BlobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					errs[j] = fmt.Errorf("delete %s: %w", d, err)
-				}
-			}
-		})
-	}
-	for _, d := range ds {
-		if ctx.Err() != nil {
-			break
+	err := eachParallel(ctx, ds, min(unlinkJobs, 1+len(ds)/64), func(d digest.Digest) error {
+		if err := os.Remove(ss.s.BlobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", d, err)
 		}
-		next <- d
-	}
-	close(next)
-	wg.Wait()
-	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	if len(dirs) > syncfsAbove {
@@ -141,14 +123,20 @@ const unlinkJobs = 4
 // time.
 func (ss *Session) deleteRemote(ctx context.Context, ds []digest.Digest) error {
 	pool := ss.s.remote.Pool()
+	return eachParallel(ctx, ds, 8, func(d digest.Digest) error { return pool.Delete(ctx, d) })
+}
+
+// eachParallel calls fn for every digest on jobs goroutines; each stops
+// at its first error, and the errors (and ctx's) are joined.
+func eachParallel(ctx context.Context, ds []digest.Digest, jobs int, fn func(digest.Digest) error) error {
 	next := make(chan digest.Digest)
-	errs := make([]error, 8)
+	errs := make([]error, jobs)
 	var wg sync.WaitGroup
-	for j := range errs {
+	for j := range jobs {
 		wg.Go(func() {
 			for d := range next {
 				if errs[j] == nil {
-					errs[j] = pool.Delete(ctx, d)
+					errs[j] = fn(d)
 				}
 			}
 		})

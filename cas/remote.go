@@ -282,13 +282,10 @@ func applyOps(db *badger.DB, ops []logOp, seq uint64) error {
 	return wb.Flush()
 }
 
-// catchUp applies to the cache every log entry it has not seen. A cache
-// made for another store is emptied first.
-func (ss *Session) catchUp(ctx context.Context) error {
-	r := ss.s.remote
-	var seq uint64
-	var id []byte
-	err := ss.db.View(func(t *badger.Txn) error {
+// cachePosition is the last log entry a cache applied and the ID of the
+// store it was made for (nil for a new cache).
+func cachePosition(db *badger.DB) (seq uint64, id []byte, err error) {
+	err = db.View(func(t *badger.Txn) error {
 		txn := &bTxn{t}
 		if v, err := txn.Get(cacheSeqKey); err == nil && len(v) == 8 {
 			seq = binary.BigEndian.Uint64(v)
@@ -296,6 +293,14 @@ func (ss *Session) catchUp(ctx context.Context) error {
 		id, _ = txn.Get(cacheIDKey)
 		return nil
 	})
+	return seq, id, err
+}
+
+// catchUp applies to the cache every log entry it has not seen. A cache
+// made for another store is emptied first.
+func (ss *Session) catchUp(ctx context.Context) error {
+	r := ss.s.remote
+	seq, id, err := cachePosition(ss.db)
 	if err != nil {
 		return err
 	}
@@ -340,16 +345,7 @@ func (ss *Session) catchUp(ctx context.Context) error {
 // cacheBehind says whether the remote's log has entries the cache db has
 // not applied (or the cache is another store's).
 func (s *Store) cacheBehind(ctx context.Context, db *badger.DB) (bool, error) {
-	var seq uint64
-	var id []byte
-	err := db.View(func(t *badger.Txn) error {
-		txn := &bTxn{t}
-		if v, err := txn.Get(cacheSeqKey); err == nil && len(v) == 8 {
-			seq = binary.BigEndian.Uint64(v)
-		}
-		id, _ = txn.Get(cacheIDKey)
-		return nil
-	})
+	seq, id, err := cachePosition(db)
 	if err != nil {
 		return false, err
 	}

@@ -11,8 +11,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/mephstore/mephstore/internal/progress"
 )
 
 // inFlight is how young an object of a remote pool without a record may
@@ -24,13 +22,9 @@ const inFlight = time.Hour
 // walk of the remote's pool (both in digest order), and with Deep every
 // object read back and hashed.
 func (s *Store) checkRemote(ctx context.Context, ss *Session, opts CheckOptions, rep *CheckReport, add func(Problem)) (*CheckReport, error) {
-	var meter progress.Meter = progress.Factory{}.New("", 0, progress.Bytes)
-	if opts.Deep {
-		var total int64
-		if err := ss.Blobs(func(b Blob) error { total += b.Size; return nil }); err != nil {
-			return nil, err
-		}
-		meter = opts.Meters.New("fsck --deep", total, progress.Bytes)
+	meter, err := deepMeter(ss, opts)
+	if err != nil {
+		return nil, err
 	}
 	defer meter.Done()
 	jobs := opts.Jobs
