@@ -108,6 +108,9 @@ func decodeLog(b []byte) ([]logOp, error) {
 		if k <= 0 || n > uint64(len(rest)-k) {
 			return nil, errors.New("truncated log entry")
 		}
+		if k != len(binary.AppendUvarint(nil, n)) {
+			return nil, errors.New("log entry: length not in its shortest form")
+		}
 		f := rest[k : k+int(n)]
 		rest = rest[k+int(n):]
 		return f, nil
@@ -315,6 +318,11 @@ func (ss *Session) catchUp(ctx context.Context) error {
 			return err
 		}
 		seq = 0
+	}
+	if seq == 0 {
+		if seq, err = ss.loadLatestCheckpoint(ctx); err != nil {
+			return fmt.Errorf("store %s: %w", r, err)
+		}
 	}
 	applied := 0
 	err = r.Entries(ctx, seq, func(n uint64, entry []byte) error {

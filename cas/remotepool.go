@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -32,6 +33,7 @@ func OpenRemote(dir string, r Remote, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("cache of %s: %w", r, err)
 	}
 	s.remote = r
+	s.checkpointEvery = cmp.Or(opts.CheckpointEvery, DefaultCheckpointEvery)
 	return s, nil
 }
 

@@ -41,6 +41,9 @@ type Options struct {
 	Wait   time.Duration    // how long to wait for a lock; 0 means DefaultWait
 	Logger *slog.Logger     // nil discards
 	Now    func() time.Time // nil means time.Now; tests inject a clock
+	// CheckpointEvery is how many log entries of a remote store lie
+	// between checkpoints (0: DefaultCheckpointEvery).
+	CheckpointEvery int
 }
 
 // Store is an opened store directory. Opening it checks the layout and takes
@@ -60,6 +63,8 @@ type Store struct {
 	// remote, when set, is the truth of the store: dir is then a cache
 	// of its records and a staging area (see Remote).
 	remote Remote
+	// checkpointEvery: log entries between checkpoints of a remote.
+	checkpointEvery int
 }
 
 // Init creates a new, empty store at dir with the default reserve (see
@@ -166,6 +171,7 @@ type Session struct {
 	unlockRemote func()
 	ctx          context.Context
 	seq          uint64
+	startSeq     uint64 // seq when the session opened (checkpoints)
 	broken       error
 	logMu        sync.Mutex // one log write at a time: entries are numbered
 	// Recovered says what recovery did when this writer session opened.
@@ -224,6 +230,7 @@ func (s *Store) Writer(ctx context.Context, op string) (*Session, error) {
 			ss.Close()
 			return nil, err
 		}
+		ss.startSeq = ss.seq
 	}
 	rec, err := ss.recover(ctx)
 	if err != nil {
@@ -339,6 +346,9 @@ func (ss *Session) update(fn func(txn Txn) error) error {
 func (ss *Session) Close() error {
 	if ss.db == nil {
 		return nil
+	}
+	if ss.unlockRemote != nil && ss.writable {
+		ss.checkpoint() // while the writer lock is still held
 	}
 	err := ss.db.Close()
 	ss.db = nil

@@ -18,6 +18,9 @@ import (
 //	│                                    Blob records, stream heads and history, leases,
 //	│                                    gc's first-seen records, settings: all live here,
 //	│                                    and each machine replays them into a badger cache
+//	├── checkpoint/00000000000000001000  every record as of log entry 1000 (then 2000, …):
+//	│                                    a new cache loads the newest and replays the
+//	│                                    entries after it
 //	├── .locks/store/x                   the writer lock (Bucket.Lock): host, pid, expiry
 //	│                                    by the server's clock, renewed while held
 //	└── pool/
@@ -41,11 +44,12 @@ import (
 //	    ├── streams/v1/<products>.json       named by content, written first
 //	    └── data/sha256/ab/ab12…ef           copied server-side from the pool
 const (
-	formatKey  = "format"
-	logDir     = "log/"
-	locksDir   = ".locks"
-	poolBlobs  = "pool/sha256/"
-	poolIngest = "pool/.ingest/"
+	formatKey     = "format"
+	logDir        = "log/"
+	checkpointDir = "checkpoint/"
+	locksDir      = ".locks"
+	poolBlobs     = "pool/sha256/"
+	poolIngest    = "pool/.ingest/"
 )
 
 // blobKey is a blob's key: pool/sha256/ab/ab12….

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -140,6 +141,37 @@ func (s *Store) Entries(ctx context.Context, after uint64, fn func(uint64, []byt
 }
 
 var errFound = errors.New("found")
+
+var _ cas.Checkpoints = (*Store)(nil)
+
+func checkpointKey(seq uint64) string { return fmt.Sprintf("%s%020d", checkpointDir, seq) }
+
+// PutCheckpoint stores the records as of log entry seq. Its bytes are
+// the same whoever writes them, so it needs no condition.
+func (s *Store) PutCheckpoint(ctx context.Context, seq uint64, r io.Reader) error {
+	_, err := s.b.PutStream(ctx, checkpointKey(seq), r, -1, PartSize)
+	return err
+}
+
+// LatestCheckpoint opens the newest checkpoint.
+func (s *Store) LatestCheckpoint(ctx context.Context) (uint64, io.ReadCloser, error) {
+	var last string
+	err := s.b.List(ctx, checkpointDir, "", func(o Info) error {
+		if len(o.Key) == len(checkpointKey(0)) {
+			last = o.Key
+		}
+		return nil
+	})
+	if err != nil || last == "" {
+		return 0, nil, err
+	}
+	seq, err := strconv.ParseUint(strings.TrimPrefix(last, checkpointDir), 10, 64)
+	if err != nil {
+		return 0, nil, fmt.Errorf("checkpoint %s: %w", last, err)
+	}
+	rc, _, err := s.b.Reader(ctx, last)
+	return seq, rc, err
+}
 
 // Newer says whether the log has an entry after seq.
 func (s *Store) Newer(ctx context.Context, after uint64) (bool, error) {

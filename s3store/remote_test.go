@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -338,5 +340,59 @@ func TestClockSkew(t *testing.T) {
 		if got := clockSkew(tc.seen); got != tc.want {
 			t.Errorf("clockSkew(%v) = %v, want %v", tc.seen, got, tc.want)
 		}
+	}
+}
+
+// A writer that crosses a multiple of the checkpoint interval leaves a
+// checkpoint; a new cache loads the newest and replays only the entries
+// after it (the ones before are made unreadable to prove it), and ends
+// with every record, deletes included.
+func TestCheckpointBoundsCacheRebuild(t *testing.T) {
+	_, cfg := testStore(t)
+	ctx := context.Background()
+	r, err := OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := cas.OpenRemote(t.TempDir(), r, cas.Options{CheckpointEvery: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 23 { // a session each: 24 entries (the 13th session makes two)
+		if err := s.WithWriter(ctx, "test", func(ss *cas.Session) error {
+			if err := ss.SetSetting(fmt.Sprintf("k%02d", i), "v"); err != nil {
+				return err
+			}
+			if i == 12 {
+				return ss.Update(func(txn cas.Txn) error { return txn.Delete([]byte("ck03")) })
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq, rc, err := r.LatestCheckpoint(ctx)
+	if err != nil || rc == nil {
+		t.Fatalf("no checkpoint: %v", err)
+	}
+	rc.Close()
+	if seq != 20 {
+		t.Fatalf("newest checkpoint at %d, want 20", seq)
+	}
+	for n := uint64(1); n <= seq; n++ { // what a checkpoint covers is never read again
+		if err := r.Bucket().Delete(ctx, logKey(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh, err := cas.OpenRemote(t.TempDir(), r, cas.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fresh.ReadSettings(ctx, "k00", "k03", "k12", "k22")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"v", "", "v", "v"}; !slices.Equal(got, want) {
+		t.Fatalf("settings after a rebuild from the checkpoint at %d: %q, want %q", seq, got, want)
 	}
 }
