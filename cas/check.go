@@ -81,15 +81,12 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 		rep.Problems = append(rep.Problems, p)
 		mu.Unlock()
 	}
-
-	if s.remote != nil {
-		return s.checkRemote(ctx, ss, opts, rep, add)
+	if s.remote == nil {
+		// Strays outside pool/sha256/<xx>/ and live temp files.
+		if err := s.checkTop(add, rep); err != nil {
+			return nil, err
+		}
 	}
-	// Strays outside pool/sha256/<xx>/ and live temp files.
-	if err := s.checkTop(add, rep); err != nil {
-		return nil, err
-	}
-
 	meter, err := deepMeter(ss, opts)
 	if err != nil {
 		return nil, err
@@ -98,40 +95,41 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 	jobs := opts.Jobs
 	if jobs <= 0 {
 		jobs = runtime.GOMAXPROCS(0)
+		if s.remote != nil {
+			jobs *= 2 // reads over the network wait more than they hash
+		}
 	}
 	work := make(chan Blob, jobs*2)
 	var wg sync.WaitGroup
-	var hashedMu sync.Mutex
 	for range jobs {
 		wg.Go(func() {
 			for b := range work {
 				if ctx.Err() != nil {
 					continue
 				}
-				_, err := hashFile(s.BlobPath(b.Digest), b.Digest)
-				switch {
-				case err == nil:
-				case errors.Is(err, ErrCorrupt):
-					add(Problem{Kind: ProblemCorrupt, Digest: b.Digest, Path: s.BlobPath(b.Digest), Detail: err.Error()})
-				default:
-					add(Problem{Kind: ProblemRead, Digest: b.Digest, Path: s.BlobPath(b.Digest), Detail: err.Error()})
+				if p, bad := s.rehash(ctx, b); bad {
+					add(p)
 				}
 				meter.Add(b.Size)
-				hashedMu.Lock()
+				mu.Lock()
 				rep.Hashed++
-				hashedMu.Unlock()
+				mu.Unlock()
 			}
 		})
 	}
-	werr := ss.db.View(func(txn *badger.Txn) error {
-		return s.mergeWalk(ctx, txn, add, func(b Blob) {
-			rep.Blobs++
-			rep.Bytes += b.Size
-			if opts.Deep {
-				work <- b
-			}
-		})
-	})
+	good := func(b Blob) {
+		rep.Blobs++
+		rep.Bytes += b.Size
+		if opts.Deep {
+			work <- b
+		}
+	}
+	var werr error
+	if s.remote != nil {
+		werr = s.mergeRemote(ctx, ss, rep, add, good)
+	} else {
+		werr = ss.db.View(func(txn *badger.Txn) error { return s.mergeWalk(ctx, txn, add, good) })
+	}
 	close(work)
 	wg.Wait()
 	if werr != nil {
@@ -142,6 +140,23 @@ func (s *Store) Check(ctx context.Context, opts CheckOptions) (*CheckReport, err
 	}
 	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Path < rep.Problems[j].Path })
 	return rep, nil
+}
+
+// rehash reads blob b back and reports it when its bytes do not hash to
+// its name, or cannot be read.
+func (s *Store) rehash(ctx context.Context, b Blob) (Problem, bool) {
+	if s.remote != nil {
+		return hashRemote(ctx, s.remote.Pool(), b)
+	}
+	_, err := hashFile(s.BlobPath(b.Digest), b.Digest)
+	switch {
+	case err == nil:
+		return Problem{}, false
+	case errors.Is(err, ErrCorrupt):
+		return Problem{Kind: ProblemCorrupt, Digest: b.Digest, Path: s.BlobPath(b.Digest), Detail: err.Error()}, true
+	default:
+		return Problem{Kind: ProblemRead, Digest: b.Digest, Path: s.BlobPath(b.Digest), Detail: err.Error()}, true
+	}
 }
 
 // deepMeter is fsck --deep's meter, sized by the bytes of every blob

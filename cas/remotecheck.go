@@ -7,10 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
-	"sort"
-	"sync"
 	"time"
+
+	digest "github.com/opencontainers/go-digest"
 )
 
 // inFlight is how young an object of a remote pool without a record may
@@ -18,42 +17,14 @@ import (
 // upload before their commit): fsck does not report those.
 const inFlight = time.Hour
 
-// checkRemote is Check of a store with a remote: the records against a
-// walk of the remote's pool (both in digest order), and with Deep every
-// object read back and hashed.
-func (s *Store) checkRemote(ctx context.Context, ss *Session, opts CheckOptions, rep *CheckReport, add func(Problem)) (*CheckReport, error) {
-	meter, err := deepMeter(ss, opts)
-	if err != nil {
-		return nil, err
-	}
-	defer meter.Done()
-	jobs := opts.Jobs
-	if jobs <= 0 {
-		jobs = 2 * runtime.GOMAXPROCS(0)
-	}
+// mergeRemote compares the blob records with a walk of the remote's
+// pool, both in digest order, and calls good for every record whose
+// object is there with the right size.
+func (s *Store) mergeRemote(ctx context.Context, ss *Session, rep *CheckReport, add func(Problem), good func(Blob)) error {
 	pool := s.remote.Pool()
-	work := make(chan Blob, jobs*2)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for range jobs {
-		wg.Go(func() {
-			for b := range work {
-				if ctx.Err() != nil {
-					continue
-				}
-				if p, bad := hashRemote(ctx, pool, b); bad {
-					add(p)
-				}
-				meter.Add(b.Size)
-				mu.Lock()
-				rep.Hashed++
-				mu.Unlock()
-			}
-		})
-	}
-	where := func(b Blob) string { return s.remote.String() + " " + string(b.Digest) }
+	where := func(d digest.Digest) string { return s.remote.String() + " " + string(d) }
 	now := s.remote.Now()
-	werr := ss.View(func(txn Txn) error {
+	return ss.View(func(txn Txn) error {
 		c := txn.Cursor([]byte{PrefixBlob})
 		defer c.Close()
 		// rec is the record under the cursor, nil past the end.
@@ -69,7 +40,7 @@ func (s *Store) checkRemote(ctx context.Context, ss *Session, opts CheckOptions,
 			return &b, err
 		}
 		missing := func(r *Blob) {
-			add(Problem{Kind: ProblemMissing, Digest: r.Digest, Path: where(*r), Detail: fmt.Sprintf("recorded (%d bytes) but not in the pool", r.Size)})
+			add(Problem{Kind: ProblemMissing, Digest: r.Digest, Path: where(r.Digest), Detail: fmt.Sprintf("recorded (%d bytes) but not in the pool", r.Size)})
 		}
 		err := pool.Walk(ctx, func(o BlobInfo) error {
 			r, err := rec()
@@ -83,19 +54,15 @@ func (s *Store) checkRemote(ctx context.Context, ss *Session, opts CheckOptions,
 			switch {
 			case r == nil || r.Digest != o.Digest:
 				if now.Sub(o.ModTime) >= inFlight {
-					add(Problem{Kind: ProblemUnrecorded, Digest: o.Digest, Path: s.remote.String() + " " + string(o.Digest), Detail: fmt.Sprintf("in the pool (%d bytes) but has no record", o.Size)})
+					add(Problem{Kind: ProblemUnrecorded, Digest: o.Digest, Path: where(o.Digest), Detail: fmt.Sprintf("in the pool (%d bytes) but has no record", o.Size)})
 				} else {
 					rep.LiveTemps++
 				}
 			case o.Size != r.Size:
-				add(Problem{Kind: ProblemSize, Digest: r.Digest, Path: where(*r), Detail: fmt.Sprintf("object has %d bytes, record says %d", o.Size, r.Size)})
+				add(Problem{Kind: ProblemSize, Digest: r.Digest, Path: where(r.Digest), Detail: fmt.Sprintf("object has %d bytes, record says %d", o.Size, r.Size)})
 				c.Next()
 			default:
-				rep.Blobs++
-				rep.Bytes += r.Size
-				if opts.Deep {
-					work <- *r
-				}
+				good(*r)
 				c.Next()
 			}
 			return nil
@@ -112,16 +79,6 @@ func (s *Store) checkRemote(ctx context.Context, ss *Session, opts CheckOptions,
 		}
 		return nil
 	})
-	close(work)
-	wg.Wait()
-	if werr != nil {
-		return nil, werr
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Path < rep.Problems[j].Path })
-	return rep, nil
 }
 
 // hashRemote reads a blob back and reports it when its bytes do not hash

@@ -1,6 +1,7 @@
 package cas
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/hex"
@@ -104,13 +105,13 @@ func (s *Store) stageRemote(ctx context.Context, r io.Reader, exp Expect, meter 
 	s.keepCopy(d, data) // metadata written here is read here next
 	if !async {
 		var err error
-		st.fresh, err = s.uploadBytes(ctx, d, data)
+		_, st.fresh, err = s.send(ctx, Expect{Digest: d, Size: int64(n)}, bytes.NewReader(data))
 		return st, err
 	}
 	st.upload = make(chan error, 1)
 	s.uploading <- struct{}{} // at most cap(uploading) in flight: bounded memory
 	go func() {
-		fresh, err := s.uploadBytes(context.WithoutCancel(ctx), d, data)
+		_, fresh, err := s.send(context.WithoutCancel(ctx), Expect{Digest: d, Size: int64(n)}, bytes.NewReader(data))
 		st.fresh = fresh // read only after the receive below
 		<-s.uploading
 		st.upload <- err
@@ -141,24 +142,14 @@ func (s *Store) stageRemoteLarge(ctx context.Context, r io.Reader, exp Expect, m
 		}
 		return s.upload(ctx, st)
 	}
-	if info, err := s.remote.Pool().Stat(ctx, exp.Digest); err == nil && (exp.Size < 0 || info.Size == exp.Size) {
-		return &Staged{Digest: exp.Digest, Size: info.Size, synced: true, pooled: true}, nil
+	if size, ok := s.pooledAlready(ctx, exp.Digest, exp.Size); ok {
+		return &Staged{Digest: exp.Digest, Size: size, synced: true, pooled: true}, nil
 	}
-	w, err := s.createBlob(ctx, exp)
+	info, fresh, err := s.send(ctx, exp, &meteredReader{ctxReader{ctx, r}, meter})
 	if err != nil {
-		return nil, fmt.Errorf("upload %s: %w", exp.Digest, err)
+		return nil, err
 	}
-	n, err := io.Copy(w, &meteredReader{ctxReader{ctx, r}, meter})
-	var info BlobInfo
-	var existed bool
-	if err == nil {
-		info, existed, err = w.Commit(ctx, exp)
-	}
-	if err != nil {
-		w.Cancel()
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	return &Staged{Digest: exp.Digest, Size: n, synced: true, pooled: true, fresh: !existed && info.Size == n}, nil
+	return &Staged{Digest: exp.Digest, Size: info.Size, synced: true, pooled: true, fresh: fresh}, nil
 }
 
 // hashFileExpect reads f from its start to learn its digest and size
@@ -182,23 +173,29 @@ func hashFileExpect(ctx context.Context, f *os.File, exp Expect) (Expect, error)
 	return Expect{Digest: d, Size: n}, nil
 }
 
-// uploadBytes puts small bytes in the remote's pool under d, and says
-// whether it wrote them (false: the pool held them).
-func (s *Store) uploadBytes(ctx context.Context, d digest.Digest, data []byte) (bool, error) {
-	var existed bool
-	w, err := s.createBlob(ctx, Expect{Digest: d, Size: int64(len(data))})
-	if err == nil {
-		if _, err = w.Write(data); err == nil {
-			_, existed, err = w.Commit(ctx, Expect{Digest: d, Size: int64(len(data))})
-		}
-		if err != nil {
-			w.Cancel()
-		}
+// send writes r to the remote's pool under exp's digest, and says
+// whether it wrote the bytes (false: the pool held them).
+func (s *Store) send(ctx context.Context, exp Expect, r io.Reader) (BlobInfo, bool, error) {
+	w, err := s.createBlob(ctx, exp)
+	if err != nil {
+		return BlobInfo{}, false, fmt.Errorf("upload %s: %w", exp.Digest, err)
+	}
+	info, existed := BlobInfo{}, false
+	if _, err = io.Copy(w, r); err == nil {
+		info, existed, err = w.Commit(ctx, exp)
 	}
 	if err != nil {
-		return false, fmt.Errorf("upload %s: %w", d, err)
+		w.Cancel()
+		return BlobInfo{}, false, fmt.Errorf("upload %s: %w", exp.Digest, err)
 	}
-	return !existed, nil
+	return info, !existed, nil
+}
+
+// pooledAlready says whether the remote's pool holds d (of size, when
+// size is not negative), and its size: large bytes are not sent twice.
+func (s *Store) pooledAlready(ctx context.Context, d digest.Digest, size int64) (int64, bool) {
+	info, err := s.remote.Pool().Stat(ctx, d)
+	return info.Size, err == nil && (size < 0 || info.Size == size)
 }
 
 // createBlob starts a blob in the remote's pool, telling it the digest
@@ -220,32 +217,21 @@ func (s *Store) upload(ctx context.Context, st *Staged) (*Staged, error) {
 	}
 	defer st.Discard()
 	out := &Staged{Digest: st.Digest, Size: st.Size, synced: true, pooled: true}
-	pool := s.remote.Pool()
 	// Large bytes the pool holds already are not sent again; for small
 	// ones the conditional write that stores them is as cheap as asking.
 	if st.Size >= smallFile {
-		if info, err := pool.Stat(ctx, st.Digest); err == nil && info.Size == st.Size {
+		if _, ok := s.pooledAlready(ctx, st.Digest, st.Size); ok {
 			return out, nil
 		}
 	}
 	if _, err := st.f.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("upload %s: %w", st.Digest, err)
 	}
-	exp := Expect{Digest: st.Digest, Size: st.Size}
-	w, err := s.createBlob(ctx, exp)
+	_, fresh, err := s.send(ctx, Expect{Digest: st.Digest, Size: st.Size}, ctxReader{ctx, st.f})
 	if err != nil {
-		return nil, fmt.Errorf("upload %s: %w", st.Digest, err)
+		return nil, err
 	}
-	if _, err := io.Copy(w, ctxReader{ctx, st.f}); err != nil {
-		w.Cancel()
-		return nil, fmt.Errorf("upload %s: %w", st.Digest, err)
-	}
-	_, existed, err := w.Commit(ctx, exp)
-	if err != nil {
-		w.Cancel()
-		return nil, fmt.Errorf("upload %s: %w", st.Digest, err)
-	}
-	out.fresh = !existed
+	out.fresh = fresh
 	return out, nil
 }
 

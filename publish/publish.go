@@ -487,39 +487,9 @@ func (p *publisher) linkData(ctx context.Context, pr *catalog.Product, check boo
 // ensureData puts the blob sum in the data pool (PutBlob) unless it is
 // there; size is the item's (for the result's byte count).
 func (p *publisher) ensureData(ctx context.Context, sum string, size int64, where func() string) error {
-	// One listing per prefix instead of one stat per file: at 400k items
-	// that is 256 listings against 216,000 system calls.
-	if lf, ok := p.t.(interface {
-		ListFiles(context.Context, string, func(string) error) error
-	}); ok && len(p.present) == 0 {
-		// All of the stream's data in one listing.
-		p.present[""] = map[string]bool{}
-		data := path.Dir(path.Dir(p.t.DataPath(p.stream, sum)))
-		if err := lf.ListFiles(ctx, data, func(rel string) error {
-			if d, name := path.Split(rel); len(d) == 3 && d[:2] == name[:min(2, len(name))] {
-				if p.present[d[:2]] == nil {
-					p.present[d[:2]] = map[string]bool{}
-				}
-				p.present[d[:2]][name] = true
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		for i := range 256 {
-			if k := fmt.Sprintf("%02x", i); p.present[k] == nil {
-				p.present[k] = map[string]bool{}
-			}
-		}
-	}
-	dir := p.present[sum[:2]]
-	if dir == nil {
-		dir = map[string]bool{}
-		err := p.t.List(ctx, path.Dir(p.t.DataPath(p.stream, sum)), func(e Entry) error { dir[e.Name] = true; return nil })
-		if err != nil {
-			return err
-		}
-		p.present[sum[:2]] = dir
+	dir, err := p.presentDir(ctx, sum)
+	if err != nil {
+		return err
 	}
 	if dir[sum] {
 		return nil
@@ -528,6 +498,41 @@ func (p *publisher) ensureData(ctx context.Context, sum string, size int64, wher
 	p.res.DataNew++
 	p.res.DataBytes += size
 	return p.links.put(ctx, sum, where)
+}
+
+// fileLister is the optional capability of a target that lists every
+// file below a directory in one go (a bucket: a thousand keys a request,
+// whatever the depth).
+type fileLister interface {
+	ListFiles(ctx context.Context, dir string, fn func(rel string) error) error
+}
+
+// presentDir is the set of the stream's data files in sum's two-hex
+// directory, listed once: one listing per directory instead of one stat
+// per file (at 400k items, 256 listings against 216,000 system calls),
+// or the whole data tree in one listing where the target can.
+func (p *publisher) presentDir(ctx context.Context, sum string) (map[string]bool, error) {
+	if dir := p.present[sum[:2]]; dir != nil {
+		return dir, nil
+	}
+	dirPath := path.Dir(p.t.DataPath(p.stream, sum))
+	lf, ok := p.t.(fileLister)
+	if !ok {
+		dir := map[string]bool{}
+		err := p.t.List(ctx, dirPath, func(e Entry) error { dir[e.Name] = true; return nil })
+		p.present[sum[:2]] = dir
+		return dir, err
+	}
+	for i := range 256 {
+		p.present[fmt.Sprintf("%02x", i)] = map[string]bool{}
+	}
+	err := lf.ListFiles(ctx, path.Dir(dirPath), func(rel string) error {
+		if d, name, ok := strings.Cut(rel, "/"); ok && p.present[d] != nil && !strings.Contains(name, "/") {
+			p.present[d][name] = true
+		}
+		return nil
+	})
+	return p.present[sum[:2]], err
 }
 
 // linker runs a target's PutBlob calls on a few goroutines: a publish
