@@ -427,6 +427,37 @@ func (t *DirTarget) List(ctx context.Context, dir string, fn func(Entry) error) 
 	return nil
 }
 
+// ListNames calls fn with the name of every regular file directly in dir,
+// without a stat of each (what a publish needs to know which data files
+// are present: a stat per file cost 44,000 system calls at 77k items).
+func (t *DirTarget) ListNames(ctx context.Context, dir string, fn func(name string) error) error {
+	p, err := t.abs(dir)
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ents, err := d.ReadDir(-1) // unsorted: a set is wanted
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("list %s: %w", p, err)
+	}
+	for _, e := range ents {
+		if e.Name() == lockFile || !e.Type().IsRegular() {
+			continue
+		}
+		if err := fn(e.Name()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Delete removes rel (a directory with what is below it). Directories are
 // synced by Sync.
 func (t *DirTarget) Delete(ctx context.Context, rel string) error {

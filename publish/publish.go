@@ -263,6 +263,7 @@ type publisher struct {
 	seen    map[string]bool
 	linked  map[digest.Digest]bool     // products whose data is in the pool
 	present map[string]map[string]bool // data/sha256/<2 hex>/ listings, read once each
+	pf      *prefetch                  // or all of them, listed in the background
 	links   *linker
 }
 
@@ -298,6 +299,9 @@ func (p *publisher) run(ctx context.Context) error {
 		return err
 	}
 	defer p.links.wait() // nothing runs past the locks
+	if p.pf = p.maybePrefetch(ctx); p.pf != nil {
+		defer p.pf.close()
+	}
 	meter := p.o.Meters.New("publish "+p.stream, int64(p.res.Items), progress.Items)
 	defer meter.Done()
 	var entries []indexEntry
@@ -507,6 +511,12 @@ type fileLister interface {
 	ListFiles(ctx context.Context, dir string, fn func(rel string) error) error
 }
 
+// nameLister is the optional capability of a target that lists the
+// names of the files in a directory without their sizes.
+type nameLister interface {
+	ListNames(ctx context.Context, dir string, fn func(name string) error) error
+}
+
 // presentDir is the set of the stream's data files in sum's two-hex
 // directory, listed once: one listing per directory instead of one stat
 // per file (at 400k items, 256 listings against 216,000 system calls),
@@ -515,11 +525,21 @@ func (p *publisher) presentDir(ctx context.Context, sum string) (map[string]bool
 	if dir := p.present[sum[:2]]; dir != nil {
 		return dir, nil
 	}
+	if p.pf != nil {
+		dir, err := p.pf.dir(ctx, sum)
+		p.present[sum[:2]] = dir
+		return dir, err
+	}
 	dirPath := path.Dir(p.t.DataPath(p.stream, sum))
 	lf, ok := p.t.(fileLister)
 	if !ok {
 		dir := map[string]bool{}
-		err := p.t.List(ctx, dirPath, func(e Entry) error { dir[e.Name] = true; return nil })
+		var err error
+		if nl, ok := p.t.(nameLister); ok {
+			err = nl.ListNames(ctx, dirPath, func(name string) error { dir[name] = true; return nil })
+		} else {
+			err = p.t.List(ctx, dirPath, func(e Entry) error { dir[e.Name] = true; return nil })
+		}
 		p.present[sum[:2]] = dir
 		return dir, err
 	}
