@@ -3,6 +3,7 @@ package jsonc
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -167,5 +168,37 @@ func TestMembersVisitsInOrderAndSkips(t *testing.T) {
 	stop := errors.New("stop")
 	if _, err := Members(in, 0, func([]byte, int) (int, error) { return 0, stop }); !errors.Is(err, stop) {
 		t.Fatalf("callback error: %v", err)
+	}
+}
+
+// productLike is a product document shaped like the ones a stream holds:
+// versions of items with long hex strings and paths.
+func productLike(versions int) []byte {
+	var b strings.Builder
+	b.WriteString(`{"arch":"amd64","os":"ubuntu","release":"noble","versions":{`)
+	for v := range versions {
+		if v > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"2024%04d.1":{"items":{`, v)
+		for i := range 4 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"boot-initrd-%d":{"ftype":"boot-initrd","kpackage":"linux-generic","path":"noble/amd64/2024%04d/ga-24.04/generic/boot-initrd","sha256":"%064x","size":%d}`, i, v, v*4+i, 1000+v)
+		}
+		b.WriteString(`}}`)
+	}
+	b.WriteString(`}}`)
+	return []byte(b.String())
+}
+
+func BenchmarkSkipProduct(b *testing.B) {
+	doc := productLike(40)
+	b.SetBytes(int64(len(doc)))
+	for b.Loop() {
+		if _, err := Skip(doc, 0); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
