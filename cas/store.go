@@ -365,7 +365,11 @@ func (ss *Session) Close() error {
 
 func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 	// Small tables and no caches: records are tiny, sessions are short, and
-	// the memory budget of a whole ingest is 64 MiB.
+	// the memory budget of a whole ingest is 64 MiB. Values stay in the
+	// tree up to 512 KiB: badger starts a value log file at every open and
+	// keeps each that holds a value, so with kilobyte values (intents,
+	// lease refs) every writer session left a file that every later open
+	// mapped (TestValueLogFilesDoNotGrowWithSessions).
 	o := badger.DefaultOptions(dir).
 		WithReadOnly(readOnly).
 		WithSyncWrites(true).
@@ -375,7 +379,7 @@ func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
 		WithValueLogFileSize(64 << 20).
-		WithValueThreshold(1 << 10).
+		WithValueThreshold(512 << 10).
 		WithNumCompactors(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(8).

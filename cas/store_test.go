@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -534,6 +535,47 @@ func TestTempFilesAreBornLocked(t *testing.T) {
 	}
 	close(stop)
 	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// badger starts a value log file at every open and keeps each that holds
+// a value: records of a kilobyte or more (intents, lease refs) once left
+// one file per writer session, and every open mapped them all, so opening
+// the store grew with its history. Values now stay in the tree; the files
+// in the database directory must stay bounded however many sessions ran.
+func TestValueLogFilesDoNotGrowWithSessions(t *testing.T) {
+	s := newStore(t)
+	big := bytes.Repeat([]byte("r"), 8<<10)
+	for i := range 40 {
+		ss, err := s.Writer(context.Background(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := []byte(fmt.Sprintf("test/%d", i))
+		if err := ss.Update(func(txn Txn) error { return txn.Set(key, big) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := ss.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vlogs, _ := filepath.Glob(filepath.Join(s.Dir(), "db", "*.vlog"))
+	if len(vlogs) > 2 {
+		t.Fatalf("%d value log files after 40 writer sessions", len(vlogs))
+	}
+	ss, err := s.Reader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	if err := ss.View(func(txn Txn) error {
+		v, err := txn.Get([]byte("test/0"))
+		if err == nil && !bytes.Equal(v, big) {
+			err = fmt.Errorf("value changed")
+		}
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 }
