@@ -13,7 +13,10 @@
 # insert of one new version of every product, promote of it to another
 # stream, clean-md to 3 versions, find-orphans and reap-orphans on the
 # cleaned tree (and its floor: rm of the same files + one sync), and a
-# signed publish (meph2-util sign).
+# signed publish (meph2-util sign): into a new root (sign), and into the
+# root that holds the stream as it was before clean-md
+# (sign-existing-root: like the tree meph2-util signs, the data is there;
+# its ratio is against meph2-util's sign).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=S,M reps=3 out=bench/results
@@ -58,6 +61,23 @@ timed() {
   echo "$size $op $tool $wall $(echo "$usr + $sys" | bc) $rss" >> "$base/runs"
 }
 
+# age ORPHANS: dates every entry of an orphan file in 2025, so that
+# --older 0s reaps them all (meph2-util compares whole seconds: a reap in
+# the second of the find reaped nothing).
+age() {
+  python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); json.dump({k: "Wed, 01 Jan 2025 00:00:00 +0000" for k in d}, open(p, "w"))' "$1"
+}
+
+# left TOOL DIR: the files reap-orphans left; both tools must leave the same.
+left() {
+  local n; n=$(find "$2" -type f | wc -l)
+  local f=$base/left.$size
+  if [ -f "$f" ] && [ "$(cat "$f")" != "$n" ]; then
+    echo "meph2.sh: $1 reap-orphans left $n files, the other tool $(cat "$f")" >&2; exit 1
+  fi
+  echo "$n" > "$f"
+}
+
 versions_of() { case $1 in S) echo 4 ;; M) echo 40 ;; L) echo 210 ;; *) echo "meph2.sh: size $1: S, M or L" >&2; exit 2 ;; esac; }
 
 # prepare SIZE: the trees and the store every run starts from (untimed).
@@ -88,7 +108,9 @@ run_meph2() {
   cp -a "$d/cleaned" "$r/C"
   timed meph2-util find-orphans "${m2[@]}" find-orphans "$r/orphans.json" "$r/C/" "$r/C/streams/v1/index.json"
   cp "$r/orphans.json" "$r/orphans.found"
+  age "$r/orphans.json"
   timed meph2-util reap-orphans "${m2[@]}" reap-orphans --older 0s "$r/orphans.json" "$r/C/"
+  left meph2-util "$r/C"
   # The floor of reap-orphans: rm of the same files, then one sync.
   cp -a "$d/cleaned" "$r/F"
   python3 -c 'import json,sys; sys.stdout.write("".join(p + "\0" for p in json.load(open(sys.argv[1]))))' \
@@ -103,11 +125,17 @@ run_mephstore() {
   cp -a "$d/store" "$s"
   timed mephstore insert "$m" --store "$s" insert --no-verify "$d/build" candidate
   timed mephstore promote "$m" --store "$s" promote candidate stable "$serial"
+  "$m" --store "$s" publish candidate --publish-root "$r/pub-before" --sign-key "$base/key/signing-key.asc" >/dev/null
   timed mephstore clean-md "$m" --store "$s" clean-md candidate --max 3
   cp -a "$d/cleaned" "$r/C"
   timed mephstore find-orphans "$m" find-orphans "$r/orphans.json" "$r/C" "$r/C/streams/v1/index.json"
+  age "$r/orphans.json"
   timed mephstore reap-orphans "$m" reap-orphans --older 0s "$r/orphans.json" "$r/C"
+  left mephstore "$r/C"
   timed mephstore sign "$m" --store "$s" publish candidate --publish-root "$r/pub" --sign-key "$base/key/signing-key.asc"
+  # meph2-util signs a tree whose data is in place; the same for mephstore
+  # is a publish into the root that holds the stream before clean-md.
+  timed mephstore sign-existing-root "$m" --store "$s" publish candidate --publish-root "$r/pub-before" --sign-key "$base/key/signing-key.asc"
 }
 
 : > "$base/runs"
@@ -147,6 +175,10 @@ for (size, op), tools in rows.items():
     for tool, xs in tools.items():
         e[tool] = {"wall_s": med(xs, 0), "cpu_s": med(xs, 1), "peak_rss_mib": round(max(x[2] for x in xs) / 1024, 1), "runs": len(xs)}
     a, b = e.get("meph2-util"), e.get("mephstore")
+    if a is None and op == "sign-existing-root":
+        # Its counterpart is meph2-util's sign (of a tree with its data).
+        xs = rows.get((size, "sign"), {}).get("meph2-util")
+        a = {"wall_s": med(xs, 0)} if xs else None
     e["ratio"] = round(a["wall_s"] / b["wall_s"], 1) if a and b and b["wall_s"] > 0 else None
     res.append(e)
 doc = {"date": stamp, "command": cmd, "machine": {"cores": int(cores), "memory": mem, "kernel": kernel, "load_average": load}, "results": res}
@@ -158,6 +190,8 @@ with open(out + "/results.md", "w") as f:
     for e in res:
         cell = lambda t: "%.2f (%.2f, %.0f)" % (e[t]["wall_s"], e[t]["cpu_s"], e[t]["peak_rss_mib"]) if t in e else "-"
         f.write(f"| {e['size']} | {e['op']} | {cell('meph2-util')} | {cell('mephstore')} | {e['ratio']}x |\n")
+    if any(e["op"] == "sign-existing-root" for e in res):
+        f.write("\nsign-existing-root: mephstore's publish into the root holding the stream before clean-md, against meph2-util's sign.\n")
     for e in res:
         if "floor" in e:
             f.write(f"\n{e['size']} reap-orphans floor (rm of the same files + one sync): {e['floor']['wall_s']:.2f} s; "
