@@ -391,20 +391,36 @@ func (t *DirTarget) Open(ctx context.Context, rel string) (io.ReadCloser, error)
 	return os.Open(p)
 }
 
+// entries reads directory dir of the root, unsorted; a missing directory
+// has none.
+func (t *DirTarget) entries(dir string) ([]os.DirEntry, error) {
+	p, err := t.abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	d, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	ents, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", p, err)
+	}
+	return ents, nil
+}
+
 // List calls fn for the files and directories directly in dir (links and
 // lock files are not listed).
 func (t *DirTarget) List(ctx context.Context, dir string, fn func(Entry) error) error {
-	p, err := t.abs(dir)
+	ents, err := t.entries(dir)
 	if err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
+	slices.SortFunc(ents, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	for _, e := range ents {
 		if e.Name() == lockFile || (!e.IsDir() && !e.Type().IsRegular()) {
 			continue
@@ -431,21 +447,9 @@ func (t *DirTarget) List(ctx context.Context, dir string, fn func(Entry) error) 
 // without a stat of each (what a publish needs to know which data files
 // are present: a stat per file cost 44,000 system calls at 77k items).
 func (t *DirTarget) ListNames(ctx context.Context, dir string, fn func(name string) error) error {
-	p, err := t.abs(dir)
+	ents, err := t.entries(dir)
 	if err != nil {
 		return err
-	}
-	d, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	ents, err := d.ReadDir(-1) // unsorted: a set is wanted
-	d.Close()
-	if err != nil {
-		return fmt.Errorf("list %s: %w", p, err)
 	}
 	for _, e := range ents {
 		if e.Name() == lockFile || !e.Type().IsRegular() {

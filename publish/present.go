@@ -2,9 +2,9 @@ package publish
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"path"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -56,11 +56,11 @@ func startPrefetch(ctx context.Context, nl nameLister, dataDir func(i int) strin
 
 // dir waits for the listing of the directory of sum.
 func (pf *prefetch) dir(ctx context.Context, sum string) (map[string]bool, error) {
-	b, err := hex.DecodeString(sum[:2])
+	i, err := strconv.ParseUint(sum[:2], 16, 8)
 	if err != nil {
 		return nil, fmt.Errorf("data file %s: %w", sum, ErrNoSHA256)
 	}
-	d := &pf.dirs[b[0]]
+	d := &pf.dirs[i]
 	select {
 	case <-d.done:
 		return d.names, d.err
