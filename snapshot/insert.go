@@ -377,11 +377,25 @@ func collectFiles(sc *SourceCatalog, p *catalog.Product, v *catalog.Version, fil
 // addVersions adds the candidates (sorted by content id and product) to
 // their products; a version the product already has is reported skipped.
 func (e *editor) addVersions(ctx context.Context, cands []candidate) error {
+	// The products the base has, one per run of candidates, read ahead.
+	var refs []*ProductRef
+	for i, c := range cands {
+		if i == 0 || c.cid != cands[i-1].cid || c.product != cands[i-1].product {
+			if ref := e.baseRef(c.cid, c.product); ref != nil {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	pf := e.r.prefetch(refs)
+	defer pf.close()
 	for i := 0; i < len(cands); {
 		c := cands[i]
-		p, err := e.load(c.cid, c.product)
-		if err != nil {
-			return err
+		var p *shallow
+		if e.baseRef(c.cid, c.product) != nil {
+			var err error
+			if p, err = pf.next(); err != nil {
+				return err
+			}
 		}
 		if p == nil {
 			p = &shallow{Name: c.product, Fields: c.pfields}

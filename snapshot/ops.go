@@ -57,6 +57,8 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 			return err
 		}
 		found := 0
+		pf := r.prefetch(productsWith(sdoc, o.Version))
+		defer pf.close()
 		for ci := range sdoc.Catalogs {
 			scat := &sdoc.Catalogs[ci]
 			sheader, err := scat.HeaderFields()
@@ -68,7 +70,7 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 				if !scat.Products[pi].Has(o.Version) {
 					continue
 				}
-				sp, err := r.shallow(&scat.Products[pi])
+				sp, err := pf.next()
 				if err != nil {
 					return err
 				}
@@ -111,6 +113,20 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 		}
 		return nil
 	})
+}
+
+// productsWith lists the products of doc that have the version, in
+// document order.
+func productsWith(doc *Doc, version string) []*ProductRef {
+	var refs []*ProductRef
+	for ci := range doc.Catalogs {
+		for pi := range doc.Catalogs[ci].Products {
+			if ref := &doc.Catalogs[ci].Products[pi]; ref.Has(version) {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	return refs
 }
 
 func filterNote(fs []catalog.Filter) string {
@@ -202,14 +218,22 @@ func (r *Repo) Remove(ctx context.Context, name, version string, filters []catal
 
 // eachProduct loads every product of the base snapshot in turn, for editing.
 func (e *editor) eachProduct(fn func(cat *Catalog, header []jsonc.Field, p *shallow) error) error {
+	var refs []*ProductRef
+	for ci := range e.base.Catalogs {
+		for pi := range e.base.Catalogs[ci].Products {
+			refs = append(refs, &e.base.Catalogs[ci].Products[pi])
+		}
+	}
+	pf := e.r.prefetch(refs)
+	defer pf.close()
 	for ci := range e.base.Catalogs {
 		cat := &e.base.Catalogs[ci]
 		header, err := e.header(cat.ContentID)
 		if err != nil {
 			return err
 		}
-		for pi := range cat.Products {
-			p, err := e.r.shallow(&cat.Products[pi])
+		for range cat.Products {
+			p, err := pf.next()
 			if err != nil {
 				return err
 			}

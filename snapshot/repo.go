@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -157,7 +157,8 @@ type editor struct {
 	r       *Repo
 	base    *Doc
 	cats    map[string]*catEdit
-	staged  []*cas.Staged
+	stager  *cas.Stager   // stages changed products in the background
+	staged  []*cas.Staged // what the stager staged, once waited for
 	res     *Result
 	dryRun  bool
 	headers map[string][]jsonc.Field
@@ -169,21 +170,27 @@ type catEdit struct {
 	removed map[string]bool
 }
 
-func newEditor(r *Repo, base *Doc, res *Result, dryRun bool) *editor {
-	return &editor{r: r, base: base, cats: map[string]*catEdit{}, res: res, dryRun: dryRun, headers: map[string][]jsonc.Field{}}
+func newEditor(ctx context.Context, r *Repo, base *Doc, res *Result, dryRun bool) *editor {
+	return &editor{r: r, base: base, cats: map[string]*catEdit{}, res: res, dryRun: dryRun, headers: map[string][]jsonc.Field{},
+		stager: r.s.NewStager(ctx)}
 }
 
 // load returns a product of the base snapshot for editing, or nil.
 func (e *editor) load(contentID, name string) (*shallow, error) {
-	cat := e.base.Catalog(contentID)
-	if cat == nil {
-		return nil, nil
-	}
-	ref := cat.Ref(name)
+	ref := e.baseRef(contentID, name)
 	if ref == nil {
 		return nil, nil
 	}
 	return e.r.shallow(ref)
+}
+
+// baseRef is the base snapshot's reference to a product, or nil.
+func (e *editor) baseRef(contentID, name string) *ProductRef {
+	cat := e.base.Catalog(contentID)
+	if cat == nil {
+		return nil
+	}
+	return cat.Ref(name)
 }
 
 // shallow reads a product blob for editing.
@@ -253,16 +260,22 @@ func (e *editor) put(ctx context.Context, contentID string, p *shallow) error {
 			return nil // unchanged
 		}
 	}
-	st, err := e.r.s.StageUnsynced(ctx, bytes.NewReader(b), cas.Expect{Size: int64(len(b)), Digest: ref.Digest}, nil)
-	if err != nil {
+	if err := e.stager.Add(b, cas.Expect{Size: int64(len(b)), Digest: ref.Digest}); err != nil {
 		return err
 	}
-	e.staged = append(e.staged, st)
 	c.changed[p.Name] = ref
 	return nil
 }
 
+// wait waits for the products being staged.
+func (e *editor) wait() error {
+	staged, err := e.stager.Wait()
+	e.staged = append(e.staged, staged...)
+	return err
+}
+
 func (e *editor) discard() {
+	e.stager.Discard()
 	for _, st := range e.staged {
 		st.Discard()
 	}
@@ -313,6 +326,7 @@ func (e *editor) doc(op, summary string) (*Doc, error) {
 // head (a few times at most).
 func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan func(st *Stream, e *editor) error) (*Result, error) {
 	var own *cas.Lease
+	start := time.Now()
 	if !dryRun {
 		// The lease keeps every snapshot plan may read (heads from now
 		// on) from gc until the commit, which ends it.
@@ -322,6 +336,7 @@ func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan fu
 		}
 		defer release()
 		ctx, own = lctx, l
+		r.log.Debug("change: lease held", "took", time.Since(start))
 	}
 	for attempt := 0; ; attempt++ {
 		st, err := r.Stream(ctx, name)
@@ -332,8 +347,9 @@ func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan fu
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: head: %w", name, err)
 		}
+		r.log.Debug("change: head read", "took", time.Since(start))
 		res := &Result{Stream: st, DryRun: dryRun}
-		e := newEditor(r, base, res, dryRun)
+		e := newEditor(ctx, r, base, res, dryRun)
 		if err := plan(st, e); err != nil {
 			e.discard()
 			return nil, err
@@ -345,6 +361,7 @@ func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan fu
 			return nil, err
 		}
 		doc.Parent = st.Head
+		r.log.Debug("change: planned", "took", time.Since(start))
 		res.Summary, res.Counts = summary, doc.Counts()
 		if dryRun {
 			return res, nil
@@ -362,6 +379,7 @@ func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan fu
 			return nil, err
 		}
 		res.Stream, res.Snapshot = cur, cur.Head
+		r.log.Debug("change: committed", "took", time.Since(start))
 		return res, nil
 	}
 }
@@ -371,6 +389,9 @@ func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan fu
 // ending the change's own lease in the same session.
 func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor, own *cas.Lease) (*Stream, error) {
 	defer e.discard()
+	if err := e.wait(); err != nil {
+		return nil, err
+	}
 	ss, err := r.s.Writer(ctx, doc.Operation)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,123 @@
+package cas
+
+import (
+	"bytes"
+	"context"
+	"sync"
+)
+
+// Stager stages small blobs (StageUnsynced) on one background goroutine
+// while its caller goes on working out the next one. A change stages one
+// blob per product it touches, and creating each temp file costs the kernel
+// an inode allocation: done in the background, that time overlaps the
+// caller's parsing and encoding instead of adding to it. One goroutine, not
+// more: two threads creating files in the same directory contend on its
+// lock (see fetchMissing in snapshot).
+//
+// Add, Wait and Discard are called from one goroutine.
+type Stager struct {
+	s    *Store
+	ctx  context.Context
+	jobs chan stagerJob
+	done chan struct{}
+	// Written by the worker, read after done is closed.
+	staged []*Staged
+	err    error
+	// errMu guards firstErr, which Add reads to stop early.
+	errMu    sync.Mutex
+	firstErr error
+	started  bool
+}
+
+type stagerJob struct {
+	b   []byte
+	exp Expect
+}
+
+// stagerQueue is how many blobs may wait for the worker: memory is bounded
+// by that many blobs.
+const stagerQueue = 16
+
+// NewStager returns a Stager for s; nothing runs until the first Add.
+func (s *Store) NewStager(ctx context.Context) *Stager {
+	return &Stager{s: s, ctx: ctx}
+}
+
+func (g *Stager) start() {
+	g.jobs = make(chan stagerJob, stagerQueue)
+	g.done = make(chan struct{})
+	g.started = true
+	go g.run()
+}
+
+func (g *Stager) run() {
+	defer close(g.done)
+	for j := range g.jobs {
+		if g.err != nil {
+			continue // drain: the caller learns of the error at Add or Wait
+		}
+		st, err := g.s.StageUnsynced(g.ctx, bytes.NewReader(j.b), j.exp, nil)
+		if err != nil {
+			g.err = err
+			g.errMu.Lock()
+			g.firstErr = err
+			g.errMu.Unlock()
+			continue
+		}
+		g.staged = append(g.staged, st)
+	}
+}
+
+// Add queues b, which must match exp, for staging. The Stager keeps b:
+// the caller must not change it. It returns the error of an earlier
+// staging, if any; that error comes back from Wait too.
+func (g *Stager) Add(b []byte, exp Expect) error {
+	if !g.started {
+		g.start()
+	}
+	g.errMu.Lock()
+	err := g.firstErr
+	g.errMu.Unlock()
+	if err != nil {
+		return err
+	}
+	select {
+	case g.jobs <- stagerJob{b: b, exp: exp}:
+		return nil
+	case <-g.ctx.Done():
+		return g.ctx.Err()
+	}
+}
+
+// Wait waits for every queued blob and returns the staged blobs, which the
+// caller now owns (commit or discard them). On an error, Wait discards
+// what it staged and returns the first error. After Wait the Stager is
+// empty and may be used again.
+func (g *Stager) Wait() ([]*Staged, error) {
+	if !g.started {
+		return nil, nil
+	}
+	close(g.jobs)
+	<-g.done
+	g.started = false
+	staged, err := g.staged, g.err
+	g.staged, g.err = nil, nil
+	g.errMu.Lock()
+	g.firstErr = nil
+	g.errMu.Unlock()
+	if err != nil {
+		for _, st := range staged {
+			st.Discard()
+		}
+		return nil, err
+	}
+	return staged, nil
+}
+
+// Discard waits for the worker and removes everything it staged.
+func (g *Stager) Discard() {
+	staged, _ := g.Wait()
+	for _, st := range staged {
+		st.Discard()
+	}
+}

@@ -1,0 +1,83 @@
+package snapshot
+
+import (
+	"errors"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/testtree"
+)
+
+// prefetchFixture is a stream with a few products and the refs of its head.
+func prefetchFixture(t *testing.T) (*Repo, []*ProductRef) {
+	t.Helper()
+	r := newRepo(t, "daily")
+	mustInsert(t, r, testtree.Make(t, nil, "--releases", "2", "--arches", "amd64", "--kernels", "3"), "daily", unsignedOpts())
+	doc, err := r.Doc(head(t, r, "daily").Head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []*ProductRef
+	for ci := range doc.Catalogs {
+		for pi := range doc.Catalogs[ci].Products {
+			refs = append(refs, &doc.Catalogs[ci].Products[pi])
+		}
+	}
+	if len(refs) < 3 {
+		t.Fatalf("fixture has %d products, want at least 3", len(refs))
+	}
+	return r, refs
+}
+
+func TestPrefetchReturnsProductsInOrder(t *testing.T) {
+	r, refs := prefetchFixture(t)
+	pf := r.prefetch(refs)
+	defer pf.close()
+	for i, ref := range refs {
+		got, err := pf.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := r.shallow(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("product %d: prefetched %s, want %s", i, got.Name, want.Name)
+		}
+	}
+	if _, err := pf.next(); err == nil {
+		t.Fatal("next past the end: no error")
+	}
+}
+
+func TestPrefetchStopsAtAMissingProduct(t *testing.T) {
+	r, refs := prefetchFixture(t)
+	if err := os.Remove(r.Store().BlobPath(refs[1].Digest)); err != nil {
+		t.Fatal(err)
+	}
+	pf := r.prefetch(refs)
+	defer pf.close()
+	if _, err := pf.next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pf.next(); !errors.Is(err, cas.ErrBlobNotFound) {
+		t.Fatalf("next of a product whose blob is gone: %v, want cas.ErrBlobNotFound", err)
+	}
+	if _, err := pf.next(); err == nil {
+		t.Fatal("next after a failed product: no error")
+	}
+}
+
+func TestPrefetchCloseEarly(t *testing.T) {
+	r, refs := prefetchFixture(t)
+	for range 20 {
+		pf := r.prefetch(refs)
+		if _, err := pf.next(); err != nil {
+			t.Fatal(err)
+		}
+		pf.close() // must not block on the products still being read
+	}
+}
