@@ -151,7 +151,8 @@ func (r *Repo) CleanMD(ctx context.Context, name string, max int, filters []cata
 		op += " " + f.String()
 	}
 	return r.change(ctx, name, op, dryRun, func(st *Stream, e *editor) error {
-		return e.eachProduct(func(cat *Catalog, header []jsonc.Field, p *shallow) error {
+		more := func(ref *ProductRef) bool { return ref.Versions > max }
+		return e.eachProduct(more, func(cat *Catalog, header []jsonc.Field, p *shallow) error {
 			if len(p.Versions) <= max {
 				return nil
 			}
@@ -195,7 +196,8 @@ func (r *Repo) Remove(ctx context.Context, name, version string, filters []catal
 		op += " " + f.String()
 	}
 	return r.change(ctx, name, op, dryRun, func(st *Stream, e *editor) error {
-		err := e.eachProduct(func(cat *Catalog, header []jsonc.Field, p *shallow) error {
+		has := func(ref *ProductRef) bool { return ref.Has(version) }
+		err := e.eachProduct(has, func(cat *Catalog, header []jsonc.Field, p *shallow) error {
 			v, err := p.version(version)
 			if err != nil {
 				return err
@@ -216,12 +218,16 @@ func (r *Repo) Remove(ctx context.Context, name, version string, filters []catal
 	})
 }
 
-// eachProduct loads every product of the base snapshot in turn, for editing.
-func (e *editor) eachProduct(fn func(cat *Catalog, header []jsonc.Field, p *shallow) error) error {
+// eachProduct loads in turn, for editing, every product of the base
+// snapshot that want (which sees the snapshot's reference to it) selects;
+// the others are not read.
+func (e *editor) eachProduct(want func(*ProductRef) bool, fn func(cat *Catalog, header []jsonc.Field, p *shallow) error) error {
 	var refs []*ProductRef
 	for ci := range e.base.Catalogs {
 		for pi := range e.base.Catalogs[ci].Products {
-			refs = append(refs, &e.base.Catalogs[ci].Products[pi])
+			if ref := &e.base.Catalogs[ci].Products[pi]; want(ref) {
+				refs = append(refs, ref)
+			}
 		}
 	}
 	pf := e.r.prefetch(refs)
@@ -232,7 +238,10 @@ func (e *editor) eachProduct(fn func(cat *Catalog, header []jsonc.Field, p *shal
 		if err != nil {
 			return err
 		}
-		for range cat.Products {
+		for pi := range cat.Products {
+			if !want(&cat.Products[pi]) {
+				continue
+			}
 			p, err := pf.next()
 			if err != nil {
 				return err

@@ -81,3 +81,28 @@ func TestPrefetchCloseEarly(t *testing.T) {
 		pf.close() // must not block on the products still being read
 	}
 }
+
+// A clean-md reads only the products over the limit, and a remove only
+// the products with the version: with every product blob gone, both find
+// nothing to do instead of failing on a blob they never needed.
+func TestEditsReadOnlyTheProductsTheyChange(t *testing.T) {
+	r, refs := prefetchFixture(t)
+	for _, ref := range refs {
+		if ref.Versions != 2 {
+			t.Fatalf("fixture product %s has %d versions, want 2", ref.Name, ref.Versions)
+		}
+		if err := os.Remove(r.Store().BlobPath(ref.Digest)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.CleanMD(ctx, "daily", 2, nil, false); !errors.Is(err, ErrNothingToDo) {
+		t.Fatalf("clean-md --max 2 of products with 2 versions: %v, want ErrNothingToDo", err)
+	}
+	if _, err := r.Remove(ctx, "daily", "20991231", nil, false); !errors.Is(err, ErrNoSuchVersion) {
+		t.Fatalf("remove of a version no product has: %v, want ErrNoSuchVersion", err)
+	}
+	// A product that does need changing is read, and its loss is an error.
+	if _, err := r.CleanMD(ctx, "daily", 1, nil, false); !errors.Is(err, cas.ErrBlobNotFound) {
+		t.Fatalf("clean-md --max 1 without the product blobs: %v, want cas.ErrBlobNotFound", err)
+	}
+}
