@@ -16,17 +16,14 @@ import (
 //
 // Add, Wait and Discard are called from one goroutine.
 type Stager struct {
-	s    *Store
-	ctx  context.Context
-	jobs chan stagerJob
-	done chan struct{}
-	// Written by the worker, read after done is closed.
-	staged []*Staged
-	err    error
-	// errMu guards firstErr, which Add reads to stop early.
-	errMu    sync.Mutex
-	firstErr error
-	started  bool
+	s       *Store
+	ctx     context.Context
+	jobs    chan stagerJob
+	done    chan struct{}
+	staged  []*Staged // written by the worker, read after done is closed
+	mu      sync.Mutex
+	err     error // the first staging error; Add reads it to stop early
+	started bool
 }
 
 type stagerJob struct {
@@ -53,19 +50,25 @@ func (g *Stager) start() {
 func (g *Stager) run() {
 	defer close(g.done)
 	for j := range g.jobs {
-		if g.err != nil {
+		if g.failed() != nil {
 			continue // drain: the caller learns of the error at Add or Wait
 		}
 		st, err := g.s.StageUnsynced(g.ctx, bytes.NewReader(j.b), j.exp, nil)
 		if err != nil {
+			g.mu.Lock()
 			g.err = err
-			g.errMu.Lock()
-			g.firstErr = err
-			g.errMu.Unlock()
+			g.mu.Unlock()
 			continue
 		}
 		g.staged = append(g.staged, st)
 	}
+}
+
+// failed is the first staging error, or nil.
+func (g *Stager) failed() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
 }
 
 // Add queues b, which must match exp, for staging. The Stager keeps b:
@@ -75,10 +78,7 @@ func (g *Stager) Add(b []byte, exp Expect) error {
 	if !g.started {
 		g.start()
 	}
-	g.errMu.Lock()
-	err := g.firstErr
-	g.errMu.Unlock()
-	if err != nil {
+	if err := g.failed(); err != nil {
 		return err
 	}
 	select {
@@ -100,11 +100,8 @@ func (g *Stager) Wait() ([]*Staged, error) {
 	close(g.jobs)
 	<-g.done
 	g.started = false
-	staged, err := g.staged, g.err
+	staged, err := g.staged, g.err // the worker is done: no lock needed
 	g.staged, g.err = nil, nil
-	g.errMu.Lock()
-	g.firstErr = nil
-	g.errMu.Unlock()
 	if err != nil {
 		for _, st := range staged {
 			st.Discard()

@@ -377,25 +377,20 @@ func collectFiles(sc *SourceCatalog, p *catalog.Product, v *catalog.Version, fil
 // addVersions adds the candidates (sorted by content id and product) to
 // their products; a version the product already has is reported skipped.
 func (e *editor) addVersions(ctx context.Context, cands []candidate) error {
-	// The products the base has, one per run of candidates, read ahead.
+	// One product per run of candidates, read ahead (nil: new to the base).
 	var refs []*ProductRef
 	for i, c := range cands {
 		if i == 0 || c.cid != cands[i-1].cid || c.product != cands[i-1].product {
-			if ref := e.baseRef(c.cid, c.product); ref != nil {
-				refs = append(refs, ref)
-			}
+			refs = append(refs, e.baseRef(c.cid, c.product))
 		}
 	}
 	pf := e.r.prefetch(refs)
 	defer pf.close()
 	for i := 0; i < len(cands); {
 		c := cands[i]
-		var p *shallow
-		if e.baseRef(c.cid, c.product) != nil {
-			var err error
-			if p, err = pf.next(); err != nil {
-				return err
-			}
+		p, err := pf.next()
+		if err != nil {
+			return err
 		}
 		if p == nil {
 			p = &shallow{Name: c.product, Fields: c.pfields}

@@ -57,7 +57,8 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 			return err
 		}
 		found := 0
-		pf := r.prefetch(productsWith(sdoc, o.Version))
+		has := func(ref *ProductRef) bool { return ref.Has(o.Version) }
+		pf := r.prefetch(productRefs(sdoc, has))
 		defer pf.close()
 		for ci := range sdoc.Catalogs {
 			scat := &sdoc.Catalogs[ci]
@@ -66,13 +67,13 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 				return err
 			}
 			dstID := relabel(scat.ContentID, "com.ubuntu.maas:", sst.Label, label)
-			for pi := range scat.Products {
-				if !scat.Products[pi].Has(o.Version) {
-					continue
-				}
+			for range scat.Products {
 				sp, err := pf.next()
 				if err != nil {
 					return err
+				}
+				if sp == nil {
+					continue // no such version
 				}
 				v, err := sp.version(o.Version)
 				if err != nil {
@@ -113,20 +114,6 @@ func (r *Repo) Promote(ctx context.Context, src, dst string, o PromoteOptions) (
 		}
 		return nil
 	})
-}
-
-// productsWith lists the products of doc that have the version, in
-// document order.
-func productsWith(doc *Doc, version string) []*ProductRef {
-	var refs []*ProductRef
-	for ci := range doc.Catalogs {
-		for pi := range doc.Catalogs[ci].Products {
-			if ref := &doc.Catalogs[ci].Products[pi]; ref.Has(version) {
-				refs = append(refs, ref)
-			}
-		}
-	}
-	return refs
 }
 
 func filterNote(fs []catalog.Filter) string {
@@ -222,15 +209,7 @@ func (r *Repo) Remove(ctx context.Context, name, version string, filters []catal
 // snapshot that want (which sees the snapshot's reference to it) selects;
 // the others are not read.
 func (e *editor) eachProduct(want func(*ProductRef) bool, fn func(cat *Catalog, header []jsonc.Field, p *shallow) error) error {
-	var refs []*ProductRef
-	for ci := range e.base.Catalogs {
-		for pi := range e.base.Catalogs[ci].Products {
-			if ref := &e.base.Catalogs[ci].Products[pi]; want(ref) {
-				refs = append(refs, ref)
-			}
-		}
-	}
-	pf := e.r.prefetch(refs)
+	pf := e.r.prefetch(productRefs(e.base, want))
 	defer pf.close()
 	for ci := range e.base.Catalogs {
 		cat := &e.base.Catalogs[ci]
@@ -238,13 +217,13 @@ func (e *editor) eachProduct(want func(*ProductRef) bool, fn func(cat *Catalog, 
 		if err != nil {
 			return err
 		}
-		for pi := range cat.Products {
-			if !want(&cat.Products[pi]) {
-				continue
-			}
+		for range cat.Products {
 			p, err := pf.next()
 			if err != nil {
 				return err
+			}
+			if p == nil {
+				continue // not wanted: not read
 			}
 			if err := fn(cat, header, p); err != nil {
 				return err

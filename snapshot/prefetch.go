@@ -22,19 +22,24 @@ type fetched struct {
 }
 
 // prefetch starts reading refs. The caller takes each with next, in order,
-// and calls close when done (also when it stops early).
+// and calls close when done (also when it stops early). A nil ref is read
+// as a nil product: callers pass one entry per product they walk and nil
+// for those they need not read.
 func (r *Repo) prefetch(refs []*ProductRef) *prefetcher {
 	pf := &prefetcher{ch: make(chan fetched, prefetchAhead), stop: make(chan struct{}), left: len(refs)}
 	go func() {
 		defer close(pf.ch)
 		for _, ref := range refs {
-			p, err := r.shallow(ref)
+			var f fetched
+			if ref != nil {
+				f.p, f.err = r.shallow(ref)
+			}
 			select {
-			case pf.ch <- fetched{p, err}:
+			case pf.ch <- f:
 			case <-pf.stop:
 				return
 			}
-			if err != nil {
+			if f.err != nil {
 				return
 			}
 		}
@@ -42,7 +47,7 @@ func (r *Repo) prefetch(refs []*ProductRef) *prefetcher {
 	return pf
 }
 
-// next returns the next product of the list.
+// next returns the next product of the list (nil for a nil ref).
 func (pf *prefetcher) next() (*shallow, error) {
 	if pf.left == 0 {
 		return nil, fmt.Errorf("prefetch: read past the last product")
@@ -60,4 +65,20 @@ func (pf *prefetcher) close() {
 	close(pf.stop)
 	for range pf.ch {
 	}
+}
+
+// productRefs lists every product of doc in document order, nil where
+// want is false.
+func productRefs(doc *Doc, want func(*ProductRef) bool) []*ProductRef {
+	var refs []*ProductRef
+	for ci := range doc.Catalogs {
+		for pi := range doc.Catalogs[ci].Products {
+			var ref *ProductRef
+			if r := &doc.Catalogs[ci].Products[pi]; want(r) {
+				ref = r
+			}
+			refs = append(refs, ref)
+		}
+	}
+	return refs
 }
