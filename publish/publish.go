@@ -398,13 +398,15 @@ func (p *publisher) render(ctx context.Context, bw io.Writer, cat *snapshot.Cata
 		w.Buf = w.Buf[:0]
 		return err
 	}
+	ahead := p.r.ReadAhead(cat.Products)
+	defer ahead.Close()
 	err := w.FieldsWith(header, "products", func() error {
 		w.Buf = append(w.Buf, '{')
 		for i := range cat.Products {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			pr, err := p.r.Product(&cat.Products[i])
+			pr, err := ahead.Next()
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,10 @@
 package snapshot
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/mephstore/mephstore/catalog"
+)
 
 // prefetchAhead is how many parsed products a prefetcher holds ready: the
 // memory of a prefetch is that many products.
@@ -10,14 +14,14 @@ const prefetchAhead = 4
 // order given, ahead of the caller: reading a product and hashing and
 // parsing its bytes overlap the caller's editing and encoding of the one
 // before (a change reads every product it touches).
-type prefetcher struct {
-	ch   chan fetched
+type prefetcher[T any] struct {
+	ch   chan fetched[T]
 	stop chan struct{}
 	left int
 }
 
-type fetched struct {
-	p   *shallow
+type fetched[T any] struct {
+	p   T
 	err error
 }
 
@@ -25,14 +29,19 @@ type fetched struct {
 // and calls close when done (also when it stops early). A nil ref is read
 // as a nil product: callers pass one entry per product they walk and nil
 // for those they need not read.
-func (r *Repo) prefetch(refs []*ProductRef) *prefetcher {
-	pf := &prefetcher{ch: make(chan fetched, prefetchAhead), stop: make(chan struct{}), left: len(refs)}
+func (r *Repo) prefetch(refs []*ProductRef) *prefetcher[*shallow] {
+	return startPrefetch(refs, r.shallow)
+}
+
+// startPrefetch reads refs with read, in order, on one goroutine.
+func startPrefetch[T any](refs []*ProductRef, read func(*ProductRef) (T, error)) *prefetcher[T] {
+	pf := &prefetcher[T]{ch: make(chan fetched[T], prefetchAhead), stop: make(chan struct{}), left: len(refs)}
 	go func() {
 		defer close(pf.ch)
 		for _, ref := range refs {
-			var f fetched
+			var f fetched[T]
 			if ref != nil {
-				f.p, f.err = r.shallow(ref)
+				f.p, f.err = read(ref)
 			}
 			select {
 			case pf.ch <- f:
@@ -48,20 +57,21 @@ func (r *Repo) prefetch(refs []*ProductRef) *prefetcher {
 }
 
 // next returns the next product of the list (nil for a nil ref).
-func (pf *prefetcher) next() (*shallow, error) {
+func (pf *prefetcher[T]) next() (T, error) {
+	var zero T
 	if pf.left == 0 {
-		return nil, fmt.Errorf("prefetch: read past the last product")
+		return zero, fmt.Errorf("prefetch: read past the last product")
 	}
 	f, ok := <-pf.ch
 	if !ok {
-		return nil, fmt.Errorf("prefetch: read past a failed product")
+		return zero, fmt.Errorf("prefetch: read past a failed product")
 	}
 	pf.left--
 	return f.p, f.err
 }
 
 // close stops the reading and waits for its goroutine.
-func (pf *prefetcher) close() {
+func (pf *prefetcher[T]) close() {
 	close(pf.stop)
 	for range pf.ch {
 	}
@@ -82,3 +92,25 @@ func productRefs(doc *Doc, want func(*ProductRef) bool) []*ProductRef {
 	}
 	return refs
 }
+
+// ProductReader hands out the products of a list in order, read, checked
+// and parsed one goroutine ahead of the caller (see Repo.ReadAhead).
+type ProductReader struct{ pf *prefetcher[*catalog.Product] }
+
+// ReadAhead starts reading the products refs for a caller that walks them
+// in order (a publish renders every product of a snapshot): reading and
+// parsing the next products overlaps the caller's work on this one. Take
+// each with Next; Close when done, also when stopping early.
+func (r *Repo) ReadAhead(refs []ProductRef) *ProductReader {
+	ptrs := make([]*ProductRef, len(refs))
+	for i := range refs {
+		ptrs[i] = &refs[i]
+	}
+	return &ProductReader{startPrefetch(ptrs, r.Product)}
+}
+
+// Next returns the next product of the list.
+func (pr *ProductReader) Next() (*catalog.Product, error) { return pr.pf.next() }
+
+// Close stops the reading and waits for it.
+func (pr *ProductReader) Close() { pr.pf.close() }
