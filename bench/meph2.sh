@@ -12,7 +12,8 @@
 # versions), L = 403k (210). Steps (the reference README's commands):
 # insert of one new version of every product, promote of it to another
 # stream, clean-md to 3 versions, find-orphans and reap-orphans on the
-# cleaned tree (and its floor: rm of the same files + one sync), and a
+# cleaned tree (and their floors: a find -type f of the tree; rm of the
+# same files + one sync), and a
 # signed publish (meph2-util sign): into a new root (sign), and into the
 # root that holds the stream as it was before clean-md
 # (sign-existing-root: like the tree meph2-util signs, the data is there;
@@ -106,6 +107,9 @@ run_meph2() {
   timed meph2-util promote "${m2[@]}" promote --no-sign "$r/W/streams/v1/index.json" "$r/S/" "$serial"
   timed meph2-util clean-md "${m2[@]}" clean-md --no-sign 3 "$r/W/streams/v1/index.json"
   cp -a "$d/cleaned" "$r/C"
+  # The floor of find-orphans: listing the same tree (names and types,
+  # no stat), which no tool that finds unreferenced files can skip.
+  timed floor find-orphans find "$r/C" -type f
   timed meph2-util find-orphans "${m2[@]}" find-orphans "$r/orphans.json" "$r/C/" "$r/C/streams/v1/index.json"
   cp "$r/orphans.json" "$r/orphans.found"
   age "$r/orphans.json"
@@ -194,7 +198,8 @@ with open(out + "/results.md", "w") as f:
         f.write("\nsign-existing-root: mephstore's publish into the root holding the stream before clean-md, against meph2-util's sign.\n")
     for e in res:
         if "floor" in e:
-            f.write(f"\n{e['size']} reap-orphans floor (rm of the same files + one sync): {e['floor']['wall_s']:.2f} s; "
+            what = {"reap-orphans": "rm of the same files + one sync", "find-orphans": "find -type f of the same tree"}[e["op"]]
+            f.write(f"\n{e['size']} {e['op']} floor ({what}): {e['floor']['wall_s']:.2f} s; "
                     f"mephstore / floor = {e['mephstore']['wall_s'] / e['floor']['wall_s']:.2f}x\n")
 PY
 cat "$out/results.md"
