@@ -106,3 +106,36 @@ func TestEditsReadOnlyTheProductsTheyChange(t *testing.T) {
 		t.Fatalf("clean-md --max 1 without the product blobs: %v, want cas.ErrBlobNotFound", err)
 	}
 }
+
+// ReadAhead (a publish's reader) hands out the fully parsed products in
+// order, the same as Product, and stops at a product whose blob is gone.
+func TestReadAheadMatchesProduct(t *testing.T) {
+	r, refs := prefetchFixture(t)
+	list := make([]ProductRef, len(refs))
+	for i, ref := range refs {
+		list[i] = *ref
+	}
+	ahead := r.ReadAhead(list)
+	for i := range list {
+		got, err := ahead.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := r.Product(&list[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("product %d: read ahead %s, want %s", i, got.Name, want.Name)
+		}
+	}
+	ahead.Close()
+	if err := os.Remove(r.Store().BlobPath(list[0].Digest)); err != nil {
+		t.Fatal(err)
+	}
+	ahead = r.ReadAhead(list)
+	defer ahead.Close()
+	if _, err := ahead.Next(); !errors.Is(err, cas.ErrBlobNotFound) {
+		t.Fatalf("next of a product whose blob is gone: %v, want cas.ErrBlobNotFound", err)
+	}
+}
