@@ -508,32 +508,33 @@ func TestPutBytesBatchesAndDedupes(t *testing.T) {
 func TestTempFilesAreBornLocked(t *testing.T) {
 	s := newStore(t)
 	s.wait = 30 * time.Second // the writers take turns
-	stop := make(chan struct{})
+	// One recovering writer session races each ingest. (A goroutine that
+	// opened sessions back to back could starve the ingests of the lock on
+	// a busy machine: flock is not fair.)
+	turn := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		for {
-			select {
-			case <-stop:
-				done <- nil
-				return
-			default:
-			}
+		var first error
+		for range turn {
 			ss, err := s.Writer(context.Background(), "recovery")
-			if err != nil {
-				done <- err
-				return
+			if err == nil {
+				err = ss.Close()
 			}
-			ss.Close()
+			if first == nil {
+				first = err
+			}
 		}
+		done <- first
 	}()
 	for i := range 60 {
+		turn <- struct{}{}
 		b := randBytes(100, uint64(i)+50)
 		if _, err := ingest(t, s, b, Expect{Size: int64(len(b)), Digest: sha(b)}); err != nil {
-			close(stop)
+			close(turn)
 			t.Fatalf("ingest %d beside recovering writers: %v", i, err)
 		}
 	}
-	close(stop)
+	close(turn)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
