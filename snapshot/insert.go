@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -147,20 +148,32 @@ func (r *Repo) Insert(ctx context.Context, src, stream string, o InsertOptions) 
 		res.Summary = summarize(len(res.Added), 0)
 		return res, nil
 	}
-	// Data first, in short writer sessions; nothing refers to it yet.
-	if err := r.fetchMissing(ctx, source, files, missing, o, res.FetchBytes); err != nil {
-		return nil, err
-	}
-	r.log.Debug("insert: fetched", "files", len(missing), "took", time.Since(start))
-	// Then the snapshot.
+	// The data goes to the pool in short writer sessions while the new
+	// snapshot is planned; it is committed only once every file is in.
 	op := "insert " + src + " " + stream
 	for _, f := range o.Filters {
 		op += " " + f.String()
 	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fetched := make(chan error, 1)
+	go func() { fetched <- r.fetchMissing(fctx, source, files, missing, o, res.FetchBytes) }()
+	waitData := sync.OnceValue(func() error {
+		err := <-fetched
+		r.log.Debug("insert: fetched", "files", len(missing), "took", time.Since(start))
+		return err
+	})
 	out, err := r.change(ctx, stream, op, false, func(st *Stream, e *editor) error {
-		return e.addVersions(ctx, cands)
+		if err := e.addVersions(ctx, cands); err != nil {
+			return err
+		}
+		return waitData() // data first: the commit that follows refers to it
 	})
 	if err != nil {
+		cancel()
+		if ferr := waitData(); ferr != nil && !errors.Is(ferr, context.Canceled) {
+			return nil, ferr
+		}
 		return nil, err
 	}
 	r.log.Debug("insert: committed", "took", time.Since(start))
@@ -232,21 +245,43 @@ func planInsert(ctx context.Context, head *Doc, cats []SourceCatalog, filters []
 
 // checkPool returns the files the pool lacks. The ones it has are checked
 // against what the items say of them (size, md5) and, unless dryRun, added
-// to the lease of ctx in the same writer session, so that gc cannot reap
-// them before the snapshot refers to them.
+// to the lease of ctx in a writer session that looks again, so that gc
+// cannot reap them before the snapshot refers to them. When the pool has
+// none of them (new data), a reader session is enough.
 func (r *Repo) checkPool(ctx context.Context, files map[digest.Digest]fileRef, dryRun bool) ([]digest.Digest, error) {
-	var ss *cas.Session
-	var err error
-	if dryRun {
-		ss, err = r.s.Reader(ctx)
-	} else {
-		ss, err = r.s.Writer(ctx, "insert: plan")
-	}
+	ss, err := r.s.Reader(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var missing []digest.Digest
-	var present []cas.Ref
+	missing, present, err := poolHas(ss, files)
+	if cerr := ss.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || len(present) == 0 || dryRun {
+		if err == nil {
+			err = checkPresentMD5(ctx, r.s, present, files)
+		}
+		return missing, err
+	}
+	if ss, err = r.s.Writer(ctx, "insert: plan"); err != nil {
+		return nil, err
+	}
+	missing, present, err = poolHas(ss, files)
+	if err == nil {
+		err = checkPresentMD5(ctx, r.s, present, files)
+	}
+	if err == nil {
+		err = ss.AddRefs(cas.LeaseFrom(ctx), present...)
+	}
+	if cerr := ss.Close(); err == nil {
+		err = cerr
+	}
+	return missing, err
+}
+
+// poolHas sorts files into those the pool lacks and those it has, checking
+// the size of each it has.
+func poolHas(ss *cas.Session, files map[digest.Digest]fileRef) (missing []digest.Digest, present []cas.Ref, err error) {
 	err = ss.View(func(txn cas.Txn) error {
 		for d, f := range files {
 			b, err := cas.GetBlob(txn, d)
@@ -265,16 +300,7 @@ func (r *Repo) checkPool(ctx context.Context, files map[digest.Digest]fileRef, d
 		}
 		return nil
 	})
-	if err == nil {
-		err = checkPresentMD5(ctx, r.s, present, files)
-	}
-	if err == nil && !dryRun {
-		err = ss.AddRefs(cas.LeaseFrom(ctx), present...)
-	}
-	if cerr := ss.Close(); err == nil {
-		err = cerr
-	}
-	return missing, err
+	return missing, present, err
 }
 
 // fetchMissing puts the missing files in the pool, each checked against

@@ -127,6 +127,11 @@ func TestInsertBrokenTrees(t *testing.T) {
 			if head(t, r, "daily").Seq != 1 {
 				t.Fatal("stream changed")
 			}
+			// The products staged while the data was fetched are gone
+			// with the failed fetch's temp files.
+			if left, _ := os.ReadDir(filepath.Join(r.s.Dir(), "pool", ".ingest")); len(left) != 0 {
+				t.Fatalf("%d temp files left in the pool", len(left))
+			}
 			if tc.want != cas.ErrDigestMismatch && tc.want != cas.ErrSizeMismatch && tc.want != os.ErrNotExist && blobCount(t, r) != blobs {
 				t.Fatal("a metadata error still fetched data")
 			}
