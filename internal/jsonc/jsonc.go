@@ -2,6 +2,7 @@ package jsonc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -198,14 +199,30 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// Words of eight bytes with each byte 0x01 or 0x80.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// special8 reports whether any of the eight bytes packed in w is not plain
+// (see plain): a quote, a backslash, a control character or a byte of
+// 0x80 and above. v-ones & ^v has a byte's high bit set where v's byte is
+// zero (and, after such a byte, maybe beyond it: never where all are
+// plain), so each test below finds the bytes equal to, or below, a value.
+func special8(w uint64) bool {
+	q := w ^ (ones * '"')
+	bs := w ^ (ones * '\\')
+	return ((q-ones)&^q|(bs-ones)&^bs|(w-ones*0x20)&^w|w)&highs != 0
+}
+
 // scanString returns the end (after the closing quote) of the string at b[i].
 func scanString(b []byte, i int) (int, error) {
 	start := i
 	i++
 	for i < len(b) {
-		// Runs of plain ASCII, eight bytes a round while they last.
-		for i+8 <= len(b) && plain[b[i]] && plain[b[i+1]] && plain[b[i+2]] && plain[b[i+3]] &&
-			plain[b[i+4]] && plain[b[i+5]] && plain[b[i+6]] && plain[b[i+7]] {
+		// Runs of plain ASCII, eight bytes a word while they last.
+		for i+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[i:])) {
 			i += 8
 		}
 		for i < len(b) && plain[b[i]] {

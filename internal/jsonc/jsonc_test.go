@@ -1,6 +1,7 @@
 package jsonc
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,6 +200,29 @@ func BenchmarkSkipProduct(b *testing.B) {
 	for b.Loop() {
 		if _, err := Skip(doc, 0); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// special8 agrees with the plain table for every byte at every place of a
+// word, next to plain bytes and next to other special ones.
+func TestSpecial8MatchesPlain(t *testing.T) {
+	for _, fill := range []byte{'a', ' ', '~', '"', 0x7f, 0x80, 0x00} {
+		for c := 0; c < 256; c++ {
+			for p := 0; p < 8; p++ {
+				var w [8]byte
+				for i := range w {
+					w[i] = fill
+				}
+				w[p] = byte(c)
+				want := false
+				for _, x := range w {
+					want = want || !plain[x]
+				}
+				if got := special8(binary.LittleEndian.Uint64(w[:])); got != want {
+					t.Fatalf("fill %#x, byte %#x at %d: special8 %v, want %v", fill, c, p, got, want)
+				}
+			}
 		}
 	}
 }
