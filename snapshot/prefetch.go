@@ -2,22 +2,28 @@ package snapshot
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/mephstore/mephstore/catalog"
 )
 
-// prefetchAhead is how many parsed products a prefetcher holds ready: the
-// memory of a prefetch is that many products.
+// prefetchAhead is how many products a prefetcher reads ahead of its
+// caller: the memory of a prefetch is that many parsed products.
 const prefetchAhead = 4
 
-// prefetcher reads, checks and parses products on one goroutine, in the
-// order given, ahead of the caller: reading a product and hashing and
-// parsing its bytes overlap the caller's editing and encoding of the one
-// before (a change reads every product it touches).
+// prefetcher reads, checks and parses products ahead of the caller, in the
+// order given, on up to two goroutines: reading a product and hashing and
+// parsing its bytes overlap each other and the caller's editing and
+// encoding of the one before (a change reads every product it touches).
 type prefetcher[T any] struct {
-	ch   chan fetched[T]
-	stop chan struct{}
-	left int
+	slots  []chan fetched[T] // one per ref, filled once
+	tokens chan struct{}     // a token per product read and not yet taken
+	stop   chan struct{}
+	done   sync.WaitGroup
+	pos    int
+	failed bool
 }
 
 type fetched[T any] struct {
@@ -33,48 +39,65 @@ func (r *Repo) prefetch(refs []*ProductRef) *prefetcher[*shallow] {
 	return startPrefetch(refs, r.shallow)
 }
 
-// startPrefetch reads refs with read, in order, on one goroutine.
+// startPrefetch reads refs with read, in order of taking, on up to two
+// goroutines (read must be safe for concurrent use).
 func startPrefetch[T any](refs []*ProductRef, read func(*ProductRef) (T, error)) *prefetcher[T] {
-	pf := &prefetcher[T]{ch: make(chan fetched[T], prefetchAhead), stop: make(chan struct{}), left: len(refs)}
-	go func() {
-		defer close(pf.ch)
-		for _, ref := range refs {
-			var f fetched[T]
-			if ref != nil {
-				f.p, f.err = read(ref)
-			}
+	pf := &prefetcher[T]{
+		slots:  make([]chan fetched[T], len(refs)),
+		tokens: make(chan struct{}, prefetchAhead),
+		stop:   make(chan struct{}),
+	}
+	for i := range pf.slots {
+		pf.slots[i] = make(chan fetched[T], 1)
+	}
+	var claimed atomic.Int64
+	work := func() {
+		defer pf.done.Done()
+		for {
 			select {
-			case pf.ch <- f:
+			case pf.tokens <- struct{}{}:
 			case <-pf.stop:
 				return
 			}
-			if f.err != nil {
+			i := int(claimed.Add(1)) - 1
+			if i >= len(refs) {
 				return
 			}
+			var f fetched[T]
+			if refs[i] != nil {
+				f.p, f.err = read(refs[i])
+			}
+			pf.slots[i] <- f
 		}
-	}()
+	}
+	workers := min(2, runtime.GOMAXPROCS(0))
+	pf.done.Add(workers)
+	for range workers {
+		go work()
+	}
 	return pf
 }
 
 // next returns the next product of the list (nil for a nil ref).
 func (pf *prefetcher[T]) next() (T, error) {
 	var zero T
-	if pf.left == 0 {
+	switch {
+	case pf.failed:
+		return zero, fmt.Errorf("prefetch: read past a failed product")
+	case pf.pos == len(pf.slots):
 		return zero, fmt.Errorf("prefetch: read past the last product")
 	}
-	f, ok := <-pf.ch
-	if !ok {
-		return zero, fmt.Errorf("prefetch: read past a failed product")
-	}
-	pf.left--
+	f := <-pf.slots[pf.pos]
+	pf.pos++
+	<-pf.tokens
+	pf.failed = f.err != nil
 	return f.p, f.err
 }
 
-// close stops the reading and waits for its goroutine.
+// close stops the reading and waits for its goroutines.
 func (pf *prefetcher[T]) close() {
 	close(pf.stop)
-	for range pf.ch {
-	}
+	pf.done.Wait()
 }
 
 // productRefs lists every product of doc in document order, nil where
