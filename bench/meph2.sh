@@ -106,10 +106,11 @@ prepare() {
 # before any runs the second, and the trees are removed only at the end
 # (about 30 GiB at S,M,L with 3 reps):
 # on an ext4 without a journal (this project's CI and bench VMs) the inode
-# allocator skips, and reads the inode table block of, every inode freed
-# in the last minute or more, so a step that creates files right after a
-# large delete pays for the delete (measured: an insert at M 0.36 s after
-# a quiet minute, 0.74 s after a delete of a store copy).
+# allocator skips, and reads the inode table block of, every recently
+# freed inode, so a step that creates files right after a large delete
+# pays for the delete (measured: an insert at M 0.36-0.43 s after a quiet
+# spell, 0.74 s right after a delete of a store copy). Start on a file
+# system that has had no large delete for a few minutes.
 create_meph2() {
   local r=$1
   cp -a "$d/base" "$r/W"; mkdir "$r/S"
