@@ -119,12 +119,14 @@ create_meph2() {
   timed meph2-util clean-md "${m2[@]}" clean-md --no-sign 3 "$r/W/streams/v1/index.json"
   cp -a "$d/cleaned" "$r/P"
   timed meph2-util sign env SS_GPG_DEFAULT_KEY="$fpr" python3 "$ref/maas-images/bin/meph2-util" sign "$r/P/"
-  cp -a "$d/cleaned" "$r/C"
-  cp -a "$d/cleaned" "$r/F"
 }
 
+# The trees of the second phase are copied in it (untimed), so that they
+# are in the cache as the first phase's were.
 delete_meph2() {
   local r=$1
+  cp -a "$d/cleaned" "$r/C"
+  cp -a "$d/cleaned" "$r/F"
   # The floor of find-orphans: listing the same tree (names and types,
   # no stat), which no tool that finds unreferenced files can skip.
   timed floor find-orphans find "$r/C" -type f
@@ -150,11 +152,11 @@ create_mephstore() {
   # meph2-util signs a tree whose data is in place; the same for mephstore
   # is a publish into the root that holds the stream before clean-md.
   timed mephstore sign-existing-root "$m" --store "$s" publish candidate --publish-root "$r/pub-before" --sign-key "$base/key/signing-key.asc"
-  cp -a "$d/cleaned" "$r/C"
 }
 
 delete_mephstore() {
   local r=$1
+  cp -a "$d/cleaned" "$r/C"
   timed mephstore find-orphans "$m" find-orphans "$r/orphans.json" "$r/C" "$r/C/streams/v1/index.json"
   age "$r/orphans.json"
   timed mephstore reap-orphans "$m" reap-orphans --older 0s "$r/orphans.json" "$r/C"
@@ -166,7 +168,7 @@ delete_mephstore() {
 # tool goes first.
 runs() {
   local phase=$1 i tool order r
-  size=$2
+  size=$2 d=$base/$2
   for i in $(seq "$reps"); do
     echo "== $size: $phase, run $i of $reps" >&2
     order="meph2 mephstore"

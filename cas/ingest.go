@@ -591,8 +591,12 @@ func (ss *Session) place(staged []*Staged) ([]Committed, error) {
 			out[i] = Committed{Blob: Blob{Digest: st.Digest, Size: st.Size, Ingested: ss.s.now().UTC()}}
 			continue
 		}
-		if err := fsx.MkdirDurable(filepath.Dir(dst), 0o755); err != nil {
-			return nil, fmt.Errorf("commit %s: %w", st.Digest, err)
+		dir := filepath.Dir(dst)
+		if !dirs[dir] {
+			if err := fsx.MkdirDurable(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("commit %s: %w", st.Digest, err)
+			}
+			dirs[dir] = true
 		}
 		created, err := renameNoReplace(st.path, dst)
 		if err != nil {
@@ -609,7 +613,6 @@ func (ss *Session) place(staged []*Staged) ([]Committed, error) {
 					st.Digest, dst, fi.Size(), st.Size, ErrCorrupt)
 			}
 		}
-		dirs[filepath.Dir(dst)] = true
 		out[i] = Committed{Blob: Blob{Digest: st.Digest, Size: st.Size, Ingested: ss.s.now().UTC()}, New: created}
 	}
 	if len(dirs) > syncfsAbove {

@@ -389,6 +389,17 @@ func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan fu
 // ending the change's own lease in the same session.
 func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor, own *cas.Lease) (*Stream, error) {
 	defer e.discard()
+	// The snapshot document is staged with the products, and committed
+	// with them in one batch (one intent, one sync), before the head
+	// moves to it.
+	b, err := doc.encode()
+	if err != nil {
+		return nil, err
+	}
+	d := digest.FromBytes(b)
+	if err := e.stager.Add(b, cas.Expect{Size: int64(len(b)), Digest: d}); err != nil {
+		return nil, err
+	}
 	if err := e.wait(); err != nil {
 		return nil, err
 	}
@@ -408,17 +419,13 @@ func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor, own 
 	if cur.Head != st.Head || cur.Seq != st.Seq {
 		return nil, ErrHeadMoved
 	}
-	if len(e.staged) > 0 {
-		if _, err := ss.Commit(ctx, e.staged...); err != nil {
-			return nil, err
-		}
-		e.staged = nil
-	}
-	b, err := doc.encode()
-	if err != nil {
+	if _, err := ss.Commit(ctx, e.staged...); err != nil {
 		return nil, err
 	}
-	if err := putHead(ctx, ss, cur, b, doc); err != nil {
+	e.staged = nil
+	if err := ss.Update(func(txn cas.Txn) error {
+		return appendEntry(txn, cur, Entry{Snapshot: d, Time: doc.Time, Operation: doc.Operation, Summary: doc.Summary})
+	}); err != nil {
 		return nil, err
 	}
 	if own != nil {
