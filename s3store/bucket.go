@@ -25,6 +25,10 @@ var (
 	ErrAccess       = errors.New("access denied (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the shared credentials file)")
 	ErrTooLarge     = errors.New("object larger than expected")
 	ErrStalled      = errors.New("the server stalled")
+	// ErrConflict: the server refused a write for a conflicting state of
+	// the key (409), e.g. versitygw's posix backend when a put races a
+	// delete of a key in the same directory.
+	ErrConflict = errors.New("conflict with the key's state on the server")
 )
 
 // Config says which bucket to use and how.
@@ -355,6 +359,8 @@ func (b *Bucket) classify(err error) error {
 		return ErrNotFound
 	case er.Code == "NoSuchBucket":
 		return ErrNoBucket
+	case er.StatusCode == http.StatusConflict:
+		return fmt.Errorf("%w: %s", ErrConflict, er.Message)
 	case er.Code == "InvalidAccessKeyId" || er.Code == "SignatureDoesNotMatch" || er.StatusCode == http.StatusForbidden:
 		return ErrAccess
 	}

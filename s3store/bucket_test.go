@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestServerHonoursConditionalWrites proves, against the real server,
@@ -82,4 +83,34 @@ func TestConditionalWritesRace(t *testing.T) {
 		t.Fatalf("counter %d, accepted writes %d, refused %d: an accepted update was lost", v[0], won, lost)
 	}
 	t.Logf("accepted %d, refused with 412 %d", won, lost)
+}
+
+// A lock whose key the server refuses with a conflict (409: here a
+// "directory" of versitygw's posix backend, which a put racing a delete
+// can also meet) is tried a few times, then fails with the server's
+// answer: not a hang, not "locked".
+func TestLockGivesUpOnALastingConflict(t *testing.T) {
+	_, b := testBucket(t, "store")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := b.Put(ctx, ".locks/store/x/child", []byte("x"), Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := b.Lock(ctx, ".locks", "store", true)
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("lock over a directory key: %v, want ErrConflict", err)
+	}
+	if errors.Is(err, ErrLocked) || time.Since(start) > 30*time.Second {
+		t.Fatalf("gave up as locked or too late (%v): %v", time.Since(start), err)
+	}
+	// It tried again: the back-off between its tries adds up to 620 ms.
+	if took := time.Since(start); took < 600*time.Millisecond {
+		t.Fatalf("gave up after %v: no retry", took)
+	}
+	release, err := b.Lock(ctx, ".locks", "other", true)
+	if err != nil {
+		t.Fatalf("a lock with no conflict: %v", err)
+	}
+	release()
 }

@@ -17,6 +17,10 @@ import (
 // blocks others this long at most. Holders renew at a third of it.
 const LockTTL = 60 * time.Second
 
+// maxLockConflicts is how many conflicts (ErrConflict) one Lock takes as
+// passing before it gives up with the server's answer.
+const maxLockConflicts = 5
+
 // ErrLocked is wrapped when a lock is not had before the context ends.
 var ErrLocked = errors.New("locked by another process")
 
@@ -39,6 +43,7 @@ func (b *Bucket) Lock(ctx context.Context, dir, name string, exclusive bool) (fu
 	if !exclusive {
 		own = base + "s-" + fsx.TempName("", "")
 	}
+	conflicts := 0
 	for wait := 20 * time.Millisecond; ; wait = min(wait*2, time.Second) {
 		etag, err := b.claim(ctx, own, exclusive)
 		if err == nil {
@@ -49,7 +54,13 @@ func (b *Bucket) Lock(ctx context.Context, dir, name string, exclusive bool) (fu
 			}
 			b.Delete(context.WithoutCancel(ctx), own)
 		}
-		if err != nil && !errors.Is(err, ErrPrecondition) {
+		if errors.Is(err, ErrConflict) {
+			// A put that raced another holder's delete: try again, a
+			// few times (a lasting conflict is the server's answer).
+			if conflicts++; conflicts > maxLockConflicts {
+				return nil, err
+			}
+		} else if err != nil && !errors.Is(err, ErrPrecondition) {
 			return nil, err
 		}
 		select {
