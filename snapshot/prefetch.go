@@ -117,7 +117,7 @@ func productRefs(doc *Doc, want func(*ProductRef) bool) []*ProductRef {
 }
 
 // ProductReader hands out the products of a list in order, read, checked
-// and parsed one goroutine ahead of the caller (see Repo.ReadAhead).
+// and parsed ahead of the caller (see Repo.ReadAhead).
 type ProductReader struct{ pf *prefetcher[*catalog.Product] }
 
 // ReadAhead starts reading the products refs for a caller that walks them

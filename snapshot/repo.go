@@ -260,11 +260,17 @@ func (e *editor) put(ctx context.Context, contentID string, p *shallow) error {
 			return nil // unchanged
 		}
 	}
-	if err := e.stager.Add(b, cas.Expect{Size: int64(len(b)), Digest: ref.Digest}); err != nil {
+	if err := e.stage(b, ref.Digest); err != nil {
 		return err
 	}
 	c.changed[p.Name] = ref
 	return nil
+}
+
+// stage hands the blob b, of digest d, to the background stager; the
+// change's commit commits it.
+func (e *editor) stage(b []byte, d digest.Digest) error {
+	return e.stager.Add(b, cas.Expect{Size: int64(len(b)), Digest: d})
 }
 
 // wait waits for the products being staged.
@@ -397,7 +403,7 @@ func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor, own 
 		return nil, err
 	}
 	d := digest.FromBytes(b)
-	if err := e.stager.Add(b, cas.Expect{Size: int64(len(b)), Digest: d}); err != nil {
+	if err := e.stage(b, d); err != nil {
 		return nil, err
 	}
 	if err := e.wait(); err != nil {
@@ -423,9 +429,7 @@ func (r *Repo) commit(ctx context.Context, st *Stream, doc *Doc, e *editor, own 
 		return nil, err
 	}
 	e.staged = nil
-	if err := ss.Update(func(txn cas.Txn) error {
-		return appendEntry(txn, cur, Entry{Snapshot: d, Time: doc.Time, Operation: doc.Operation, Summary: doc.Summary})
-	}); err != nil {
+	if err := moveHead(ss, cur, d, doc); err != nil {
 		return nil, err
 	}
 	if own != nil {
@@ -444,8 +448,14 @@ func putHead(ctx context.Context, ss *cas.Session, st *Stream, b []byte, doc *Do
 	if err != nil {
 		return err
 	}
+	return moveHead(ss, st, ds[0], doc)
+}
+
+// moveHead moves the stream's head to the stored snapshot document d (of
+// doc) with a new history entry.
+func moveHead(ss *cas.Session, st *Stream, d digest.Digest, doc *Doc) error {
 	return ss.Update(func(txn cas.Txn) error {
-		return appendEntry(txn, st, Entry{Snapshot: ds[0], Time: doc.Time, Operation: doc.Operation, Summary: doc.Summary})
+		return appendEntry(txn, st, Entry{Snapshot: d, Time: doc.Time, Operation: doc.Operation, Summary: doc.Summary})
 	})
 }
 
