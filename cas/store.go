@@ -350,6 +350,11 @@ func (ss *Session) Close() error {
 	if ss.unlockRemote != nil && ss.writable {
 		ss.checkpoint() // while the writer lock is still held
 	}
+	if ss.writable {
+		if err := ss.MergeRecords(maxLevelZeroTables); err != nil {
+			ss.s.log.Warn("database tables not merged; the next writer tries again", "err", err)
+		}
+	}
 	err := ss.db.Close()
 	ss.db = nil
 	ss.dbLock.Unlock()
@@ -361,6 +366,49 @@ func (ss *Session) Close() error {
 		return fmt.Errorf("store %s: close database: %w", ss.s.dir, err)
 	}
 	return nil
+}
+
+// maxLevelZeroTables is how many level-0 tables a writer session lets
+// stand before it merges them. badger turns a writer session's memtable
+// into a new level-0 table when it closes, and its compactors wait up to a
+// second after an open before their first look, so sessions as short as
+// this store's never compacted: every writer session left one more table
+// that every later open maps and every lookup searches (60 sessions left
+// 60 tables; a store in daily use for a year would hold thousands). gc,
+// the scheduled maintenance, merges them every run (MergeRecords); this
+// bound is for a store whose gc does not run.
+const maxLevelZeroTables = 64
+
+// MergeRecords merges the database's level-0 tables into the tree when
+// there are at least min of them. It costs a rewrite of the records (a few
+// MiB for a large stream, tens of milliseconds); the records are intact
+// whether or not it finishes (badger's compaction commits through its
+// manifest).
+func (ss *Session) MergeRecords(min int) error {
+	if !ss.writable {
+		return ErrReadOnly
+	}
+	n := ss.LevelZeroTables()
+	if n < max(min, 1) {
+		return nil
+	}
+	start := time.Now()
+	if err := ss.db.Flatten(1); err != nil {
+		return fmt.Errorf("store %s: merge records: %w", ss.s.dir, err)
+	}
+	ss.s.log.Debug("merged the database's level-0 tables", "tables", n, "took", time.Since(start))
+	return nil
+}
+
+// LevelZeroTables is how many level-0 tables the database has.
+func (ss *Session) LevelZeroTables() int {
+	n := 0
+	for _, t := range ss.db.Tables() {
+		if t.Level == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {

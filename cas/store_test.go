@@ -580,3 +580,81 @@ func TestValueLogFilesDoNotGrowWithSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// writeInSessions runs n writer sessions, each setting one record.
+func writeInSessions(t *testing.T, s *Store, n int) {
+	t.Helper()
+	for i := range n {
+		ss, err := s.Writer(context.Background(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := []byte(fmt.Sprintf("test/%d", i))
+		if err := ss.Update(func(txn Txn) error { return txn.Set(key, key) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := ss.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkRecords fails unless the n records of writeInSessions are there; it
+// returns the reader's count of level-0 tables.
+func checkRecords(t *testing.T, s *Store, n int) int {
+	t.Helper()
+	ss, err := s.Reader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	for i := range n {
+		key := []byte(fmt.Sprintf("test/%d", i))
+		if err := ss.View(func(txn Txn) error {
+			v, err := txn.Get(key)
+			if err == nil && !bytes.Equal(v, key) {
+				err = fmt.Errorf("record %s changed", key)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ss.MergeRecords(1); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("MergeRecords on a reader: %v, want ErrReadOnly", err)
+	}
+	return ss.LevelZeroTables()
+}
+
+// Every writer session leaves a level-0 table, and badger's compactors do
+// not start within a session this short: the tables must not pile up
+// without bound however many sessions ran.
+func TestLevelZeroTablesStayBounded(t *testing.T) {
+	s := newStore(t)
+	n := maxLevelZeroTables + 8
+	writeInSessions(t, s, n)
+	if got := checkRecords(t, s, n); got > maxLevelZeroTables {
+		t.Fatalf("%d level-0 tables after %d writer sessions, want at most %d", got, n, maxLevelZeroTables)
+	}
+}
+
+func TestMergeRecordsMergesLevelZero(t *testing.T) {
+	s := newStore(t)
+	writeInSessions(t, s, 12)
+	if got := checkRecords(t, s, 12); got < 12 {
+		t.Fatalf("%d level-0 tables after 12 writer sessions: the test no longer makes any", got)
+	}
+	ss, err := s.Writer(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.MergeRecords(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := checkRecords(t, s, 12); got > 0 {
+		t.Fatalf("%d level-0 tables after MergeRecords", got)
+	}
+}

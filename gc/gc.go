@@ -350,6 +350,11 @@ func applySweep(ctx context.Context, r *snapshot.Repo, p *Plan, o Options, rep *
 		}
 		rep.LeasesDropped++
 	}
+	// The scheduled maintenance keeps the records' tree short: every
+	// writer session since the last run left a level-0 table.
+	if err := ss.MergeRecords(2); err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
 	return ss.Close()
 }
 

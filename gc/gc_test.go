@@ -3,6 +3,7 @@ package gc
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
@@ -279,4 +280,28 @@ func TestExecuteRechecksThePlan(t *testing.T) {
 		t.Fatalf("next run: %+v", rep)
 	}
 	f.fsck()
+}
+
+// gc, the scheduled maintenance, merges the level-0 tables that every
+// writer session since its last run left in the records' database.
+func TestMergesTheRecordsTree(t *testing.T) {
+	f := newFixture(t)
+	for i := range 6 {
+		f.commit("daily", fmt.Sprint("c", i), f.product(fmt.Sprint("p", i), fmt.Sprint("x", i)))
+	}
+	tables := func() int {
+		ss, err := f.s.Reader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ss.Close()
+		return ss.LevelZeroTables()
+	}
+	if n := tables(); n < 6 {
+		t.Fatalf("%d level-0 tables after 6 commits: the test no longer makes any", n)
+	}
+	f.gc(Options{Older: 3 * day})
+	if n := tables(); n > 1 {
+		t.Fatalf("%d level-0 tables after gc", n)
+	}
 }
