@@ -226,8 +226,7 @@ type localWriter struct {
 
 // Create starts a blob.
 func (p *LocalPool) Create(ctx context.Context) (BlobWriter, error) {
-	path := filepath.Join(p.s.ingestPath(), fsx.TempName("", partSuffix))
-	f, err := createLocked(p.s.ingestPath(), path)
+	_, f, err := p.s.createTempFile()
 	if err != nil {
 		return nil, fmt.Errorf("blob: create temp file: %w", err)
 	}

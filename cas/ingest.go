@@ -90,8 +90,7 @@ func (s *Store) stageLocal(ctx context.Context, r io.Reader, exp Expect, meter p
 			return nil, fmt.Errorf("expected digest %q: %w", exp.Digest, ErrBadDigest)
 		}
 	}
-	path := filepath.Join(s.ingestPath(), fsx.TempName("", partSuffix))
-	f, err := createLocked(s.ingestPath(), path)
+	path, f, err := s.createTempFile()
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create temp file: %w", err)
 	}

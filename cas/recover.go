@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -35,6 +36,9 @@ func (ss *Session) recover(ctx context.Context) (Recovery, error) {
 		return rec, err
 	}
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ss.s.tempPrefix) {
+			continue // this process's own
+		}
 		p := filepath.Join(ss.s.ingestPath(), e.Name())
 		stale, err := isStale(p)
 		if err != nil {

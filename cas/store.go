@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +66,14 @@ type Store struct {
 	remote Remote
 	// checkpointEvery: log entries between checkpoints of a remote.
 	checkpointEvery int
+	// tempPrefix starts the name of every temp file this process makes
+	// in pool/.ingest: its pid and a dash. A writer session's recovery
+	// passes over them unopened (they are this process's: live, or about
+	// to be removed by it); it opened and tried to flock each before, 481
+	// of them in a promote's commit at 77k items, 8 ms. A dead process's
+	// file whose pid a live one has been given again waits for the
+	// recovery of a process with another pid.
+	tempPrefix string
 }
 
 // Init creates a new, empty store at dir with the default reserve (see
@@ -135,7 +144,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store %s: %w (format %q, this mephstore reads %q)", dir, ErrNotStore,
 			strings.TrimSpace(string(b)), strings.TrimSpace(formatContent))
 	}
-	s := &Store{dir: dir, wait: opts.Wait, log: opts.Logger, now: opts.Now, uploading: make(chan struct{}, 8)}
+	s := &Store{dir: dir, wait: opts.Wait, log: opts.Logger, now: opts.Now, uploading: make(chan struct{}, 8),
+		tempPrefix: strconv.Itoa(os.Getpid()) + "-"}
 	if s.wait <= 0 {
 		s.wait = DefaultWait
 	}

@@ -209,6 +209,12 @@ func TestRecoveryRemovesOnlyStaleTempFiles(t *testing.T) {
 	ctx := context.Background()
 	stale := filepath.Join(s.ingestPath(), "dead.part")
 	os.WriteFile(stale, []byte("half"), 0o644)
+	// Another process's (pid 1 is never this test's), its flock gone.
+	staleOther := filepath.Join(s.ingestPath(), "1-0123456789abcdef.part")
+	os.WriteFile(staleOther, []byte("half"), 0o644)
+	// This process's own, unlocked: recovery passes over it unopened.
+	own := filepath.Join(s.ingestPath(), s.tempPrefix+"0123456789abcdef.part")
+	os.WriteFile(own, []byte("mine"), 0o644)
 	// A live ingest: staged and not yet committed, its flock held.
 	live, err := s.Stage(ctx, bytes.NewReader([]byte("live")), Unknown, nil)
 	if err != nil {
@@ -218,11 +224,19 @@ func TestRecoveryRemovesOnlyStaleTempFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ss.Recovered.TempFiles != 1 {
-		t.Errorf("removed %d temp files, want 1", ss.Recovered.TempFiles)
+	if ss.Recovered.TempFiles != 2 {
+		t.Errorf("removed %d temp files, want 2", ss.Recovered.TempFiles)
 	}
-	if _, err := os.Stat(stale); !os.IsNotExist(err) {
-		t.Error("stale temp file survived")
+	for _, p := range []string{stale, staleOther} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("stale temp file %s survived", filepath.Base(p))
+		}
+	}
+	if _, err := os.Stat(own); err != nil {
+		t.Errorf("this process's temp file removed: %v", err)
+	}
+	if !strings.HasPrefix(filepath.Base(live.path), s.tempPrefix) {
+		t.Errorf("staged file %s lacks this process's prefix %q", filepath.Base(live.path), s.tempPrefix)
 	}
 	if _, err := os.Stat(live.path); err != nil {
 		t.Errorf("live temp file removed: %v", err)

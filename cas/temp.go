@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/progress"
 )
 
@@ -33,8 +31,7 @@ func (t *Temp) Path() string { return t.path }
 
 // CreateTemp creates an empty Temp in the pool's ingest directory.
 func (s *Store) CreateTemp() (*Temp, error) {
-	path := filepath.Join(s.ingestPath(), fsx.TempName("", partSuffix))
-	f, err := createLocked(s.ingestPath(), path)
+	path, f, err := s.createTempFile()
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create temp file: %w", err)
 	}

@@ -4,12 +4,22 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/mephstore/mephstore/internal/flock"
+	"github.com/mephstore/mephstore/internal/fsx"
 )
+
+// createTempFile creates a new temp file in pool/.ingest, flocked, named
+// with this process's prefix (see Store.tempPrefix).
+func (s *Store) createTempFile() (string, *os.File, error) {
+	path := filepath.Join(s.ingestPath(), fsx.TempName(s.tempPrefix, partSuffix))
+	f, err := createLocked(s.ingestPath(), path)
+	return path, f, err
+}
 
 // createLocked creates the temp file path (in pool/.ingest) already
 // flocked: recovery, which any writer session of this or another process
