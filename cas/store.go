@@ -389,6 +389,11 @@ func (ss *Session) Close() error {
 // bound is for a store whose gc does not run.
 const maxLevelZeroTables = 64
 
+// noStall is a level-0 table count no store reaches (MergeRecords runs at
+// maxLevelZeroTables): badger makes a flush wait for its compactors once
+// level 0 holds this many, and there are none.
+const noStall = 1 << 20
+
 // MergeRecords merges the database's level-0 tables into the tree when
 // there are at least min of them. It costs a rewrite of the records (a few
 // MiB for a large stream, tens of milliseconds); the records are intact
@@ -428,6 +433,12 @@ func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 	// keeps each that holds a value, so with kilobyte values (intents,
 	// lease refs) every writer session left a file that every later open
 	// mapped (TestValueLogFilesDoNotGrowWithSessions).
+	// No background compactors: they start at a random moment in the
+	// first second after an open, so in a session of a few hundred
+	// milliseconds one sometimes began merging tables and the close waited
+	// for it (a tenth of a promote's samples at 77k items). Tables are
+	// merged when this store decides (MergeRecords); with nothing to
+	// compact, a flush must never wait for a compaction (noStall).
 	o := badger.DefaultOptions(dir).
 		WithReadOnly(readOnly).
 		WithSyncWrites(true).
@@ -438,9 +449,9 @@ func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 		WithNumMemtables(2).
 		WithValueLogFileSize(64 << 20).
 		WithValueThreshold(512 << 10).
-		WithNumCompactors(2).
+		WithNumCompactors(0).
 		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(8).
+		WithNumLevelZeroTablesStall(noStall).
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false)

@@ -672,3 +672,49 @@ func TestMergeRecordsMergesLevelZero(t *testing.T) {
 		t.Fatalf("%d level-0 tables after MergeRecords", got)
 	}
 }
+
+// There are no background compactors (tables merge in MergeRecords): a
+// session that writes more than a memtable holds flushes level-0 tables
+// while it runs, and those flushes must not wait for a compaction that
+// nothing would ever run, however many level-0 tables there are.
+func TestLargeWriteAfterManySessionsDoesNotStall(t *testing.T) {
+	s := newStore(t)
+	writeInSessions(t, s, 12)
+	done := make(chan error, 1)
+	go func() {
+		ss, err := s.Writer(context.Background(), "test")
+		if err != nil {
+			done <- err
+			return
+		}
+		defer ss.Close()
+		wb, err := ss.NewWriteBatch()
+		if err != nil {
+			done <- err
+			return
+		}
+		val := bytes.Repeat([]byte("v"), 1<<10)
+		for i := range 24 << 10 { // 24 MiB: several memtables
+			if err := wb.Set([]byte(fmt.Sprintf("big/%08d", i)), val); err != nil {
+				done <- err
+				return
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			done <- err
+			return
+		}
+		done <- ss.Close()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("a 24 MiB write after 12 sessions did not finish in 2 minutes: a flush is waiting for a compaction")
+	}
+	if got := checkRecords(t, s, 12); got <= 12 {
+		t.Fatalf("%d level-0 tables: the large write flushed none while it ran (the test no longer tests a stall)", got)
+	}
+}
