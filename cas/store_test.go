@@ -562,41 +562,17 @@ func TestTempFilesAreBornLocked(t *testing.T) {
 func TestValueLogFilesDoNotGrowWithSessions(t *testing.T) {
 	s := newStore(t)
 	big := bytes.Repeat([]byte("r"), 8<<10)
-	for i := range 40 {
-		ss, err := s.Writer(context.Background(), "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		key := []byte(fmt.Sprintf("test/%d", i))
-		if err := ss.Update(func(txn Txn) error { return txn.Set(key, big) }); err != nil {
-			t.Fatal(err)
-		}
-		if err := ss.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeInSessions(t, s, 40, big)
 	vlogs, _ := filepath.Glob(filepath.Join(s.Dir(), "db", "*.vlog"))
 	if len(vlogs) > 2 {
 		t.Fatalf("%d value log files after 40 writer sessions", len(vlogs))
 	}
-	ss, err := s.Reader(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ss.Close()
-	if err := ss.View(func(txn Txn) error {
-		v, err := txn.Get([]byte("test/0"))
-		if err == nil && !bytes.Equal(v, big) {
-			err = fmt.Errorf("value changed")
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	checkRecords(t, s, 40, big)
 }
 
-// writeInSessions runs n writer sessions, each setting one record.
-func writeInSessions(t *testing.T, s *Store, n int) {
+// writeInSessions runs n writer sessions, each setting one record
+// test/<i>, to val or, if val is nil, to its own key.
+func writeInSessions(t *testing.T, s *Store, n int, val []byte) {
 	t.Helper()
 	for i := range n {
 		ss, err := s.Writer(context.Background(), "test")
@@ -604,7 +580,11 @@ func writeInSessions(t *testing.T, s *Store, n int) {
 			t.Fatal(err)
 		}
 		key := []byte(fmt.Sprintf("test/%d", i))
-		if err := ss.Update(func(txn Txn) error { return txn.Set(key, key) }); err != nil {
+		v := val
+		if v == nil {
+			v = key
+		}
+		if err := ss.Update(func(txn Txn) error { return txn.Set(key, v) }); err != nil {
 			t.Fatal(err)
 		}
 		if err := ss.Close(); err != nil {
@@ -613,9 +593,9 @@ func writeInSessions(t *testing.T, s *Store, n int) {
 	}
 }
 
-// checkRecords fails unless the n records of writeInSessions are there; it
-// returns the reader's count of level-0 tables.
-func checkRecords(t *testing.T, s *Store, n int) int {
+// checkRecords fails unless the n records of writeInSessions(val) are
+// there; it returns the reader's count of level-0 tables.
+func checkRecords(t *testing.T, s *Store, n int, val []byte) int {
 	t.Helper()
 	ss, err := s.Reader(context.Background())
 	if err != nil {
@@ -624,9 +604,13 @@ func checkRecords(t *testing.T, s *Store, n int) int {
 	defer ss.Close()
 	for i := range n {
 		key := []byte(fmt.Sprintf("test/%d", i))
+		want := val
+		if want == nil {
+			want = key
+		}
 		if err := ss.View(func(txn Txn) error {
 			v, err := txn.Get(key)
-			if err == nil && !bytes.Equal(v, key) {
+			if err == nil && !bytes.Equal(v, want) {
 				err = fmt.Errorf("record %s changed", key)
 			}
 			return err
@@ -646,16 +630,16 @@ func checkRecords(t *testing.T, s *Store, n int) int {
 func TestLevelZeroTablesStayBounded(t *testing.T) {
 	s := newStore(t)
 	n := maxLevelZeroTables + 8
-	writeInSessions(t, s, n)
-	if got := checkRecords(t, s, n); got > maxLevelZeroTables {
+	writeInSessions(t, s, n, nil)
+	if got := checkRecords(t, s, n, nil); got > maxLevelZeroTables {
 		t.Fatalf("%d level-0 tables after %d writer sessions, want at most %d", got, n, maxLevelZeroTables)
 	}
 }
 
 func TestMergeRecordsMergesLevelZero(t *testing.T) {
 	s := newStore(t)
-	writeInSessions(t, s, 12)
-	if got := checkRecords(t, s, 12); got < 12 {
+	writeInSessions(t, s, 12, nil)
+	if got := checkRecords(t, s, 12, nil); got < 12 {
 		t.Fatalf("%d level-0 tables after 12 writer sessions: the test no longer makes any", got)
 	}
 	ss, err := s.Writer(context.Background(), "test")
@@ -668,7 +652,7 @@ func TestMergeRecordsMergesLevelZero(t *testing.T) {
 	if err := ss.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := checkRecords(t, s, 12); got > 0 {
+	if got := checkRecords(t, s, 12, nil); got > 0 {
 		t.Fatalf("%d level-0 tables after MergeRecords", got)
 	}
 }
@@ -679,7 +663,7 @@ func TestMergeRecordsMergesLevelZero(t *testing.T) {
 // nothing would ever run, however many level-0 tables there are.
 func TestLargeWriteAfterManySessionsDoesNotStall(t *testing.T) {
 	s := newStore(t)
-	writeInSessions(t, s, 12)
+	writeInSessions(t, s, 12, nil)
 	done := make(chan error, 1)
 	go func() {
 		ss, err := s.Writer(context.Background(), "test")
@@ -714,7 +698,7 @@ func TestLargeWriteAfterManySessionsDoesNotStall(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("a 24 MiB write after 12 sessions did not finish in 2 minutes: a flush is waiting for a compaction")
 	}
-	if got := checkRecords(t, s, 12); got <= 12 {
+	if got := checkRecords(t, s, 12, nil); got <= 12 {
 		t.Fatalf("%d level-0 tables: the large write flushed none while it ran (the test no longer tests a stall)", got)
 	}
 }
