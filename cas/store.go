@@ -380,13 +380,14 @@ func (ss *Session) Close() error {
 
 // maxLevelZeroTables is how many level-0 tables a writer session lets
 // stand before it merges them. badger turns a writer session's memtable
-// into a new level-0 table when it closes, and its compactors wait up to a
-// second after an open before their first look, so sessions as short as
-// this store's never compacted: every writer session left one more table
-// that every later open maps and every lookup searches (60 sessions left
-// 60 tables; a store in daily use for a year would hold thousands). gc,
-// the scheduled maintenance, merges them every run (MergeRecords); this
-// bound is for a store whose gc does not run.
+// into a new level-0 table when it closes, and its compactors (off here,
+// see badgerOptions) waited up to a second after an open before their
+// first look, so sessions as short as this store's never compacted: every
+// writer session left one more table that every later open maps and every
+// lookup searches (60 sessions left 60 tables; a store in daily use for a
+// year would hold thousands). gc, the scheduled maintenance, merges them
+// every run (MergeRecords); this bound is for a store whose gc does not
+// run.
 const maxLevelZeroTables = 64
 
 // noStall is a level-0 table count no store reaches (MergeRecords runs at
