@@ -416,16 +416,10 @@ func (ss *Session) MergeRecords(min int) error {
 	return nil
 }
 
-// LevelZeroTables is how many level-0 tables the database has.
-func (ss *Session) LevelZeroTables() int {
-	n := 0
-	for _, t := range ss.db.Tables() {
-		if t.Level == 0 {
-			n++
-		}
-	}
-	return n
-}
+// LevelZeroTables is how many level-0 tables the database has. (It runs
+// at every writer close: the level's count, not Tables(), which describes
+// every table of every level, reading each one's index.)
+func (ss *Session) LevelZeroTables() int { return ss.db.Levels()[0].NumTables }
 
 func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 	// Small tables and no caches: records are tiny, sessions are short, and
