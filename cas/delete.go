@@ -27,9 +27,10 @@ type Deleted struct {
 // check, under the writer lock) and may delete keys of its own there (gc
 // drops its orphan record). Blobs without a record are skipped.
 //
-// The order makes a crash harmless: one transaction records a delete
-// intent (the digests) and drops the records; the files are unlinked and
-// their directories synced; the intent is dropped. Recovery finishes a
+// The order makes a crash harmless: a transaction (one per deleteChunk
+// blobs) records a delete intent (the digests) and drops the records; the
+// files are unlinked and their directories synced; the intents are
+// dropped. Recovery finishes a
 // leftover intent by unlinking every listed file that has no record, so the
 // pool never keeps a file that the records do not know, and a record never
 // names a missing file.
@@ -38,8 +39,51 @@ func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn
 	if !ss.writable {
 		return res, ErrReadOnly
 	}
+	// Transactions of deleteChunk blobs (a record and what keep deletes
+	// with it each), each with its own intent; one unlink pass for all.
 	var gone []digest.Digest
-	ikey := deleteIntentKey()
+	var ikeys [][]byte
+	for lo := 0; lo < len(ds); lo += deleteChunk {
+		ikey := deleteIntentKey()
+		g, bytes, err := ss.dropRecords(ds[lo:min(lo+deleteChunk, len(ds))], keep, ikey)
+		if err != nil {
+			return Deleted{}, fmt.Errorf("delete: %w", err)
+		}
+		if len(g) > 0 {
+			gone, ikeys = append(gone, g...), append(ikeys, ikey)
+			res.Bytes += bytes
+		}
+	}
+	if len(gone) == 0 {
+		return res, nil
+	}
+	if err := ss.unlinkBlobs(ctx, gone); err != nil {
+		return res, err
+	}
+	if err := ss.update(func(txn Txn) error {
+		for _, k := range ikeys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("delete: drop intent: %w", err)
+	}
+	res.Blobs = len(gone)
+	return res, nil
+}
+
+// deleteChunk is how many blobs one delete transaction drops: each record
+// and the key keep may drop with it stay within maxTxnEntries.
+const deleteChunk = maxTxnEntries / 2
+
+// dropRecords drops the records of ds that keep lets go, and records the
+// intent ikey naming them, in one transaction; it returns them and their
+// bytes.
+func (ss *Session) dropRecords(ds []digest.Digest, keep func(txn Txn, b Blob) (bool, error), ikey []byte) ([]digest.Digest, int64, error) {
+	var gone []digest.Digest
+	var bytes int64
 	err := ss.update(func(txn Txn) error {
 		for _, d := range ds {
 			b, err := GetBlob(txn, d)
@@ -62,27 +106,14 @@ func (ss *Session) Delete(ctx context.Context, ds []digest.Digest, keep func(txn
 				return err
 			}
 			gone = append(gone, d)
-			res.Bytes += b.Size
+			bytes += b.Size
 		}
 		if len(gone) == 0 {
 			return nil
 		}
 		return txn.Set(ikey, encodeDigests(gone))
 	})
-	if err != nil {
-		return Deleted{}, fmt.Errorf("delete: %w", err)
-	}
-	if len(gone) == 0 {
-		return res, nil
-	}
-	if err := ss.unlinkBlobs(ctx, gone); err != nil {
-		return res, err
-	}
-	if err := ss.update(func(txn Txn) error { return txn.Delete(ikey) }); err != nil {
-		return res, fmt.Errorf("delete: drop intent: %w", err)
-	}
-	res.Blobs = len(gone)
-	return res, nil
+	return gone, bytes, err
 }
 
 // unlinkBlobs removes the pool files of blobs whose records are gone, then

@@ -630,22 +630,24 @@ func (ss *Session) place(staged []*Staged) ([]Committed, error) {
 
 // record writes the blob records of a placed batch (an existing record is
 // kept as it is: it holds the first-ingested time), adds them to the
-// lease, and drops the batch's intent, in one transaction.
+// lease, and drops the batch's intent: in one transaction when the batch
+// is at most maxTxnEntries blobs; a larger one records in transactions of
+// that many first, and a crash between two leaves the intent, from which
+// recovery records the rest.
 func (ss *Session) record(out []Committed, lease *Lease, ikey []byte) error {
-	return ss.update(func(txn Txn) error {
-		for i := range out {
-			b, err := GetBlob(txn, out[i].Digest)
-			switch {
-			case err == nil:
-				out[i].Blob, out[i].New = b, false
-			case errors.Is(err, ErrBlobNotFound):
-				if err := txn.Set(blobKey(PrefixBlob, out[i].Digest), encodeRecord(out[i].Blob)); err != nil {
-					return err
-				}
-				out[i].New = true
-			default:
+	last := out
+	if len(out) > maxTxnEntries {
+		for lo := 0; lo < len(out); lo += maxTxnEntries {
+			chunk := out[lo:min(lo+maxTxnEntries, len(out))]
+			if err := ss.update(func(txn Txn) error { return putRecords(txn, chunk) }); err != nil {
 				return err
 			}
+		}
+		last = nil
+	}
+	return ss.update(func(txn Txn) error {
+		if err := putRecords(txn, last); err != nil {
+			return err
 		}
 		if lease != nil {
 			refs := make([]Ref, len(out))
@@ -665,6 +667,26 @@ func (ss *Session) record(out []Committed, lease *Lease, ikey []byte) error {
 		}
 		return txn.Delete(ikey)
 	})
+}
+
+// putRecords records each committed blob that has no record yet and says
+// in out which were new.
+func putRecords(txn Txn, out []Committed) error {
+	for i := range out {
+		b, err := GetBlob(txn, out[i].Digest)
+		switch {
+		case err == nil:
+			out[i].Blob, out[i].New = b, false
+		case errors.Is(err, ErrBlobNotFound):
+			if err := txn.Set(blobKey(PrefixBlob, out[i].Digest), encodeRecord(out[i].Blob)); err != nil {
+				return err
+			}
+			out[i].New = true
+		default:
+			return err
+		}
+	}
+	return nil
 }
 
 // syncfsAbove: batches with more files (or directories) than this are made

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -266,21 +267,34 @@ func (ss *Session) DeleteLease(id string) error {
 	if err != nil {
 		return err
 	}
-	return ss.update(func(txn Txn) error {
-		var keys [][]byte
-		if err := txn.Scan(p, nil, func(k, _ []byte) error {
+	var keys [][]byte
+	if err := ss.View(func(txn Txn) error {
+		return txn.Scan(p, nil, func(k, _ []byte) error {
 			keys = append(keys, bytes.Clone(k))
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	// The reference lists first, the lease's own record (the first key)
+	// last, in transactions of at most maxTxnEntries: a crash between two
+	// leaves the lease with fewer references, never references without
+	// their lease.
+	slices.Reverse(keys)
+	for lo := 0; lo < len(keys); lo += maxTxnEntries {
+		chunk := keys[lo:min(lo+maxTxnEntries, len(keys))]
+		if err := ss.update(func(txn Txn) error {
+			for _, k := range chunk {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
 			return nil
 		}); err != nil {
 			return err
 		}
-		for _, k := range keys {
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // LeaseInfo is a lease with the references it holds.

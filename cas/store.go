@@ -421,13 +421,48 @@ func (ss *Session) MergeRecords(min int) error {
 // every table of every level, reading each one's index.)
 func (ss *Session) LevelZeroTables() int { return ss.db.Levels()[0].NumTables }
 
+// memTableSize is the records database's memtable. badger allocates an
+// arena of about 1.3 times this size at every open and clears it, and the
+// flush at close walks it: in a session that writes a few hundred records
+// (a change's commit, a lease) a 4 MiB memtable cost 10-15 ms of each open
+// and close in page faults and clearing alone. The largest transaction it
+// admits is 15% of it (157 KiB, 1638 entries): writers split big batches
+// (maxTxnEntries), and values above valueThreshold go to the value log.
+const (
+	memTableSize   = 1 << 20
+	valueThreshold = 128 << 10
+)
+
+// maxTxnEntries bounds the writes of one records transaction, well inside
+// what a memtable of memTableSize admits (about 1638 entries and 157 KiB,
+// a blob record being under 100 bytes).
+const maxTxnEntries = 1000
+
+// memTableFor is the memtable an open of the database in dir must use: a
+// write-ahead log (*.mem) that a crash left behind is replayed into an
+// arena sized from the memtable, so a log written with a larger memtable
+// (by an older mephstore) is opened with that memtable's size.
+func memTableFor(dir string) int64 {
+	size := int64(memTableSize)
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".mem") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			size = max(size, fi.Size()/2)
+		}
+	}
+	return size
+}
+
 func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 	// Small tables and no caches: records are tiny, sessions are short, and
 	// the memory budget of a whole ingest is 64 MiB. Values stay in the
-	// tree up to 512 KiB: badger starts a value log file at every open and
-	// keeps each that holds a value, so with kilobyte values (intents,
-	// lease refs) every writer session left a file that every later open
-	// mapped (TestValueLogFilesDoNotGrowWithSessions).
+	// tree up to valueThreshold: badger starts a value log file at every
+	// open and keeps each that holds a value, so with kilobyte values
+	// (intents, lease refs) every writer session left a file that every
+	// later open mapped (TestValueLogFilesDoNotGrowWithSessions).
 	// No background compactors: they start at a random moment in the
 	// first second after an open, so in a session of a few hundred
 	// milliseconds one sometimes began merging tables and the close waited
@@ -440,10 +475,10 @@ func badgerOptions(dir string, readOnly bool, log *slog.Logger) badger.Options {
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
 		WithIndexCacheSize(0).
-		WithMemTableSize(4 << 20).
+		WithMemTableSize(memTableFor(dir)).
 		WithNumMemtables(2).
 		WithValueLogFileSize(64 << 20).
-		WithValueThreshold(512 << 10).
+		WithValueThreshold(valueThreshold).
 		WithNumCompactors(0).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(noStall).
