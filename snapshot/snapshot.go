@@ -104,14 +104,14 @@ func (c *Catalog) Ref(name string) *ProductRef {
 func (d *Doc) encode() ([]byte, error) { return json.Marshal(d) }
 
 func decodeDoc(d digest.Digest, b []byte) (*Doc, error) {
-	var doc Doc
-	if err := json.Unmarshal(b, &doc); err != nil {
+	doc, err := parseDoc(b)
+	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w: %v", d, ErrBadSnapshot, err)
 	}
 	if doc.Format != DocFormat {
 		return nil, fmt.Errorf("snapshot %s: %w: format %q", d, ErrBadSnapshot, doc.Format)
 	}
-	return &doc, nil
+	return doc, nil
 }
 
 // encodeHeader is the canonical compact header.

@@ -678,3 +678,58 @@ func Members(b []byte, i int, fn func(key []byte, v int) (int, error)) (int, err
 
 // Skip returns the offset just past the JSON value that begins at b[i].
 func Skip(b []byte, i int) (int, error) { return scanValue(b, i, 0) }
+
+// Elements reads the array that begins at b[i] (after optional white
+// space) in one pass, as Members reads an object: fn gets the offset of
+// each element and returns the offset just past it, or -1 to have
+// Elements skip it. Elements returns the offset just past the array.
+func Elements(b []byte, i int, fn func(v int) (int, error)) (int, error) {
+	i = skipWS(b, i)
+	if i >= len(b) || b[i] != '[' {
+		return i, synErr(i, "want an array")
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for {
+		end, err := fn(i)
+		if err != nil {
+			return i, err
+		}
+		if end < 0 {
+			if end, err = scanValue(b, i, 0); err != nil {
+				return i, err
+			}
+		}
+		i = skipWS(b, end)
+		if i >= len(b) {
+			return i, synErr(i, "unterminated array")
+		}
+		if b[i] == ']' {
+			return i + 1, nil
+		}
+		if b[i] != ',' {
+			return i, synErr(i, "want ',' or ']'")
+		}
+		i = skipWS(b, i+1)
+	}
+}
+
+// StringAt reads the JSON string that begins at b[i] and returns the
+// offset just past it. When it has no escapes, the string is s[i+1:end-1],
+// s being b as a string (the caller's one copy of b): no allocation.
+func StringAt(b []byte, s string, i int) (string, int, error) {
+	if i >= len(b) || b[i] != '"' {
+		return "", i, synErr(i, "want a string")
+	}
+	end, err := scanString(b, i)
+	if err != nil {
+		return "", i, err
+	}
+	if bytes.IndexByte(b[i+1:end-1], '\\') < 0 {
+		return s[i+1 : end-1], end, nil
+	}
+	v, err := unquote(b[i:end], i)
+	return v, end, err
+}
