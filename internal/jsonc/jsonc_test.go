@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestObjectKeepsRawValues(t *testing.T) {
@@ -223,6 +224,47 @@ func TestSpecial8MatchesPlain(t *testing.T) {
 					t.Fatalf("fill %#x, byte %#x at %d: special8 %v, want %v", fill, c, p, got, want)
 				}
 			}
+		}
+	}
+}
+
+func TestElementsVisitsInOrderAndSkips(t *testing.T) {
+	in := []byte(` [ "a" , {"x":[1]}, 2 ,"b\"" ] tail`)
+	var got []string
+	end, err := Elements(in, 0, func(v int) (int, error) {
+		if in[v] != '"' {
+			return -1, nil // skipped by Elements
+		}
+		s, end, err := StringAt(in, string(in), v)
+		got = append(got, s)
+		return end, err
+	})
+	if err != nil || string(in[end:]) != " tail" || fmt.Sprint(got) != `[a b"]` {
+		t.Fatalf("got %q, rest %q, %v", got, in[end:], err)
+	}
+	for _, bad := range []string{`{}`, `[1,]`, `[1 2]`, `[1`, `[`} {
+		if _, err := Elements([]byte(bad), 0, func(int) (int, error) { return -1, nil }); !errors.Is(err, ErrSyntax) {
+			t.Errorf("%s: %v, want ErrSyntax", bad, err)
+		}
+	}
+}
+
+func TestStringAtSharesTheCopy(t *testing.T) {
+	b := []byte(`"plain" "esc\u00e9\n" 7 "open`)
+	s := string(b)
+	plain, end, err := StringAt(b, s, 0)
+	if err != nil || plain != "plain" || end != 7 {
+		t.Fatalf("%q %d %v", plain, end, err)
+	}
+	if unsafe.StringData(plain) != unsafe.StringData(s[1:]) {
+		t.Error("a string without escapes was copied instead of sliced from s")
+	}
+	if esc, _, err := StringAt(b, s, 8); err != nil || esc != "esc\u00e9\n" {
+		t.Fatalf("%q %v", esc, err)
+	}
+	for _, i := range []int{22, 24, len(b)} {
+		if _, _, err := StringAt(b, s, i); !errors.Is(err, ErrSyntax) {
+			t.Errorf("at %d: %v, want ErrSyntax", i, err)
 		}
 	}
 }
