@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"os/exec"
@@ -90,24 +92,73 @@ func validateURL(t *testing.T, keyring, url string) {
 // products and data, as MAAS reads them) when it is there.
 func sharedValidate(t *testing.T, keyring, url string) {
 	t.Helper()
+	if probs := sharedProblems(t, keyring, url); len(probs) > 0 {
+		t.Fatalf("ss-validate %s: %v", url, probs)
+	}
+}
+
+// ssProblem is one problem of ss-validate's JSON report.
+type ssProblem struct {
+	Check   string `json:"check"`
+	File    string `json:"file"`
+	Message string `json:"message"`
+}
+
+// sharedProblems runs the shared ss-validate on url and returns the
+// problems of its report (none when the shared tools are absent); it fails
+// the test when ss-validate cannot run or its report cannot be read.
+func sharedProblems(t *testing.T, keyring, url string) []ssProblem {
+	t.Helper()
 	s := testref.Shared()
 	if s == "" {
-		return
+		return nil
 	}
-	out, err := exec.Command("python3", filepath.Join(s, "tools", "ss-validate"), "-q", "--keyring", keyring, url).CombinedOutput()
-	t.Logf("%s", out)
-	if err != nil || !strings.Contains(string(out), "verified") {
-		t.Fatalf("ss-validate %s: %v\n%s", url, err, out)
+	cmd := exec.Command("python3", filepath.Join(s, "tools", "ss-validate"), "-q", "--json", "--keyring", keyring, url)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	t.Logf("ss-validate %s:\n%s%s", url, stderr.Bytes(), lastLine(out))
+	var rep struct {
+		Result   string      `json:"result"`
+		Problems []ssProblem `json:"problems"`
 	}
+	if jerr := json.NewDecoder(bytes.NewReader(out)).Decode(&rep); jerr != nil {
+		t.Fatalf("ss-validate %s: %v (report unreadable: %v)\n%s", url, err, jerr, stderr.Bytes())
+	}
+	if (rep.Result == "pass") != (err == nil) || (rep.Result == "pass") != (len(rep.Problems) == 0) {
+		t.Fatalf("ss-validate %s: result %q, %d problems, exit %v", url, rep.Result, len(rep.Problems), err)
+	}
+	return rep.Problems
+}
+
+// lastLine returns the last non-empty line of out, with its newline.
+func lastLine(out []byte) []byte {
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	return append(lines[len(lines)-1], '\n')
+}
+
+// inSwitchWindow reports whether p is one of the problems a kill during
+// the switch of the top-level index can leave (docs/s3.md): index.sjson
+// and index.json.gpg already the new publish's while index.json is still
+// the previous one's, so the twins differ and the detached signature is
+// not index.json's.
+func inSwitchWindow(p ssProblem) bool {
+	switch {
+	case p.Check == "twin" && p.File == "streams/v1/index.json":
+		return true
+	case p.Check == "detached" && p.File == "streams/v1/index.json.gpg":
+		return true
+	}
+	return false
 }
 
 // validateAfterKill checks a bucket tree read over HTTP after a publish
 // was killed: everything validates (index.sjson, products, data: what
 // MAAS and sstream-mirror read), except that a kill between the PUT of
-// index.json.gpg and the PUT of index.json leaves a detached signature
-// that is not index.json's (docs/s3.md); it reports whether it found
-// that, and fails on any other problem.
-func validateAfterKill(t *testing.T, keyring, url string) (staleDetached bool) {
+// index.sjson and the PUT of index.json leaves index.json the previous
+// publish's (docs/s3.md); it reports whether it found that, and fails on
+// any other problem.
+func validateAfterKill(t *testing.T, keyring, url string) (inWindow bool) {
 	t.Helper()
 	kr, err := pgp.ReadKeyring(keyring)
 	if err != nil {
@@ -121,16 +172,21 @@ func validateAfterKill(t *testing.T, keyring, url string) (staleDetached bool) {
 		if p.Check != "signature" || p.File != "streams/v1/index.json" || !strings.Contains(p.Reason, "index.json.gpg") {
 			t.Fatalf("verify %s: %v", url, rep.Problems)
 		}
-		staleDetached = true
+		inWindow = true
 	}
-	sharedValidate(t, keyring, url)
-	return staleDetached
+	for _, p := range sharedProblems(t, keyring, url) {
+		if !inSwitchWindow(p) {
+			t.Fatalf("ss-validate %s: %+v", url, p)
+		}
+		inWindow = true
+	}
+	return inWindow
 }
 
 // TestPublishToS3SurvivesSIGKILL kills publishes to a bucket prefix at
 // moments spread over twice the length of one: after each kill the tree
 // read over HTTP is the last complete one or the new one and validates
-// (but for the detached signature's window, validateAfterKill); the next
+// (but for the top-level index's switch window, validateAfterKill); the next
 // complete publish leaves a tree that validates in full.
 func TestPublishToS3SurvivesSIGKILL(t *testing.T) {
 	srv := s3test.Start(t)
@@ -179,7 +235,7 @@ func TestPublishToS3SurvivesSIGKILL(t *testing.T) {
 			killed++
 		}
 		if validateAfterKill(t, keyring, url) {
-			t.Logf("kill %d: index.json.gpg is the killed publish's, index.json the previous one's", i)
+			t.Logf("kill %d: index.json is the previous publish's, index.sjson or index.json.gpg the killed one's", i)
 		}
 	}
 	if out, err := publish().CombinedOutput(); err != nil {
@@ -190,4 +246,57 @@ func TestPublishToS3SurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("no publish killed midway (one takes %v)", rs.median())
 	}
 	t.Logf("%d of %d publishes killed midway; one takes %v", killed, kills, rs.median())
+}
+
+// TestS3SwitchWindowIsOnlyTheTopIndex builds the state a publish killed
+// between the PUT of index.sjson and the PUT of index.json leaves (the
+// previous index.json beside the new index.sjson and index.json.gpg) and
+// checks that validateAfterKill sees it and that nothing but the
+// top-level index.json is affected; the next publish mends it.
+func TestS3SwitchWindowIsOnlyTheTopIndex(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket("mirror")
+	srv.Env(t)
+	cfg, _ := s3store.ParseRoot("s3://mirror", srv.Endpoint())
+	b, err := s3store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AllowPublicRead(context.Background(), "www"); err != nil {
+		t.Fatal(err)
+	}
+	tree := testtree.Make(t, nil, "--releases", "1", "--arches", "1", "--kernels", "1", "--versions", "3")
+	_, s := newCLIStore(t)
+	keys := filepath.Join(t.TempDir(), "keys")
+	root := "s3://mirror/www?endpoint=" + srv.Endpoint()
+	run := func(args ...string) {
+		t.Helper()
+		if r := cli(t, nil, append(s, args...)...); r.code != 0 {
+			t.Fatalf("%v: %+v", args, r)
+		}
+	}
+	run("stream", "create", "daily")
+	run("stream", "create", "stable")
+	run("insert", "--no-verify", tree, "daily")
+	run("key", "generate", "--out", keys)
+	run("promote", "daily", "stable", "20240101")
+	run("publish", "stable", "--publish-root", root, "--sign-key", filepath.Join(keys, "signing-key.asc"))
+	const top = "www/stable/streams/v1/index.json"
+	old, _, err := b.Get(context.Background(), top, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("promote", "daily", "stable", "20240102")
+	run("publish", "stable")
+	if _, err := b.Put(context.Background(), top, old, s3store.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	keyring := filepath.Join(keys, "keyring.gpg")
+	url := srv.Endpoint() + "/mirror/www/stable/"
+	if !validateAfterKill(t, keyring, url) {
+		t.Fatal("the previous index.json beside the new index.sjson was not seen")
+	}
+	run("promote", "daily", "stable", "20240103")
+	run("publish", "stable")
+	validateURL(t, keyring, url)
 }
