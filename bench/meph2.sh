@@ -13,7 +13,8 @@
 # insert of one new version of every product, promote of it to another
 # stream, clean-md to 3 versions, find-orphans and reap-orphans on the
 # cleaned tree (and their floors: a find -type f of the tree; rm of the
-# same files + one sync), and a
+# same files + one sync; and the same work as a reap by hand: rm of the
+# same files, rmdir of the directories left empty + one sync), and a
 # signed publish (meph2-util sign): into a new root (sign), and into the
 # root that holds the stream as it was before clean-md
 # (sign-existing-root: like the tree meph2-util signs, the data is there;
@@ -131,6 +132,7 @@ delete_meph2() {
   local r=$1
   cp -a "$d/cleaned" "$r/C"
   cp -a "$d/cleaned" "$r/F"
+  cp -a "$d/cleaned" "$r/G"
   # The floor of find-orphans: listing the same tree (names and types,
   # no stat), which no tool that finds unreferenced files can skip.
   timed floor find-orphans find "$r/C" -type f
@@ -143,6 +145,10 @@ delete_meph2() {
   python3 -c 'import json,sys; sys.stdout.write("".join(p + "\0" for p in json.load(open(sys.argv[1]))))' \
     "$r/orphans.found" > "$r/F.list"
   timed floor reap-orphans sh -c 'cd "$1" && xargs -0 rm -f < "$2" && sync' sh "$r/F" "$r/F.list"
+  # The same work as a reap, by hand: rm of the same files, rmdir of the
+  # directories that leaves empty (both tools remove them), one sync.
+  timed floor-rmdir reap-orphans sh -c 'cd "$1" && xargs -0 rm -f < "$2" && find . -mindepth 1 -type d -empty -delete && sync' sh "$r/G" "$r/F.list"
+  left floor-rmdir "$r/G"
 }
 
 create_mephstore() {
@@ -196,9 +202,10 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 mem=$(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 cmdline="bench/meph2.sh --sizes $sizes --reps $reps"
-python3 - "$base/runs" "$out" "$stamp" "$(nproc)" "$mem" "$(uname -r)" "$load" "$cmdline" <<'PY'
+fs="$(findmnt -no FSTYPE -T "$base") ($(findmnt -no OPTIONS -T "$base"))"
+python3 - "$base/runs" "$out" "$stamp" "$(nproc)" "$mem" "$(uname -r)" "$load" "$cmdline" "$fs" <<'PY'
 import json, statistics, sys
-runs, out, stamp, cores, mem, kernel, load, cmd = sys.argv[1:]
+runs, out, stamp, cores, mem, kernel, load, cmd, fs = sys.argv[1:]
 rows = {}
 for line in open(runs):
     size, op, tool, wall, cpu, rss = line.split()
@@ -216,10 +223,10 @@ for (size, op), tools in rows.items():
         a = {"wall_s": med(xs, 0)} if xs else None
     e["ratio"] = round(a["wall_s"] / b["wall_s"], 1) if a and b and b["wall_s"] > 0 else None
     res.append(e)
-doc = {"date": stamp, "command": cmd, "machine": {"cores": int(cores), "memory": mem, "kernel": kernel, "load_average": load}, "results": res}
+doc = {"date": stamp, "command": cmd, "machine": {"cores": int(cores), "memory": mem, "kernel": kernel, "file_system": fs, "load_average": load}, "results": res}
 json.dump(doc, open(out + "/results.json", "w"), indent=1)
 with open(out + "/results.md", "w") as f:
-    f.write(f"`{cmd}` on {stamp}: {cores} cores, {mem}, Linux {kernel}, load average {load} at the end.\n")
+    f.write(f"`{cmd}` on {stamp}: {cores} cores, {mem}, Linux {kernel}, {fs}, load average {load} at the end.\n")
     f.write("Medians; ratio = meph2-util seconds / mephstore seconds (same run, alternating).\n\n")
     f.write("| size | step | meph2-util s (cpu s, RSS MiB) | mephstore s (cpu s, RSS MiB) | ratio |\n| --- | --- | --- | --- | --- |\n")
     for e in res:
@@ -227,10 +234,13 @@ with open(out + "/results.md", "w") as f:
         f.write(f"| {e['size']} | {e['op']} | {cell('meph2-util')} | {cell('mephstore')} | {e['ratio']}x |\n")
     if any(e["op"] == "sign-existing-root" for e in res):
         f.write("\nsign-existing-root: mephstore's publish into the root holding the stream before clean-md, against meph2-util's sign.\n")
+    floors = {("reap-orphans", "floor"): "rm of the same files + one sync",
+              ("reap-orphans", "floor-rmdir"): "rm of the same files, rmdir of the directories left empty + one sync",
+              ("find-orphans", "floor"): "find -type f of the same tree"}
     for e in res:
-        if "floor" in e:
-            what = {"reap-orphans": "rm of the same files + one sync", "find-orphans": "find -type f of the same tree"}[e["op"]]
-            f.write(f"\n{e['size']} {e['op']} floor ({what}): {e['floor']['wall_s']:.2f} s; "
-                    f"mephstore / floor = {e['mephstore']['wall_s'] / e['floor']['wall_s']:.2f}x\n")
+        for (op, fl), what in floors.items():
+            if e["op"] == op and fl in e:
+                f.write(f"\n{e['size']} {op} {fl} ({what}): {e[fl]['wall_s']:.2f} s; "
+                        f"mephstore / {fl} = {e['mephstore']['wall_s'] / e[fl]['wall_s']:.2f}x\n")
 PY
 cat "$out/results.md"

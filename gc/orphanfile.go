@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mephstore/mephstore/catalog"
@@ -169,10 +167,6 @@ func ReapOrphans(ctx context.Context, orphanFile, dataDir string, streams []stri
 	if err != nil {
 		return nil, err
 	}
-	realData, err := filepath.EvalSymlinks(dataDir)
-	if err != nil {
-		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
-	}
 	known, err := ReadOrphanFile(orphanFile)
 	if err != nil {
 		return nil, err
@@ -225,7 +219,7 @@ func ReapOrphans(ctx context.Context, orphanFile, dataDir string, streams []stri
 		rep.Seconds = time.Since(start).Seconds()
 		return rep, nil
 	}
-	freed, gone, err := unlinkAll(ctx, dataDir, realData, reap, o.jobs())
+	freed, gone, err := unlinkAll(ctx, dataDir, reap, o.jobs())
 	rep.Reaped, rep.Freed = gone, freed
 	rep.Vanished = len(reap) - gone
 	if err != nil {
@@ -268,134 +262,6 @@ func safeRel(rel string) error {
 		return fmt.Errorf("path %q is not a plain path inside the data directory", rel)
 	}
 	return nil
-}
-
-// unlinkAll removes the files (in parallel, a directory per worker at a
-// time), then the directories left empty, up to dataDir. A file whose
-// directory resolves outside dataDir (a symlink) is refused.
-func unlinkAll(ctx context.Context, dataDir, realData string, rels []string, jobs int) (int64, int, error) {
-	byDir := map[string][]string{}
-	for _, rel := range rels {
-		d := filepath.Dir(rel)
-		byDir[d] = append(byDir[d], rel)
-	}
-	dirs := make([]string, 0, len(byDir))
-	for d := range byDir {
-		dirs = append(dirs, d)
-	}
-	slices.Sort(dirs)
-	var mu sync.Mutex
-	var freed int64
-	var gone int
-	var errs []error
-	next := make(chan string)
-	var wg sync.WaitGroup
-	for range jobs {
-		wg.Go(func() {
-			for d := range next {
-				real, err := filepath.EvalSymlinks(filepath.Join(dataDir, d))
-				if errors.Is(err, fs.ErrNotExist) {
-					continue
-				}
-				if err == nil && real != realData && !strings.HasPrefix(real, realData+string(filepath.Separator)) {
-					err = fmt.Errorf("directory %s leads out of %s (a symlink); not reaping there", d, dataDir)
-				}
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					continue
-				}
-				var f int64
-				var g int
-				for _, rel := range byDir[d] {
-					p := filepath.Join(real, filepath.Base(rel))
-					fi, err := os.Lstat(p)
-					if err != nil || fi.IsDir() {
-						continue
-					}
-					if err := os.Remove(p); err != nil {
-						if !errors.Is(err, fs.ErrNotExist) {
-							mu.Lock()
-							errs = append(errs, fmt.Errorf("reap %s: %w", p, err))
-							mu.Unlock()
-						}
-						continue
-					}
-					f += fi.Size()
-					g++
-				}
-				mu.Lock()
-				freed += f
-				gone += g
-				mu.Unlock()
-			}
-		})
-	}
-	for _, d := range dirs {
-		if ctx.Err() != nil {
-			break
-		}
-		next <- d
-	}
-	close(next)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	// One sync of the file system instead of one per directory (a tree of
-	// 400k items has 100k of them).
-	if err := fsx.Syncfs(dataDir); err != nil {
-		errs = append(errs, err)
-	}
-	removeEmptyDirs(ctx, dataDir, dirs, jobs)
-	return freed, gone, errors.Join(errs...)
-}
-
-// removeEmptyDirs removes the directories (relative to dataDir) that are
-// empty, then their parents that became empty, level by level from the
-// deepest, each level in parallel: on a disk where a removal waits for the
-// journal, one at a time costs as much as the unlinks of the files did.
-// It never removes dataDir or anything above it.
-func removeEmptyDirs(ctx context.Context, dataDir string, dirs []string, jobs int) {
-	byDepth := map[int][]string{}
-	deepest := 0
-	seen := map[string]bool{}
-	add := func(d string) {
-		if d == "." || d == "/" || d == "" || seen[d] {
-			return
-		}
-		seen[d] = true
-		n := strings.Count(d, "/")
-		byDepth[n] = append(byDepth[n], d)
-		deepest = max(deepest, n)
-	}
-	for _, d := range dirs {
-		add(d)
-	}
-	for depth := deepest; depth >= 0 && ctx.Err() == nil; depth-- {
-		level := byDepth[depth]
-		removed := make([]bool, len(level))
-		next := make(chan int)
-		var wg sync.WaitGroup
-		for range jobs {
-			wg.Go(func() {
-				for i := range next {
-					removed[i] = os.Remove(filepath.Join(dataDir, level[i])) == nil
-				}
-			})
-		}
-		for i := range level {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		for i, d := range level {
-			if removed[i] {
-				add(filepath.Dir(d))
-			}
-		}
-	}
 }
 
 // ReadOrphanFile reads an orphan file.

@@ -142,6 +142,19 @@ func TestReapNeverLeavesDataDir(t *testing.T) {
 			t.Fatalf("%s: deleted a file outside DATA_DIR", bad)
 		}
 	}
+	// An empty directory outside, under a symlinked one: not removed as
+	// a directory the reap left empty.
+	empty := filepath.Join(filepath.Dir(outside), "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeOrphanFile(orphans, map[string]string{"link/empty/x": "Sun, 01 Nov 2026 00:00:00 +0000"})
+	if _, err := ReapOrphans(ctx, orphans, data, nil, o); err == nil || !strings.Contains(err.Error(), "leads out") {
+		t.Errorf("link/empty/x: %v, want a refusal", err)
+	}
+	if _, err := os.Stat(empty); err != nil {
+		t.Fatalf("removed an empty directory outside DATA_DIR: %v", err)
+	}
 }
 
 func TestBadOrphanFiles(t *testing.T) {
