@@ -657,23 +657,35 @@ func Members(b []byte, i int, fn func(key []byte, v int) (int, error)) (int, err
 		if err != nil {
 			return i, err
 		}
-		if end < 0 {
-			if end, err = scanValue(b, i, 0); err != nil {
-				return i, err
-			}
+		var done bool
+		if i, done, err = nextMember(b, i, end, '}'); err != nil || done {
+			return i, err
 		}
-		i = skipWS(b, end)
-		if i >= len(b) {
-			return i, synErr(i, "unterminated object")
-		}
-		if b[i] == '}' {
-			return i + 1, nil
-		}
-		if b[i] != ',' {
-			return i, synErr(i, "want ',' or '}'")
-		}
-		i = skipWS(b, i+1)
 	}
+}
+
+// nextMember moves past the member or element that begins at b[i] (and
+// ends at end, or is skipped when end is negative) and the ',' after it:
+// it returns the offset of the next one, or, with done, the offset just
+// past the closing byte.
+func nextMember(b []byte, i, end int, closing byte) (next int, done bool, err error) {
+	if end < 0 {
+		if end, err = scanValue(b, i, 0); err != nil {
+			return i, false, err
+		}
+	}
+	i = skipWS(b, end)
+	switch {
+	case i >= len(b) && closing == ']':
+		return i, false, synErr(i, "unterminated array")
+	case i >= len(b):
+		return i, false, synErr(i, "unterminated object")
+	case b[i] == closing:
+		return i + 1, true, nil
+	case b[i] != ',':
+		return i, false, synErr(i, "want ',' or '%c'", closing)
+	}
+	return skipWS(b, i+1), false, nil
 }
 
 // Skip returns the offset just past the JSON value that begins at b[i].
@@ -697,22 +709,10 @@ func Elements(b []byte, i int, fn func(v int) (int, error)) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		if end < 0 {
-			if end, err = scanValue(b, i, 0); err != nil {
-				return i, err
-			}
+		var done bool
+		if i, done, err = nextMember(b, i, end, ']'); err != nil || done {
+			return i, err
 		}
-		i = skipWS(b, end)
-		if i >= len(b) {
-			return i, synErr(i, "unterminated array")
-		}
-		if b[i] == ']' {
-			return i + 1, nil
-		}
-		if b[i] != ',' {
-			return i, synErr(i, "want ',' or ']'")
-		}
-		i = skipWS(b, i+1)
 	}
 }
 
