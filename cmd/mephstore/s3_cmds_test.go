@@ -20,11 +20,11 @@ import (
 	"github.com/mephstore/mephstore/verify"
 )
 
-// TestPublishToS3 publishes a signed stream to a bucket prefix of a real
-// S3 server and reads it back over anonymous HTTP, the way MAAS and
-// sstream-mirror read it: after a first publish, after a promote (a new
-// generation replaces the index last) and after gc of the root.
-func TestPublishToS3(t *testing.T) {
+// publicBucket starts a real S3 server with a bucket "mirror" whose
+// prefix www/ anyone may read, points the environment's S3 credentials at
+// it and returns it and the bucket.
+func publicBucket(t *testing.T) (*s3test.Server, *s3store.Bucket) {
+	t.Helper()
 	srv := s3test.Start(t)
 	srv.MakeBucket("mirror")
 	srv.Env(t)
@@ -39,6 +39,15 @@ func TestPublishToS3(t *testing.T) {
 	if err := b.AllowPublicRead(context.Background(), "www"); err != nil {
 		t.Fatal(err)
 	}
+	return srv, b
+}
+
+// TestPublishToS3 publishes a signed stream to a bucket prefix of a real
+// S3 server and reads it back over anonymous HTTP, the way MAAS and
+// sstream-mirror read it: after a first publish, after a promote (a new
+// generation replaces the index last) and after gc of the root.
+func TestPublishToS3(t *testing.T) {
+	srv, b := publicBucket(t)
 	tree := testtree.Make(t, nil, "--releases", "2", "--arches", "2", "--versions", "3")
 	_, s := newCLIStore(t)
 	keys := filepath.Join(t.TempDir(), "keys")
@@ -189,17 +198,7 @@ func validateAfterKill(t *testing.T, keyring, url string) (inWindow bool) {
 // (but for the top-level index's switch window, validateAfterKill); the next
 // complete publish leaves a tree that validates in full.
 func TestPublishToS3SurvivesSIGKILL(t *testing.T) {
-	srv := s3test.Start(t)
-	srv.MakeBucket("mirror")
-	srv.Env(t)
-	cfg, _ := s3store.ParseRoot("s3://mirror", srv.Endpoint())
-	b, err := s3store.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AllowPublicRead(context.Background(), "www"); err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := publicBucket(t)
 	tree := testtree.Make(t, nil, "--releases", "3", "--arches", "2", "--kernels", "2", "--versions", "8")
 	_, s := newCLIStore(t)
 	keys := filepath.Join(t.TempDir(), "keys")
@@ -254,17 +253,7 @@ func TestPublishToS3SurvivesSIGKILL(t *testing.T) {
 // checks that validateAfterKill sees it and that nothing but the
 // top-level index.json is affected; the next publish mends it.
 func TestS3SwitchWindowIsOnlyTheTopIndex(t *testing.T) {
-	srv := s3test.Start(t)
-	srv.MakeBucket("mirror")
-	srv.Env(t)
-	cfg, _ := s3store.ParseRoot("s3://mirror", srv.Endpoint())
-	b, err := s3store.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.AllowPublicRead(context.Background(), "www"); err != nil {
-		t.Fatal(err)
-	}
+	srv, b := publicBucket(t)
 	tree := testtree.Make(t, nil, "--releases", "1", "--arches", "1", "--kernels", "1", "--versions", "3")
 	_, s := newCLIStore(t)
 	keys := filepath.Join(t.TempDir(), "keys")
