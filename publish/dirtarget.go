@@ -41,7 +41,7 @@ type DirTarget struct {
 
 	mu   sync.Mutex
 	work map[string]string // stream → its work directory, after Begin
-	made map[string]bool   // data directories made durable by PutBlob
+	made map[string]bool   // data directories made by PutBlob
 }
 
 // NewDirTarget is the publish root dir (made absolute).
@@ -217,28 +217,44 @@ func (w *dirFile) Close() error {
 
 // PutBlob links (or copies) blob d into the data pool.
 func (t *DirTarget) PutBlob(ctx context.Context, stream string, blobs cas.BlobStore, d digest.Digest) (bool, error) {
+	_, copied, err := t.AddBlob(ctx, stream, blobs, d)
+	return copied, err
+}
+
+// AddBlob is PutBlob that leaves a data file already there alone and says
+// whether it added one. A link does the looking: it fails on a name that
+// exists, so checking an item costs one system call, whatever the size of
+// the root. Where the blob cannot be linked, a stat looks first and the
+// copy is made only if the file is missing.
+func (t *DirTarget) AddBlob(ctx context.Context, stream string, blobs cas.BlobStore, d digest.Digest) (added, copied bool, err error) {
 	dst := filepath.Join(t.root, filepath.FromSlash(Layout{}.DataFile(d.Encoded())))
 	if err := t.mkdirOnce(filepath.Dir(dst)); err != nil {
-		return false, err
+		return false, false, err
 	}
-	err := errNoLocalFile
+	err = errNoLocalFile
 	if lf, ok := blobs.(cas.LocalFiles); ok {
 		err = lf.LinkBlob(d, dst)
 	}
 	switch {
-	case err == nil, errors.Is(err, fs.ErrExist):
-		return false, nil
+	case err == nil:
+		return true, false, nil
+	case errors.Is(err, fs.ErrExist):
+		return false, false, nil
 	case errors.Is(err, errNoLocalFile), errors.Is(err, unix.EXDEV), errors.Is(err, unix.EPERM), errors.Is(err, unix.EMLINK):
-		return true, copyBlob(ctx, blobs, d, dst)
+		if _, err := os.Lstat(dst); err == nil {
+			return false, false, nil
+		}
+		return true, true, copyBlob(ctx, blobs, d, dst)
 	default:
-		return false, err
+		return false, false, err
 	}
 }
 
 var errNoLocalFile = errors.New("the blob store keeps no local file")
 
-// mkdirOnce makes dir durably, once per target: a publish puts tens of
-// thousands of blobs into 256 directories.
+// mkdirOnce makes dir, once per target: a publish puts tens of thousands
+// of blobs into 256 directories. It syncs nothing: a publish makes the
+// root's file system durable (Sync) before the index names a data file.
 func (t *DirTarget) mkdirOnce(dir string) error {
 	t.mu.Lock()
 	done := t.made[dir]
@@ -246,7 +262,7 @@ func (t *DirTarget) mkdirOnce(dir string) error {
 	if done {
 		return nil
 	}
-	if err := fsx.MkdirDurable(dir, 0o755); err != nil {
+	if err := fsx.MkdirPerm(dir, 0o755); err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -437,25 +453,6 @@ func (t *DirTarget) List(ctx context.Context, dir string, fn func(Entry) error) 
 			size = fi.Size()
 		}
 		if err := fn(Entry{Name: e.Name(), Size: size, Dir: e.IsDir()}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// ListNames calls fn with the name of every regular file directly in dir,
-// without a stat of each (what a publish needs to know which data files
-// are present: a stat per file cost 44,000 system calls at 77k items).
-func (t *DirTarget) ListNames(ctx context.Context, dir string, fn func(name string) error) error {
-	ents, err := t.entries(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if e.Name() == lockFile || !e.Type().IsRegular() {
-			continue
-		}
-		if err := fn(e.Name()); err != nil {
 			return err
 		}
 	}

@@ -31,7 +31,17 @@ func SyncDir(dir string) error {
 // MkdirDurable creates dir (and missing parents) with perm and fsyncs every
 // parent whose entries changed, so that the new directory survives a crash.
 func MkdirDurable(dir string, perm fs.FileMode) error {
-	dir = filepath.Clean(dir)
+	return mkdir(filepath.Clean(dir), perm, true)
+}
+
+// MkdirPerm creates dir (and missing parents) with perm whatever the
+// umask, and syncs nothing: for a caller that makes the whole file system
+// durable (Syncfs) before anything depends on the directories.
+func MkdirPerm(dir string, perm fs.FileMode) error {
+	return mkdir(filepath.Clean(dir), perm, false)
+}
+
+func mkdir(dir string, perm fs.FileMode, durable bool) error {
 	if fi, err := os.Stat(dir); err == nil {
 		if !fi.IsDir() {
 			return fmt.Errorf("mkdir %s: %w", dir, fs.ErrExist)
@@ -40,7 +50,7 @@ func MkdirDurable(dir string, perm fs.FileMode) error {
 	}
 	parent := filepath.Dir(dir)
 	if parent != dir {
-		if err := MkdirDurable(parent, perm); err != nil {
+		if err := mkdir(parent, perm, durable); err != nil {
 			return err
 		}
 	}
@@ -51,6 +61,9 @@ func MkdirDurable(dir string, perm fs.FileMode) error {
 		if err := os.Chmod(dir, perm); err != nil {
 			return err
 		}
+	}
+	if !durable {
+		return nil
 	}
 	return SyncDir(parent)
 }

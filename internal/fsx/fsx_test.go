@@ -1,9 +1,13 @@
 package fsx
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestWriteFileAtomicReplacesAndLeavesNoTemp(t *testing.T) {
@@ -31,20 +35,28 @@ func TestWriteFileAtomicMissingDir(t *testing.T) {
 	}
 }
 
-func TestMkdirDurable(t *testing.T) {
-	d := filepath.Join(t.TempDir(), "a", "b", "c")
-	if err := MkdirDurable(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-		t.Fatalf("stat %s: %v", d, err)
-	}
-	if err := MkdirDurable(d, 0o755); err != nil {
-		t.Fatalf("second mkdir: %v", err)
-	}
-	f := filepath.Join(d, "file")
-	os.WriteFile(f, nil, 0o644)
-	if err := MkdirDurable(f, 0o755); err == nil {
-		t.Fatal("want an error when a file is in the way")
+func TestMkdir(t *testing.T) {
+	for name, mk := range map[string]func(string, os.FileMode) error{"MkdirDurable": MkdirDurable, "MkdirPerm": MkdirPerm} {
+		t.Run(name, func(t *testing.T) {
+			old := unix.Umask(0o077)
+			defer unix.Umask(old)
+			d := filepath.Join(t.TempDir(), "a", "b", "c")
+			if err := mk(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for p := d; p != filepath.Dir(filepath.Dir(filepath.Dir(d))); p = filepath.Dir(p) {
+				if fi, err := os.Stat(p); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
+					t.Fatalf("stat %s: %v %v, want a directory with mode 0755 whatever the umask", p, fi.Mode(), err)
+				}
+			}
+			if err := mk(d, 0o755); err != nil {
+				t.Fatalf("second mkdir: %v", err)
+			}
+			f := filepath.Join(d, "file")
+			os.WriteFile(f, nil, 0o644)
+			if err := mk(f, 0o755); !errors.Is(err, fs.ErrExist) {
+				t.Fatalf("a file in the way: %v, want fs.ErrExist", err)
+			}
+		})
 	}
 }
