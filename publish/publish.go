@@ -491,7 +491,7 @@ func (p *publisher) linkData(ctx context.Context, pr *catalog.Product, check boo
 // only where it is missing (blobAdder) is asked straight away; on others
 // the data directory is listed first.
 func (p *publisher) ensureData(ctx context.Context, sum string, size int64, where func() string) error {
-	if _, ok := p.t.(blobAdder); !ok {
+	if !p.links.looks {
 		dir, err := p.presentDir(ctx, sum)
 		if err != nil {
 			return err
@@ -551,14 +551,17 @@ func (p *publisher) presentDir(ctx context.Context, sum string) (map[string]bool
 // a publish links tens of thousands of files, one system call each,
 // which the kernel runs in parallel across directories.
 type linker struct {
-	t      Target
 	stream string
 	blobs  cas.BlobStore
-	sem    chan struct{}
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	err    error
-	n      linked
+	// add is the target's AddBlob, or its PutBlob of a blob the caller
+	// found missing; looks says it is AddBlob (it looks for itself).
+	add   func(ctx context.Context, stream string, blobs cas.BlobStore, d digest.Digest) (added, copied bool, err error)
+	looks bool
+	sem   chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	err   error
+	n     linked
 }
 
 // linked counts what a linker put: data files added, their bytes, and
@@ -569,7 +572,16 @@ type linked struct {
 }
 
 func newLinker(t Target, stream string, blobs cas.BlobStore) *linker {
-	return &linker{t: t, stream: stream, blobs: blobs, sem: make(chan struct{}, 4)}
+	l := &linker{stream: stream, blobs: blobs, sem: make(chan struct{}, 4)}
+	if a, ok := t.(blobAdder); ok {
+		l.add, l.looks = a.AddBlob, true
+	} else {
+		l.add = func(ctx context.Context, stream string, blobs cas.BlobStore, d digest.Digest) (bool, bool, error) {
+			copied, err := t.PutBlob(ctx, stream, blobs, d)
+			return err == nil, copied, err
+		}
+	}
+	return l
 }
 
 // put starts putting blob sum of size bytes; it returns the first error
@@ -587,7 +599,7 @@ func (l *linker) put(ctx context.Context, sum string, size int64, where func() s
 	go func() {
 		defer func() { <-l.sem; l.wg.Done() }()
 		d := digest.NewDigestFromEncoded(digest.SHA256, sum)
-		added, copied, err := l.putBlob(ctx, d)
+		added, copied, err := l.add(ctx, l.stream, l.blobs, d)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if err != nil && l.err == nil {
@@ -602,16 +614,6 @@ func (l *linker) put(ctx context.Context, sum string, size int64, where func() s
 		}
 	}()
 	return nil
-}
-
-// putBlob is AddBlob where the target has it, else PutBlob of a blob the
-// caller found missing.
-func (l *linker) putBlob(ctx context.Context, d digest.Digest) (added, copied bool, err error) {
-	if a, ok := l.t.(blobAdder); ok {
-		return a.AddBlob(ctx, l.stream, l.blobs, d)
-	}
-	copied, err = l.t.PutBlob(ctx, l.stream, l.blobs, d)
-	return err == nil, copied, err
 }
 
 func (l *linker) failed() error {
