@@ -3,6 +3,8 @@ package cas
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 )
 
 // Setting reads a setting remembered in the store ("" when unset).
@@ -23,6 +25,18 @@ func (ss *Session) Setting(name string) (string, error) {
 func (ss *Session) SetSetting(name, value string) error {
 	return ss.update(func(txn Txn) error {
 		return txn.Set(append([]byte{PrefixConfig}, name...), []byte(value))
+	})
+}
+
+// SetSettings sets several settings in one transaction.
+func (ss *Session) SetSettings(set map[string]string) error {
+	return ss.update(func(txn Txn) error {
+		for _, name := range slices.Sorted(maps.Keys(set)) {
+			if err := txn.Set(append([]byte{PrefixConfig}, name...), []byte(set[name])); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

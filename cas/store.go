@@ -74,6 +74,8 @@ type Store struct {
 	// file whose pid a live one has been given again waits for the
 	// recovery of a process with another pid.
 	tempPrefix string
+	// shared is the reader that ShareReads lets sessions borrow.
+	shared sharedReads
 }
 
 // Init creates a new, empty store at dir with the default reserve (see
@@ -175,6 +177,7 @@ type Session struct {
 	lock     *flock.Lock // nil for readers
 	dbLock   *flock.Lock
 	writable bool
+	borrowed bool // a reader borrowing the store's shared reader (ShareReads)
 	// For a store with a remote: the writer lock on it, the context of
 	// the session's log writes, the last log entry in the cache, and why
 	// the session can write no more (a failed log write).
@@ -193,6 +196,7 @@ type Session struct {
 // the lock, then runs crash recovery. Keep writer sessions short; stage blob
 // bytes before opening one.
 func (s *Store) Writer(ctx context.Context, op string) (*Session, error) {
+	s.endSharedReads()
 	host, _ := os.Hostname()
 	holder := &flock.Holder{PID: os.Getpid(), Host: host, Since: s.now(), Operation: op}
 	start := time.Now()
@@ -288,8 +292,17 @@ func (s *Store) dropEmptyValueLogs() error {
 // Reader opens a read-only session. It never takes the writer lock; it waits
 // only while a writer session is committing. After a crash, badger needs a
 // read-write open to replay its log: Reader then runs a short writer session
-// (recovery) first.
+// (recovery) first. While reads are shared (ShareReads), it borrows the
+// one shared reader.
 func (s *Store) Reader(ctx context.Context) (*Session, error) {
+	if ss, err := s.borrowReader(ctx); ss != nil || err != nil {
+		return ss, err
+	}
+	return s.openReader(ctx)
+}
+
+// openReader opens a read-only session of its own.
+func (s *Store) openReader(ctx context.Context) (*Session, error) {
 	for attempt := 0; ; attempt++ {
 		dl, err := flock.Acquire(ctx, filepath.Join(s.dir, dbLockFile), "store database "+s.dir+" (a writer is committing)", flock.Shared, s.wait, nil)
 		if err != nil {
@@ -352,11 +365,22 @@ func (ss *Session) update(fn func(txn Txn) error) error {
 	return ss.db.Update(func(t *badger.Txn) error { return fn(&bTxn{t}) })
 }
 
-// Close closes the database and releases the locks.
+// Close closes the database and releases the locks (a borrowed reader
+// gives the shared one back).
 func (ss *Session) Close() error {
 	if ss.db == nil {
 		return nil
 	}
+	if ss.borrowed {
+		ss.db = nil
+		ss.s.returnReader()
+		return nil
+	}
+	return ss.closeOwn()
+}
+
+// closeOwn closes a session that opened the database itself.
+func (ss *Session) closeOwn() error {
 	if ss.unlockRemote != nil && ss.writable {
 		ss.checkpoint() // while the writer lock is still held
 	}

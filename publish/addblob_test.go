@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -69,6 +70,16 @@ func TestAddBlobAddsOnlyWhatIsMissing(t *testing.T) {
 			if err != nil || added || copied {
 				t.Fatalf("second AddBlob: added %v copied %v, %v; want the file left alone", added, copied, err)
 			}
+			// A later publish's target finds the pool there and looks
+			// with a stat.
+			tg2, err := NewDirTarget(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			added, copied, err = tg2.AddBlob(ctx, "daily", tc.blobs, d)
+			if err != nil || added || copied {
+				t.Fatalf("AddBlob of a later target: added %v copied %v, %v; want the file left alone", added, copied, err)
+			}
 			after, err := os.Stat(p)
 			if err != nil || !os.SameFile(before, after) {
 				t.Fatalf("the data file was replaced: %v", err)
@@ -115,4 +126,23 @@ func TestRepublishRelinksMissing(t *testing.T) {
 	}
 	c := counts(t, f.r, "daily")
 	ssValidate(t, filepath.Join(f.root, "daily"), f.keyring, "--expect-items", strconv.Itoa(c.Items))
+}
+
+// A digest that is not one names no file: AddBlob refuses it before it
+// looks anywhere (a name from metadata must not reach a path).
+func TestAddBlobRefusesBadDigest(t *testing.T) {
+	f := newFixture(t, "1", "daily")
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, dataPool), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tg, err := NewDirTarget(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []digest.Digest{"sha256:../../etc/passwd", "sha256:", "md5:00", digest.Digest("sha256:" + strings.Repeat("g", 64))} {
+		if _, _, err := tg.AddBlob(ctx, "daily", f.r.Store().Blobs(), d); !errors.Is(err, cas.ErrBadDigest) {
+			t.Errorf("AddBlob(%q): %v, want cas.ErrBadDigest", d, err)
+		}
+	}
 }

@@ -42,6 +42,12 @@ type DirTarget struct {
 	mu   sync.Mutex
 	work map[string]string // stream → its work directory, after Begin
 	made map[string]bool   // data directories made by PutBlob
+
+	// pool is the data pool directory (data/sha256) as AddBlob first
+	// found it, opened once; nil where there was none (a new root).
+	poolOnce sync.Once
+	pool     *os.File
+	poolFd   int
 }
 
 // NewDirTarget is the publish root dir (made absolute).
@@ -222,11 +228,18 @@ func (t *DirTarget) PutBlob(ctx context.Context, stream string, blobs cas.BlobSt
 }
 
 // AddBlob is PutBlob that leaves a data file already there alone and says
-// whether it added one. A link does the looking: it fails on a name that
-// exists, so checking an item costs one system call, whatever the size of
-// the root. Where the blob cannot be linked, a stat looks first and the
-// copy is made only if the file is missing.
+// whether it added one. Checking an item costs one system call, whatever
+// the size of the root: a stat relative to the pool directory where the
+// root had one (inPool), else the link itself, which fails on a name that
+// exists. Where the blob cannot be linked, a stat looks first and the copy
+// is made only if the file is missing.
 func (t *DirTarget) AddBlob(ctx context.Context, stream string, blobs cas.BlobStore, d digest.Digest) (added, copied bool, err error) {
+	if err := d.Validate(); err != nil {
+		return false, false, fmt.Errorf("digest %q: %w", d, cas.ErrBadDigest)
+	}
+	if t.inPool(d.Encoded()) {
+		return false, false, nil
+	}
 	dst := filepath.Join(t.root, filepath.FromSlash(Layout{}.DataFile(d.Encoded())))
 	if err := t.mkdirOnce(filepath.Dir(dst)); err != nil {
 		return false, false, err
@@ -251,6 +264,24 @@ func (t *DirTarget) AddBlob(ctx context.Context, stream string, blobs cas.BlobSt
 }
 
 var errNoLocalFile = errors.New("the blob store keeps no local file")
+
+// inPool reports whether the data pool holds a file named sum, by one stat
+// relative to the pool directory (a third cheaper than a link that fails,
+// which resolves two full paths). In a root that had no pool when the
+// publish began every name is missing: the link alone does the looking.
+func (t *DirTarget) inPool(sum string) bool {
+	t.poolOnce.Do(func() {
+		if f, err := os.Open(filepath.Join(t.root, filepath.FromSlash(dataPool))); err == nil {
+			t.pool, t.poolFd = f, int(f.Fd())
+		}
+	})
+	if t.pool == nil || len(sum) < 2 {
+		return false
+	}
+	var st unix.Stat_t
+	err := unix.Fstatat(t.poolFd, sum[:2]+"/"+sum, &st, unix.AT_SYMLINK_NOFOLLOW)
+	return err == nil
+}
 
 // mkdirOnce makes dir, once per target: a publish puts tens of thousands
 // of blobs into 256 directories. It syncs nothing: a publish makes the

@@ -238,10 +238,8 @@ func (p *publisher) indexFiles(entries []indexEntry) ([]File, error) {
 // nil) in it: the published tree no longer needs it.
 func remember(ctx context.Context, s *cas.Store, op string, set map[string]string, lease *cas.Lease) error {
 	return s.WithWriter(ctx, op, func(ss *cas.Session) error {
-		for k, v := range set {
-			if err := ss.SetSetting(k, v); err != nil {
-				return err
-			}
+		if err := ss.SetSettings(set); err != nil {
+			return err
 		}
 		if lease != nil {
 			return ss.EndLease(lease)

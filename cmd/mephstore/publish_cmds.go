@@ -46,6 +46,10 @@ is written last (docs/s3.md).`,
 			if err != nil {
 				return err
 			}
+			// The settings, pending builds, stream and published mark
+			// are read in one open of the database (the lease's writer
+			// session ends the sharing).
+			defer r.Store().ShareReads()()
 			o, err := publish.Resolve(ctxOf(cmd), r.Store(), publish.Choice{Root: root, SignKey: signKey,
 				PassphraseFile: passFile, Passphrase: a.getenv("MEPHSTORE_SIGN_PASSPHRASE"), NoSign: noSign})
 			if err != nil {
