@@ -43,16 +43,25 @@ func (r *Repo) Hold(ctx context.Context, op string, refs ...cas.Ref) (context.Co
 // carried the caller's: an operation may end only a lease of its own in
 // the session that makes it needless (cas.Session.EndLease).
 func (r *Repo) HoldOwn(ctx context.Context, op string, refs ...cas.Ref) (context.Context, *cas.Lease, func(), error) {
+	ctx, l, release, _, err := r.holdOwn(ctx, op, refs...)
+	return ctx, l, release, err
+}
+
+// holdOwn is HoldOwn that also returns the streams as the lease's
+// transaction read them (nil under a caller's lease): a change starts
+// from its stream's record without opening the database again.
+func (r *Repo) holdOwn(ctx context.Context, op string, refs ...cas.Ref) (context.Context, *cas.Lease, func(), []*Stream, error) {
 	if l := cas.LeaseFrom(ctx); l != nil {
 		if len(refs) == 0 {
-			return ctx, nil, func() {}, nil
+			return ctx, nil, func() {}, nil, nil
 		}
 		err := r.s.WithWriter(ctx, op+": lease", func(ss *cas.Session) error { return ss.AddRefs(l, refs...) })
-		return ctx, nil, func() {}, err
+		return ctx, nil, func() {}, nil, err
 	}
+	var sts []*Stream
 	ctx, release, err := r.s.Hold(ctx, op, func(txn cas.Txn) ([]byte, error) {
-		sts, err := Streams(txn)
-		if err != nil {
+		var err error
+		if sts, err = Streams(txn); err != nil {
 			return nil, err
 		}
 		ld := LeaseData{Seqs: map[string]uint64{}}
@@ -62,9 +71,9 @@ func (r *Repo) HoldOwn(ctx context.Context, op string, refs ...cas.Ref) (context
 		return json.Marshal(ld)
 	}, refs...)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return ctx, cas.LeaseFrom(ctx), release, nil
+	return ctx, cas.LeaseFrom(ctx), release, sts, nil
 }
 
 // ErrIncomplete is wrapped when a snapshot refers to blobs the store lacks

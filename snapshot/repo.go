@@ -332,22 +332,30 @@ func (e *editor) doc(op, summary string) (*Doc, error) {
 // head (a few times at most).
 func (r *Repo) change(ctx context.Context, name, op string, dryRun bool, plan func(st *Stream, e *editor) error) (*Result, error) {
 	var own *cas.Lease
+	var held *Stream // the stream as the lease's transaction read it
 	start := time.Now()
 	if !dryRun {
 		// The lease keeps every snapshot plan may read (heads from now
 		// on) from gc until the commit, which ends it.
-		lctx, l, release, err := r.HoldOwn(ctx, op)
+		lctx, l, release, sts, err := r.holdOwn(ctx, op)
 		if err != nil {
 			return nil, err
 		}
 		defer release()
 		ctx, own = lctx, l
+		if i := slices.IndexFunc(sts, func(st *Stream) bool { return st.Name == name }); i >= 0 {
+			held = sts[i]
+		}
 		r.log.Debug("change: lease held", "took", time.Since(start))
 	}
 	for attempt := 0; ; attempt++ {
-		st, err := r.Stream(ctx, name)
-		if err != nil {
-			return nil, err
+		st := held // the first attempt starts from the lease's read
+		held = nil
+		if st == nil {
+			var err error
+			if st, err = r.Stream(ctx, name); err != nil {
+				return nil, err
+			}
 		}
 		base, err := r.Doc(st.Head)
 		if err != nil {
