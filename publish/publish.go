@@ -131,17 +131,27 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if err := p.run(ctx); err != nil {
 		return nil, err
 	}
-	set := map[string]string{publishKey(t.String(), st.Name): mark, SettingRoot: t.String()}
+	set := map[string]string{publishKey(t.String(), st.Name): mark + indexSep + p.indexSum, SettingRoot: t.String()}
 	if o.SignKeyPath != "" {
 		set[SettingSignKey] = o.SignKeyPath
 	}
 	return res, remember(ctx, s, "publish "+st.Name, set, own)
 }
 
-// publishedAlready reads the mark of what was last published of the
-// stream in this root (prev) and says whether it is mark, with the tree
-// still there: then nothing is to be written, but a new signing key path
-// is remembered.
+// indexSep joins, in what the store remembers of a publish, its mark and
+// the sha256 of the index.json it wrote.
+const indexSep = " index "
+
+// maxIndexSize bounds the index read to compare it with the one a publish
+// wrote (an index names products files: tens of KiB for 400k items).
+const maxIndexSize = 64 << 20
+
+// publishedAlready reads what was last published of the stream in this
+// root (prev) and says whether it is mark with the stream's index still
+// the one that publish wrote (same sha256): then nothing is to be written,
+// but a new signing key path is remembered. A root whose index changed
+// since (put back from an older copy, edited by hand) is published again;
+// so is one remembered by a mephstore that did not keep the index's sum.
 func publishedAlready(ctx context.Context, s *cas.Store, t Target, stream, mark, keyPath string) (prev string, unchanged bool, err error) {
 	ss, err := s.Reader(ctx)
 	if err != nil {
@@ -150,16 +160,35 @@ func publishedAlready(ctx context.Context, s *cas.Store, t Target, stream, mark,
 	prev, _ = ss.Setting(publishKey(t.String(), stream))
 	savedKey, _ := ss.Setting(SettingSignKey)
 	ss.Close()
-	if prev != mark {
+	prevMark, sum, _ := strings.Cut(prev, indexSep)
+	if prevMark != mark || sum == "" {
 		return prev, false, nil
 	}
-	if _, err := t.Stat(ctx, Layout{}.Index(stream)); err != nil {
+	if got, err := indexSum(ctx, t, stream); err != nil || got != sum {
 		return prev, false, nil
 	}
 	if keyPath != "" && keyPath != savedKey {
 		return prev, true, remember(ctx, s, "publish: remember signing key", map[string]string{SettingSignKey: keyPath}, nil)
 	}
 	return prev, true, nil
+}
+
+// indexSum is the sha256 (hex) of the stream's index.json in the target.
+func indexSum(ctx context.Context, t Target, stream string) (string, error) {
+	rc, err := t.Open(ctx, Layout{}.Index(stream))
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(rc, maxIndexSize+1))
+	if err != nil {
+		return "", err
+	}
+	if n > maxIndexSize {
+		return "", fmt.Errorf("%s: %w", Layout{}.Index(stream), snapshot.ErrTooLarge)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // linkedBefore lists the products of the snapshot last published here
@@ -212,6 +241,8 @@ func (p *publisher) indexFiles(entries []indexEntry) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(ij)
+	p.indexSum = hex.EncodeToString(sum[:])
 	var files []File
 	if sg := p.o.Signer; sg != nil {
 		is, err := p.index(entries, ".sjson")
@@ -262,6 +293,8 @@ type publisher struct {
 	linked  map[digest.Digest]bool     // products whose data is in the pool
 	present map[string]map[string]bool // data/sha256/<2 hex>/ listings, read once each (targets without AddBlob)
 	links   *linker
+	// indexSum is the sha256 of the index.json written (indexFiles).
+	indexSum string
 }
 
 // newPublisher reads the snapshot and what the previous publish linked.

@@ -129,6 +129,26 @@ func TestPublishedTreeValidates(t *testing.T) {
 	if after := mtimes(t, f.root); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatal("an unchanged publish touched files")
 	}
+	// An index that is not the one written (a root put back from an
+	// older copy, an edit by hand) is published again, whole.
+	index := filepath.Join(f.root, Layout{}.Index("daily"))
+	good, err := os.ReadFile(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(index, []byte(`{"format": "index:1.0", "index": {}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.publish(t, "daily", true); res.Unchanged || res.DataNew != 0 {
+		t.Fatalf("publish over a changed index: %+v; want it written again, no data added", res)
+	}
+	if got, _ := os.ReadFile(index); !bytes.Equal(got, good) {
+		t.Fatal("the index was not written again as it was")
+	}
+	ssValidate(t, filepath.Join(f.root, "daily"), f.keyring, "--expect-items", strconv.Itoa(c.Items))
+	if res := f.publish(t, "daily", true); !res.Unchanged {
+		t.Fatalf("publish after the repair: %+v, want unchanged", res)
+	}
 	// Promote, then publish stable: no new data bytes.
 	if _, err := f.r.Promote(ctx, "daily", "stable", snapshot.PromoteOptions{Version: "20240102"}); err != nil {
 		t.Fatal(err)
