@@ -14,6 +14,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/fetch"
+	"github.com/mephstore/mephstore/internal/testtree"
+	"github.com/mephstore/mephstore/snapshot"
 )
 
 // storeBlob puts body in blobs and returns its digest.
@@ -145,4 +148,31 @@ func TestAddBlobRefusesBadDigest(t *testing.T) {
 			t.Errorf("AddBlob(%q): %v, want cas.ErrBadDigest", d, err)
 		}
 	}
+}
+
+// After an insert of one version every product has changed, but the
+// versions the last publish here had byte for byte are linked already:
+// only the new version's items are looked for.
+func TestPublishAfterInsertChecksOnlyNewVersions(t *testing.T) {
+	f := newFixture(t, "3", "daily")
+	first := f.publish(t, "daily", true)
+	before := counts(t, f.r, "daily")
+	if first.DataChecked != before.Items {
+		t.Fatalf("first publish looked for %d items, want all %d", first.DataChecked, before.Items)
+	}
+	tree := testtree.Make(t, nil, "--versions", "4")
+	if _, err := f.r.Insert(ctx, tree, "daily", snapshot.InsertOptions{Client: &fetch.Client{}}); err != nil {
+		t.Fatal(err)
+	}
+	after := counts(t, f.r, "daily")
+	added := after.Items - before.Items
+	if added <= 0 {
+		t.Fatalf("the insert added no items (%d -> %d)", before.Items, after.Items)
+	}
+	res := f.publish(t, "daily", true)
+	// Items of the new version may share data (DataNew counts files).
+	if res.DataChecked != added || res.DataNew <= 0 || res.DataNew > added {
+		t.Fatalf("publish after the insert looked for %d items and added %d files; want %d items, 1 to %d files", res.DataChecked, res.DataNew, added, added)
+	}
+	ssValidate(t, filepath.Join(f.root, "daily"), f.keyring, "--expect-items", strconv.Itoa(after.Items))
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +67,7 @@ type Result struct {
 	DataNew      int           `json:"data_new"`      // data files added to the shared pool
 	DataBytes    int64         `json:"data_bytes"`    // their bytes
 	DataCopied   int           `json:"data_copied"`   // of those, copied (not hard-linked)
+	DataChecked  int           `json:"data_checked"`  // items whose data was looked for (the rest were linked by the last publish here)
 	FilesWritten []string      `json:"files_written"` // metadata files written, relative to Dir
 }
 
@@ -194,21 +196,44 @@ func indexSum(ctx context.Context, t Target, stream string) (string, error) {
 // linkedBefore lists the products of the snapshot last published here
 // (prev is its remembered mark): their data is in the pool already, so
 // there is no need to look for it again. Only while that tree is there: a
-// root removed by hand is rebuilt.
-func linkedBefore(ctx context.Context, r *snapshot.Repo, t Target, prev, stream string) map[digest.Digest]bool {
-	linked := map[digest.Digest]bool{}
+// root removed by hand is rebuilt. It also returns that snapshot's
+// products by content id and name (before), whose versions a changed
+// product may share.
+func linkedBefore(ctx context.Context, r *snapshot.Repo, t Target, prev, stream string) (linked map[digest.Digest]bool, before map[string]*snapshot.ProductRef) {
+	linked, before = map[digest.Digest]bool{}, map[string]*snapshot.ProductRef{}
 	prevSnap, _, ok := strings.Cut(prev, " ")
 	if _, err := t.Stat(ctx, Layout{}.Index(stream)); !ok || err != nil {
-		return linked
+		return linked, before
 	}
 	if pdoc, err := r.Doc(digest.Digest(prevSnap)); err == nil {
-		for _, c := range pdoc.Catalogs {
-			for _, pr := range c.Products {
+		for ci := range pdoc.Catalogs {
+			c := &pdoc.Catalogs[ci]
+			for pi := range c.Products {
+				pr := &c.Products[pi]
 				linked[pr.Digest] = true
+				before[c.ContentID+"\x00"+pr.Name] = pr
 			}
 		}
 	}
-	return linked
+	return linked, before
+}
+
+// earlier names, for a product whose data is not known to be in the pool,
+// the blob of the same product the previous publish to this root rendered:
+// the read-ahead compares their versions, and those the same byte for byte
+// are linked already. After an insert of one version every product has
+// changed, and this leaves only the new version's items to look for. It
+// costs a read of the previous blob one level deep, less than looking for
+// its items only while that blob is not much larger (clean-md keeps 3
+// versions of 40: then the items are looked for).
+func (p *publisher) earlier(cid string) func(*snapshot.ProductRef) digest.Digest {
+	return func(ref *snapshot.ProductRef) digest.Digest {
+		prev := p.before[cid+"\x00"+ref.Name]
+		if p.linked[ref.Digest] || prev == nil || prev.Versions > 2*ref.Versions || !slices.ContainsFunc(ref.VersionNames, prev.Has) {
+			return ""
+		}
+		return prev.Digest
+	}
 }
 
 // indexEntry is one products file as the index names it.
@@ -290,8 +315,9 @@ type publisher struct {
 	res     *Result
 	updated string
 	seen    map[string]bool
-	linked  map[digest.Digest]bool     // products whose data is in the pool
-	present map[string]map[string]bool // data/sha256/<2 hex>/ listings, read once each (targets without AddBlob)
+	linked  map[digest.Digest]bool          // products whose data is in the pool
+	before  map[string]*snapshot.ProductRef // the last publish's products by content id and name
+	present map[string]map[string]bool      // data/sha256/<2 hex>/ listings, read once each (targets without AddBlob)
 	links   *linker
 	// indexSum is the sha256 of the index.json written (indexFiles).
 	indexSum string
@@ -305,9 +331,10 @@ func newPublisher(ctx context.Context, r *snapshot.Repo, t Target, stream string
 	}
 	c := doc.Counts()
 	res.Products, res.Items = c.Products, c.Items
+	linked, before := linkedBefore(ctx, r, t, prev, stream)
 	return &publisher{r: r, s: r.Store(), t: t, stream: stream, doc: doc, o: o, res: res,
 		updated: doc.Time.UTC().Format(TimeFormat), seen: map[string]bool{},
-		linked: linkedBefore(ctx, r, t, prev, stream), present: map[string]map[string]bool{},
+		linked: linked, before: before, present: map[string]map[string]bool{},
 		links: newLinker(t, stream, r.Store().Blobs())}, nil
 }
 
@@ -425,7 +452,7 @@ func (p *publisher) render(ctx context.Context, bw io.Writer, cat *snapshot.Cata
 		w.Buf = w.Buf[:0]
 		return err
 	}
-	ahead := p.r.ReadAhead(cat.Products)
+	ahead := p.r.ReadAhead(cat.Products, p.earlier(cat.ContentID))
 	defer ahead.Close()
 	err := w.FieldsWith(header, "products", func() error {
 		w.Buf = append(w.Buf, '{')
@@ -437,7 +464,7 @@ func (p *publisher) render(ctx context.Context, bw io.Writer, cat *snapshot.Cata
 			if err != nil {
 				return err
 			}
-			if err := p.linkData(ctx, pr, !p.linked[cat.Products[i].Digest]); err != nil {
+			if err := p.linkData(ctx, pr.Product, !p.linked[cat.Products[i].Digest], pr.Same); err != nil {
 				return err
 			}
 			if i > 0 {
@@ -492,10 +519,12 @@ func (p *publisher) sign(ctx context.Context, f FileWriter, stem string) error {
 }
 
 // linkData puts the bytes of every item of pr in the shared data pool (when
-// check is set) and points the items' paths at them.
-func (p *publisher) linkData(ctx context.Context, pr *catalog.Product, check bool) error {
+// check is set; not for the versions in same, linked before) and points
+// the items' paths at them.
+func (p *publisher) linkData(ctx context.Context, pr *catalog.Product, check bool, same map[string]bool) error {
 	for vi := range pr.Versions {
 		v := &pr.Versions[vi]
+		check := check && !same[v.Name]
 		for ii := range v.Items {
 			it := &v.Items[ii]
 			sum := catalog.StringField(it.Fields, "sha256")
@@ -510,6 +539,7 @@ func (p *publisher) linkData(ctx context.Context, pr *catalog.Product, check boo
 					return err
 				}
 				p.seen[sum] = true
+				p.res.DataChecked++
 			}
 			it.Fields = jsonc.Set(it.Fields, "path", jsonc.Quote(DataRel(sum)))
 		}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	digest "github.com/opencontainers/go-digest"
+
 	"github.com/mephstore/mephstore/catalog"
 )
 
@@ -118,22 +120,48 @@ func productRefs(doc *Doc, want func(*ProductRef) bool) []*ProductRef {
 
 // ProductReader hands out the products of a list in order, read, checked
 // and parsed ahead of the caller (see Repo.ReadAhead).
-type ProductReader struct{ pf *prefetcher[*catalog.Product] }
+type ProductReader struct{ pf *prefetcher[*Ahead] }
+
+// Ahead is a product read ahead, with the versions it shares byte for byte
+// with the earlier blob of it that the caller named (nil if none).
+type Ahead struct {
+	*catalog.Product
+	Same map[string]bool
+}
 
 // ReadAhead starts reading the products refs for a caller that walks them
 // in order (a publish renders every product of a snapshot): reading and
-// parsing the next products overlaps the caller's work on this one. Take
-// each with Next; Close when done, also when stopping early.
-func (r *Repo) ReadAhead(refs []ProductRef) *ProductReader {
+// parsing the next products overlaps the caller's work on this one. Where
+// earlier (which may be nil) names an earlier blob of a product, the
+// reader also compares their versions (SameVersions), on its goroutine.
+// Take each with Next; Close when done, also when stopping early.
+func (r *Repo) ReadAhead(refs []ProductRef, earlier func(*ProductRef) digest.Digest) *ProductReader {
 	ptrs := make([]*ProductRef, len(refs))
 	for i := range refs {
 		ptrs[i] = &refs[i]
 	}
-	return &ProductReader{startPrefetch(ptrs, r.Product)}
+	load := func(ref *ProductRef) (*Ahead, error) {
+		b, err := r.s.ReadBlob(ref.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("product %s: %w", ref.Name, err)
+		}
+		p, err := catalog.ParseProduct(ref.Name, b)
+		if err != nil {
+			return nil, err
+		}
+		a := &Ahead{Product: p}
+		if earlier != nil {
+			if d := earlier(ref); d != "" {
+				a.Same, _ = r.sameVersions(ref.Name, d, b) // nil on error: nothing known
+			}
+		}
+		return a, nil
+	}
+	return &ProductReader{startPrefetch(ptrs, load)}
 }
 
 // Next returns the next product of the list.
-func (pr *ProductReader) Next() (*catalog.Product, error) { return pr.pf.next() }
+func (pr *ProductReader) Next() (*Ahead, error) { return pr.pf.next() }
 
 // Close stops the reading and waits for it.
 func (pr *ProductReader) Close() { pr.pf.close() }

@@ -115,7 +115,7 @@ func TestReadAheadMatchesProduct(t *testing.T) {
 	for i, ref := range refs {
 		list[i] = *ref
 	}
-	ahead := r.ReadAhead(list)
+	ahead := r.ReadAhead(list, nil)
 	for i := range list {
 		got, err := ahead.Next()
 		if err != nil {
@@ -125,7 +125,7 @@ func TestReadAheadMatchesProduct(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(got, want) {
+		if !reflect.DeepEqual(got.Product, want) || got.Same != nil {
 			t.Fatalf("product %d: read ahead %s, want %s", i, got.Name, want.Name)
 		}
 	}
@@ -133,7 +133,7 @@ func TestReadAheadMatchesProduct(t *testing.T) {
 	if err := os.Remove(r.Store().BlobPath(list[0].Digest)); err != nil {
 		t.Fatal(err)
 	}
-	ahead = r.ReadAhead(list)
+	ahead = r.ReadAhead(list, nil)
 	defer ahead.Close()
 	if _, err := ahead.Next(); !errors.Is(err, cas.ErrBlobNotFound) {
 		t.Fatalf("next of a product whose blob is gone: %v, want cas.ErrBlobNotFound", err)

@@ -1,0 +1,71 @@
+package snapshot
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/cas"
+)
+
+// putBlobs stores product blobs and returns their digests.
+func putBlobs(t *testing.T, r *Repo, blobs ...string) []digest.Digest {
+	t.Helper()
+	var out []digest.Digest
+	err := r.Store().WithWriter(ctx, "test", func(ss *cas.Session) error {
+		raw := make([][]byte, len(blobs))
+		for i, b := range blobs {
+			raw[i] = []byte(b)
+		}
+		var err error
+		out, err = ss.PutBytes(ctx, raw...)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestSameVersionsComparesBytes(t *testing.T) {
+	r := newRepo(t)
+	item := func(sum string) string {
+		return fmt.Sprintf(`{"items":{"root-image.gz":{"ftype":"root-image.gz","path":"x","sha256":"%s","size":1}}}`, sum)
+	}
+	a, b, b2, c := item("aa"), item("bb"), item("b2"), item("cc")
+	ds := putBlobs(t, r,
+		`{"arch":"amd64","versions":{"20240101":`+a+`,"20240102":`+b+`}}`,
+		`{"arch":"arm64","versions":{"20240101":`+a+`,"20240102":`+b2+`,"20240103":`+c+`}}`,
+		`{"arch":"amd64","versions":{"20240103":`+c+`}}`,
+		`{"arch":"amd64","versions":`,
+	)
+	for _, tc := range []struct {
+		name      string
+		prev, cur digest.Digest
+		want      []string
+	}{
+		// A field of the product changed, a version's bytes changed, one
+		// is new: only the first is the same.
+		{"edited", ds[0], ds[1], []string{"20240101"}},
+		{"nothing shared", ds[0], ds[2], nil},
+		{"itself", ds[1], ds[1], []string{"20240101", "20240102", "20240103"}},
+	} {
+		same, err := r.SameVersions("p", tc.prev, tc.cur)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := slices.Sorted(maps.Keys(same)); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: same versions %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if _, err := r.SameVersions("p", ds[0], ds[3]); err == nil {
+		t.Error("a product blob that is not JSON: no error")
+	}
+	missing := digest.FromString("not stored")
+	if _, err := r.SameVersions("p", missing, ds[0]); err == nil {
+		t.Error("a product blob the store lacks: no error")
+	}
+}
