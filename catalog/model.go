@@ -48,27 +48,44 @@ func StringField(fs []jsonc.Field, key string) string {
 
 // ParseProduct parses the JSON object of the product called name.
 func ParseProduct(name string, raw []byte) (*Product, error) {
+	fields, versions, err := SplitProduct(name, raw)
+	if err != nil {
+		return nil, err
+	}
+	return ProductOf(name, fields, versions)
+}
+
+// SplitProduct reads a product one level deep: its fields other than
+// "versions", and its versions as raw JSON, both sorted by key.
+func SplitProduct(name string, raw []byte) (fields, versions []jsonc.Field, err error) {
 	fs, err := jsonc.Object(raw)
 	if err != nil {
-		return nil, fmt.Errorf("product %s: %w: %w", name, ErrBadCatalog, err)
+		return nil, nil, fmt.Errorf("product %s: %w: %w", name, ErrBadCatalog, err)
 	}
-	p := &Product{Name: name}
 	for _, f := range jsonc.Sort(fs) {
 		if f.Key != "versions" {
-			p.Fields = append(p.Fields, f)
+			fields = append(fields, f)
 			continue
 		}
-		vfs, err := jsonc.Object(f.Value)
+		versions, err = jsonc.Object(f.Value)
 		if err != nil {
-			return nil, fmt.Errorf("product %s: versions: %w: %w", name, ErrBadCatalog, err)
+			return nil, nil, fmt.Errorf("product %s: versions: %w: %w", name, ErrBadCatalog, err)
 		}
-		for _, vf := range jsonc.Sort(vfs) {
-			v, err := ParseVersion(vf.Key, vf.Value)
-			if err != nil {
-				return nil, fmt.Errorf("product %s: %w", name, err)
-			}
-			p.Versions = append(p.Versions, v)
+		versions = jsonc.Sort(versions)
+	}
+	return fields, versions, nil
+}
+
+// ProductOf is the product called name with fields and the raw versions
+// SplitProduct returned, each version parsed.
+func ProductOf(name string, fields, versions []jsonc.Field) (*Product, error) {
+	p := &Product{Name: name, Fields: fields}
+	for _, vf := range versions {
+		v, err := ParseVersion(vf.Key, vf.Value)
+		if err != nil {
+			return nil, fmt.Errorf("product %s: %w", name, err)
 		}
+		p.Versions = append(p.Versions, v)
 	}
 	return p, nil
 }

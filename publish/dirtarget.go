@@ -275,8 +275,8 @@ func (t *DirTarget) inPool(sum string) bool {
 			t.pool, t.poolFd = f, int(f.Fd())
 		}
 	})
-	if t.pool == nil || len(sum) < 2 {
-		return false
+	if t.pool == nil {
+		return false // sum is a validated digest's: 64 hex digits
 	}
 	var st unix.Stat_t
 	err := unix.Fstatat(t.poolFd, sum[:2]+"/"+sum, &st, unix.AT_SYMLINK_NOFOLLOW)

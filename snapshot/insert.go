@@ -59,27 +59,6 @@ type fileRef struct {
 	md5  string // "" when the items give none
 }
 
-// splitProduct parses a product object one level deep: its fields (without
-// versions) and its versions as raw objects, both sorted.
-func splitProduct(name string, raw []byte) (fields, versions []jsonc.Field, err error) {
-	fs, err := jsonc.Object(raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("product %s: %w: %w", name, catalog.ErrBadCatalog, err)
-	}
-	for _, f := range jsonc.Sort(fs) {
-		if f.Key != "versions" {
-			fields = append(fields, f)
-			continue
-		}
-		versions, err = jsonc.Object(f.Value)
-		if err != nil {
-			return nil, nil, fmt.Errorf("product %s: versions: %w: %w", name, catalog.ErrBadCatalog, err)
-		}
-		versions = jsonc.Sort(versions)
-	}
-	return fields, versions, nil
-}
-
 // versionNames lists the versions of a product of the snapshot.
 func versionNames(doc *Doc, cid, name string) map[string]bool {
 	out := map[string]bool{}
@@ -211,7 +190,7 @@ func planInsert(ctx context.Context, head *Doc, cats []SourceCatalog, filters []
 			if err := ctx.Err(); err != nil {
 				return nil, nil, err
 			}
-			pfields, versions, err := splitProduct(pf.Key, pf.Value)
+			pfields, versions, err := catalog.SplitProduct(pf.Key, pf.Value)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", sc.Path, err)
 			}

@@ -133,7 +133,7 @@ type Ahead struct {
 // in order (a publish renders every product of a snapshot): reading and
 // parsing the next products overlaps the caller's work on this one. Where
 // earlier (which may be nil) names an earlier blob of a product, the
-// reader also compares their versions (SameVersions), on its goroutine.
+// reader also compares their versions (sameVersions), on its goroutine.
 // Take each with Next; Close when done, also when stopping early.
 func (r *Repo) ReadAhead(refs []ProductRef, earlier func(*ProductRef) digest.Digest) *ProductReader {
 	ptrs := make([]*ProductRef, len(refs))
@@ -141,18 +141,14 @@ func (r *Repo) ReadAhead(refs []ProductRef, earlier func(*ProductRef) digest.Dig
 		ptrs[i] = &refs[i]
 	}
 	load := func(ref *ProductRef) (*Ahead, error) {
-		b, err := r.s.ReadBlob(ref.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("product %s: %w", ref.Name, err)
-		}
-		p, err := catalog.ParseProduct(ref.Name, b)
+		p, versions, err := r.readProduct(ref)
 		if err != nil {
 			return nil, err
 		}
 		a := &Ahead{Product: p}
 		if earlier != nil {
 			if d := earlier(ref); d != "" {
-				a.Same, _ = r.sameVersions(ref.Name, d, b) // nil on error: nothing known
+				a.Same, _ = r.sameVersions(ref.Name, d, versions) // nil on error: nothing known
 			}
 		}
 		return a, nil

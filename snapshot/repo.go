@@ -87,11 +87,23 @@ func (r *Repo) Doc(d digest.Digest) (*Doc, error) {
 
 // Product reads a product blob.
 func (r *Repo) Product(ref *ProductRef) (*catalog.Product, error) {
+	p, _, err := r.readProduct(ref)
+	return p, err
+}
+
+// readProduct reads and parses a product blob, and returns its versions
+// as raw canonical JSON too.
+func (r *Repo) readProduct(ref *ProductRef) (*catalog.Product, []jsonc.Field, error) {
 	b, err := r.s.ReadBlob(ref.Digest)
 	if err != nil {
-		return nil, fmt.Errorf("product %s: %w", ref.Name, err)
+		return nil, nil, fmt.Errorf("product %s: %w", ref.Name, err)
 	}
-	return catalog.ParseProduct(ref.Name, b)
+	fields, versions, err := catalog.SplitProduct(ref.Name, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := catalog.ProductOf(ref.Name, fields, versions)
+	return p, versions, err
 }
 
 // CreateStream makes a stream with an empty first snapshot.

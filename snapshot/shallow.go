@@ -26,7 +26,7 @@ type shallow struct {
 // parseShallow reads a product blob (canonical compact JSON) that has
 // items items.
 func parseShallow(name string, blob []byte, items int) (*shallow, error) {
-	fields, versions, err := splitProduct(name, blob)
+	fields, versions, err := catalog.SplitProduct(name, blob)
 	if err != nil {
 		return nil, err
 	}
@@ -132,36 +132,24 @@ func countItems(raw []byte) (int, error) {
 // canonicalVersion re-encodes a version from a source file canonically.
 func canonicalVersion(raw []byte) ([]byte, error) { return jsonc.Canonical(raw, "") }
 
-// SameVersions names the versions of product blob cur that product blob
-// prev has too, under the same name and with the same canonical bytes:
-// their items are the same, item for item. (A version is never edited in
-// place; the bytes are compared rather than that trusted.) Both are read
-// one level deep, as an edit reads a product.
-func (r *Repo) SameVersions(name string, prev, cur digest.Digest) (map[string]bool, error) {
-	b, err := r.s.ReadBlob(cur)
-	if err != nil {
-		return nil, fmt.Errorf("product %s: %w", name, err)
-	}
-	return r.sameVersions(name, prev, b)
-}
-
-// sameVersions is SameVersions of a current blob already read.
-func (r *Repo) sameVersions(name string, prev digest.Digest, cur []byte) (map[string]bool, error) {
+// sameVersions names the versions of a product (cur: its versions as
+// SplitProduct returns them) that its earlier blob prev has too, under the
+// same name and with the same canonical bytes: their items are the same,
+// item for item. (A version is never edited in place; the bytes are
+// compared rather than that trusted.) prev is read one level deep, as an
+// edit reads a product.
+func (r *Repo) sameVersions(name string, prev digest.Digest, cur []jsonc.Field) (map[string]bool, error) {
 	pb, err := r.s.ReadBlob(prev)
 	if err != nil {
 		return nil, fmt.Errorf("product %s: %w", name, err)
 	}
-	_, pv, err := splitProduct(name, pb)
-	if err != nil {
-		return nil, err
-	}
-	_, cv, err := splitProduct(name, cur)
+	_, pv, err := catalog.SplitProduct(name, pb)
 	if err != nil {
 		return nil, err
 	}
 	same := map[string]bool{}
 	j := 0
-	for _, v := range cv {
+	for _, v := range cur {
 		for j < len(pv) && pv[j].Key < v.Key {
 			j++
 		}
