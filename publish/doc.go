@@ -39,4 +39,8 @@
 //     every file), so publishing an unchanged head writes nothing.
 //   - A publish holds a lease on its snapshot, taken in the same writer
 //     session that creates it, so gc cannot reap what is being linked.
+//   - The store records a publish (its snapshot and the sha256 of the
+//     index.json written) while the index is switched, once the data is
+//     durable. A record whose index the root lacks (a crash between the
+//     two, a failed switch) is published again, not taken for unchanged.
 package publish

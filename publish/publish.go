@@ -130,14 +130,25 @@ func PublishSnapshot(ctx context.Context, r *snapshot.Repo, st *snapshot.Stream,
 	if err != nil {
 		return nil, err
 	}
-	if err := p.run(ctx); err != nil {
+	// The store records the publish (and ends the lease, nil under a
+	// caller's) once the index it wrote is known.
+	record := func(ctx context.Context, sums <-chan string) error {
+		return s.WithWriter(ctx, "publish "+st.Name, func(ss *cas.Session) error {
+			sum, ok := <-sums
+			if !ok {
+				return nil // no index was written
+			}
+			set := map[string]string{publishKey(t.String(), st.Name): mark + indexSep + sum, SettingRoot: t.String()}
+			if o.SignKeyPath != "" {
+				set[SettingSignKey] = o.SignKeyPath
+			}
+			return rememberIn(ss, set, own)
+		})
+	}
+	if err := p.run(ctx, record); err != nil {
 		return nil, err
 	}
-	set := map[string]string{publishKey(t.String(), st.Name): mark + indexSep + p.indexSum, SettingRoot: t.String()}
-	if o.SignKeyPath != "" {
-		set[SettingSignKey] = o.SignKeyPath
-	}
-	return res, remember(ctx, s, "publish "+st.Name, set, own)
+	return res, nil
 }
 
 // indexSep joins, in what the store remembers of a publish, its mark and
@@ -170,7 +181,7 @@ func publishedAlready(ctx context.Context, s *cas.Store, t Target, stream, mark,
 		return prev, false, nil
 	}
 	if keyPath != "" && keyPath != savedKey {
-		return prev, true, remember(ctx, s, "publish: remember signing key", map[string]string{SettingSignKey: keyPath}, nil)
+		return prev, true, remember(ctx, s, "publish: remember signing key", map[string]string{SettingSignKey: keyPath})
 	}
 	return prev, true, nil
 }
@@ -290,18 +301,21 @@ func (p *publisher) indexFiles(entries []indexEntry) ([]File, error) {
 	return files, nil
 }
 
-// remember stores settings in one writer session, ending lease (when not
-// nil) in it: the published tree no longer needs it.
-func remember(ctx context.Context, s *cas.Store, op string, set map[string]string, lease *cas.Lease) error {
-	return s.WithWriter(ctx, op, func(ss *cas.Session) error {
-		if err := ss.SetSettings(set); err != nil {
-			return err
-		}
-		if lease != nil {
-			return ss.EndLease(lease)
-		}
-		return nil
-	})
+// remember stores settings in one writer session.
+func remember(ctx context.Context, s *cas.Store, op string, set map[string]string) error {
+	return s.WithWriter(ctx, op, func(ss *cas.Session) error { return rememberIn(ss, set, nil) })
+}
+
+// rememberIn stores settings in the writer session ss, ending lease (when
+// not nil) in it: the published tree no longer needs it.
+func rememberIn(ss *cas.Session, set map[string]string, lease *cas.Lease) error {
+	if err := ss.SetSettings(set); err != nil {
+		return err
+	}
+	if lease != nil {
+		return ss.EndLease(lease)
+	}
+	return nil
 }
 
 // publisher is one publish of a snapshot of a stream to a target.
@@ -339,8 +353,13 @@ func newPublisher(ctx context.Context, r *snapshot.Repo, t Target, stream string
 }
 
 // run writes the tree under the target's locks: data and products files,
-// then (made durable) the index.
-func (p *publisher) run(ctx context.Context) error {
+// then (made durable) the index. record, once the data is durable, records
+// the publish in the store with the sha256 of the index.json it is given
+// (nothing when the channel closes without one), while the index is
+// switched: a store that remembers an index its root lacks (a crash in
+// between, a failed switch) publishes again (publishedAlready compares
+// the sums), and the data it counts as linked is there.
+func (p *publisher) run(ctx context.Context, record func(context.Context, <-chan string) error) error {
 	// gc sweeps the root only when no publish is writing it.
 	unlockRoot, err := p.t.Lock(ctx, "", false)
 	if err != nil {
@@ -380,11 +399,18 @@ func (p *publisher) run(ctx context.Context) error {
 	if err := p.t.Sync(ctx); err != nil {
 		return err
 	}
+	sums := make(chan string, 1)
+	recorded := make(chan error, 1)
+	go func() { recorded <- record(ctx, sums) }()
 	files, err := p.indexFiles(entries)
 	if err != nil {
-		return err
+		close(sums)
+		return errors.Join(err, <-recorded)
 	}
-	return p.t.SwitchIndex(ctx, p.stream, files)
+	sums <- p.indexSum
+	close(sums)
+	err = p.t.SwitchIndex(ctx, p.stream, files)
+	return errors.Join(err, <-recorded)
 }
 
 // header is the products file header of a catalog (its fields but for
@@ -645,8 +671,8 @@ func newLinker(t Target, stream string, blobs cas.BlobStore) *linker {
 	return l
 }
 
-// put starts putting blob sum of size bytes; it returns the first error
-// of an earlier put.
+// put starts putting blob sum of size bytes on a goroutine of its own, a
+// few at a time; it returns the first error of an earlier put.
 func (l *linker) put(ctx context.Context, sum string, size int64, where func() string) error {
 	if err := l.failed(); err != nil {
 		return err

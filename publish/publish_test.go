@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -411,4 +412,56 @@ func TestPublishAcrossFileSystemsCopies(t *testing.T) {
 		t.Fatalf("data %d new, %d copied; want 8 copies", res.DataNew, res.DataCopied)
 	}
 	ssValidate(t, filepath.Join(shm, "daily"), f.keyring)
+}
+
+// failingSwitch is a directory target whose index switch fails.
+type failingSwitch struct{ *DirTarget }
+
+var errSwitch = errors.New("switch refused by the test")
+
+func (failingSwitch) SwitchIndex(context.Context, string, []File) error { return errSwitch }
+
+// The store records a publish while its index is switched: when the
+// switch fails, the publish fails, the root keeps its old index, and the
+// next publish writes the new one (it is not taken for unchanged).
+func TestFailedSwitchIsPublishedAgain(t *testing.T) {
+	f := newFixture(t, "3", "daily")
+	f.publish(t, "daily", true)
+	index := filepath.Join(f.root, Layout{}.Index("daily"))
+	old, err := os.ReadFile(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.CleanMD(ctx, "daily", 1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	dt, err := NewDirTarget(f.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Publish(ctx, f.r, "daily", Options{Target: failingSwitch{dt}, Signer: f.signer})
+	if !errors.Is(err, errSwitch) {
+		t.Fatalf("publish with a failing switch: %v, want %v", err, errSwitch)
+	}
+	if got, _ := os.ReadFile(index); !bytes.Equal(got, old) {
+		t.Fatal("the failed publish changed the index")
+	}
+	// The store recorded it all the same (the case a crash between the
+	// two also leaves).
+	st, _ := f.r.Stream(ctx, "daily")
+	key := publishKey(dt.String(), "daily")
+	saved, err := f.r.Store().ReadSettings(ctx, key)
+	if err != nil || len(saved) != 1 || !strings.HasPrefix(saved[0], string(st.Head)+" ") {
+		t.Fatalf("after the failed switch the store remembers %q (%v), want the new head %s", saved, err, st.Head)
+	}
+	ssValidate(t, filepath.Join(f.root, "daily"), f.keyring)
+	res := f.publish(t, "daily", true)
+	if res.Unchanged || len(res.FilesWritten) == 0 {
+		t.Fatalf("publish after the failed switch: %+v, want the new index written", res)
+	}
+	c := counts(t, f.r, "daily")
+	ssValidate(t, filepath.Join(f.root, "daily"), f.keyring, "--expect-items", strconv.Itoa(c.Items))
+	if res := f.publish(t, "daily", true); !res.Unchanged {
+		t.Fatalf("publish after the repair: %+v, want unchanged", res)
+	}
 }
