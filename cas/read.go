@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/internal/fsx"
 )
 
 // OpenBlob opens the pool file of d for reading. Reading needs no session:
@@ -30,7 +32,7 @@ func (s *Store) OpenBlob(d digest.Digest) (*BlobReader, error) {
 
 // openPoolFile opens the pool file of d with its size.
 func (s *Store) openPoolFile(d digest.Digest) (localFile, error) {
-	f, err := os.Open(s.BlobPath(d))
+	f, err := fsx.OpenRead(s.BlobPath(d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return localFile{}, fmt.Errorf("%s: %w", d, ErrBlobNotFound)
 	}
