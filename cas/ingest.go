@@ -780,10 +780,12 @@ func (s *Store) ReadBlob(d digest.Digest) ([]byte, error) {
 	if s.remote != nil {
 		return s.readCached(d)
 	}
-	return s.readBlob(d)
+	return s.readLocal(d)
 }
 
-func (s *Store) readBlob(d digest.Digest) ([]byte, error) {
+// readLocal reads a blob of the local pool whole, with open, fstat, read
+// and close (see fsx.ReadFile), and checks it.
+func (s *Store) readLocal(d digest.Digest) ([]byte, error) {
 	b, err := fsx.ReadFile(s.BlobPath(d))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", d, ErrBlobNotFound)
@@ -795,6 +797,28 @@ func (s *Store) readBlob(d digest.Digest) ([]byte, error) {
 		return nil, fmt.Errorf("blob %s: content hashes to %s: %w", d, got, ErrCorrupt)
 	}
 	return b, nil
+}
+
+// readBlob reads a blob whole through openBlobFile (the remote's pool of
+// a store that has one) and checks it.
+func (s *Store) readBlob(d digest.Digest) ([]byte, error) {
+	r, err := s.OpenBlob(d)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	// One allocation of the known size plus one byte, so that the read
+	// that meets the end (and checks the sha256) needs no second buffer.
+	b := make([]byte, r.Size+1)
+	n, err := io.ReadFull(r, b)
+	switch {
+	case err == io.ErrUnexpectedEOF && int64(n) == r.Size:
+		return b[:n], nil
+	case err == nil, err == io.ErrUnexpectedEOF:
+		return nil, fmt.Errorf("blob %s: %d bytes, recorded %d: %w", d, n, r.Size, ErrCorrupt)
+	default:
+		return nil, err
+	}
 }
 
 // renameNoReplace renames src to dst unless dst exists; it reports whether
