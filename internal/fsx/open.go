@@ -24,7 +24,9 @@ func OpenRead(p string) (*os.File, error) {
 // ReadFile reads the whole file p with open, fstat, read (until it
 // returns nothing) and close: os.ReadFile's work without os.Open's poller
 // calls, for the many small files a stream operation reads (product
-// blobs). A file that grows while it is read is read to its end.
+// blobs). It reads at most one byte more than fstat's size: a file that
+// grows while it is read comes back longer than that size (a caller that
+// knows the size or the sha256 sees it), never without bound.
 func ReadFile(p string) ([]byte, error) {
 	fd, err := openRetry(p, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
@@ -37,20 +39,19 @@ func ReadFile(p string) ([]byte, error) {
 	}
 	// One byte more than the size, so that the read that meets the end
 	// needs no second buffer.
-	b := make([]byte, 0, st.Size+1)
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := unix.Read(fd, b[len(b):cap(b)])
+	b := make([]byte, st.Size+1)
+	n := 0
+	for n < len(b) {
+		m, err := unix.Read(fd, b[n:])
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue
 		case err != nil:
 			return nil, &os.PathError{Op: "read", Path: p, Err: err}
-		case n == 0:
-			return b, nil
+		case m == 0:
+			return b[:n], nil
 		}
-		b = b[:len(b)+n]
+		n += m
 	}
+	return b, nil
 }

@@ -185,4 +185,9 @@ func TestReadFile(t *testing.T) {
 	if _, err := ReadFile(dir); err == nil {
 		t.Fatal("a directory read as a file")
 	}
+	// An endless file (fstat says 0 bytes) is read to one byte past its
+	// size, not forever.
+	if b, err := ReadFile("/dev/zero"); err != nil || len(b) != 1 {
+		t.Fatalf("/dev/zero: %d bytes, %v; want 1", len(b), err)
+	}
 }
