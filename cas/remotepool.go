@@ -349,7 +349,7 @@ func (s *Store) readCached(d digest.Digest) ([]byte, error) {
 	}
 	h := d.Encoded()
 	p := filepath.Join(s.dir, blobCacheDir, h[:2], h)
-	if b, err := os.ReadFile(p); err == nil && digest.FromBytes(b) == d {
+	if b, err := fsx.ReadFile(p); err == nil && digest.FromBytes(b) == d {
 		return b, nil
 	}
 	b, err := s.readBlob(d)

@@ -277,8 +277,6 @@ func (p *publisher) indexFiles(entries []indexEntry) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(ij)
-	p.indexSum = hex.EncodeToString(sum[:])
 	var files []File
 	if sg := p.o.Signer; sg != nil {
 		is, err := p.index(entries, ".sjson")
@@ -333,8 +331,6 @@ type publisher struct {
 	before  map[string]*snapshot.ProductRef // the last publish's products by content id and name
 	present map[string]map[string]bool      // data/sha256/<2 hex>/ listings, read once each (targets without AddBlob)
 	links   *linker
-	// indexSum is the sha256 of the index.json written (indexFiles).
-	indexSum string
 }
 
 // newPublisher reads the snapshot and what the previous publish linked.
@@ -407,7 +403,8 @@ func (p *publisher) run(ctx context.Context, record func(context.Context, <-chan
 		close(sums)
 		return errors.Join(err, <-recorded)
 	}
-	sums <- p.indexSum
+	sum := sha256.Sum256(files[len(files)-1].Data) // index.json comes last
+	sums <- hex.EncodeToString(sum[:])
 	close(sums)
 	err = p.t.SwitchIndex(ctx, p.stream, files)
 	return errors.Join(err, <-recorded)
