@@ -36,17 +36,21 @@
 //
 // Ingest is split in two so that the slow part runs without any lock:
 //
-//   - Stage reads the source once, hashing while it writes to
-//     pool/.ingest/<random>.part, checks the size and sha256 the caller
-//     expects, sets the file read-only and fsyncs it. The temp file is flocked
-//     by its writer for as long as it lives, so recovery can tell a live
-//     ingest from a crashed one.
+//   - Stage reads the source once, hashing while it writes to an unnamed
+//     file in pool/.ingest (O_TMPFILE), checks the size and sha256 the
+//     caller expects, sets the file read-only and fsyncs it. Nothing names
+//     the file until its commit, so a crash or a discard leaves nothing.
+//     (Where the file system has no O_TMPFILE, and for the temp files of
+//     Temp and the blob writers, the file is pool/.ingest/<pid>-<random>.part,
+//     flocked by its writer for as long as it lives, so recovery can tell
+//     a live ingest from a crashed one.)
 //   - Session.Commit (under the writer lock) records one intent for the
-//     batch (its digests), renames each temp file into place without
-//     replacing anything (RENAME_NOREPLACE), syncs the directories, and
-//     writes the blob records in the same transaction that drops the intent.
-//     Small blobs are staged without fsync; Commit makes a batch of them
-//     durable with one syncfs.
+//     batch (its digests), links each unnamed file into place (linkat of
+//     /proc/self/fd/N) or renames each temp file (RENAME_NOREPLACE), never
+//     replacing anything, syncs the directories, and writes the blob
+//     records in the same transaction that drops the intent. Small blobs
+//     are staged without fsync; Commit makes a batch of them durable with
+//     one syncfs before it links them.
 //
 // A crash at any point leaves either no blob or a complete, correct one.
 // Opening a writer session runs recovery first: stale temp files (whose flock

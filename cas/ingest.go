@@ -47,11 +47,11 @@ const (
 type Staged struct {
 	Digest digest.Digest
 	Size   int64
-	f      *os.File // kept open: its flock marks the temp file as live
-	path   string
-	synced bool // fsynced; Commit syncs the file system for the others
-	moved  bool // renamed into the pool: nothing left to remove
-	pooled bool // hashed in place: the pool has these bytes, no temp file
+	f      *os.File // kept open: a named temp file's flock marks it as live
+	path   string   // the temp file's name; "" for an unnamed (O_TMPFILE) file
+	synced bool     // fsynced; Commit syncs the file system for the others
+	moved  bool     // renamed into the pool: nothing left to remove
+	pooled bool     // hashed in place: the pool has these bytes, no temp file
 	// upload, for a small blob of a store with a remote, is its upload
 	// running in the background; Commit waits for it.
 	upload chan error
@@ -90,7 +90,7 @@ func (s *Store) stageLocal(ctx context.Context, r io.Reader, exp Expect, meter p
 			return nil, fmt.Errorf("expected digest %q: %w", exp.Digest, ErrBadDigest)
 		}
 	}
-	path, f, err := s.createTempFile()
+	path, f, err := s.createStagingFile()
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create temp file: %w", err)
 	}
@@ -487,12 +487,21 @@ func (st *Staged) Discard() error {
 	if st.f == nil {
 		return nil
 	}
-	if !st.moved {
+	if !st.moved && st.path != "" {
 		os.Remove(st.path)
 	}
 	err := st.f.Close()
 	st.f = nil
 	return err
+}
+
+// place gives the staged bytes the pool name dst unless dst exists: the
+// unnamed file is linked there, a named temp file renamed.
+func (st *Staged) place(dst string) (bool, error) {
+	if st.path == "" {
+		return linkNoReplace(st.f, dst)
+	}
+	return renameNoReplace(st.path, dst)
 }
 
 // Committed is the outcome of a commit.
@@ -597,7 +606,7 @@ func (ss *Session) place(staged []*Staged) ([]Committed, error) {
 			}
 			dirs[dir] = true
 		}
-		created, err := renameNoReplace(st.path, dst)
+		created, err := st.place(dst)
 		if err != nil {
 			return nil, fmt.Errorf("commit %s: %w", st.Digest, err)
 		}
@@ -703,7 +712,7 @@ func (ss *Session) syncFiles(sts []*Staged) error {
 	} else {
 		for _, st := range sts {
 			if err := st.f.Sync(); err != nil {
-				return fmt.Errorf("fsync %s: %w", st.path, err)
+				return fmt.Errorf("fsync %s: %w", st.f.Name(), err)
 			}
 		}
 	}

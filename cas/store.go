@@ -272,6 +272,7 @@ func (s *Store) dropEmptyValueLogs() error {
 	if err != nil {
 		return fmt.Errorf("store %s: %w", s.dir, err)
 	}
+	removed := false
 	for _, e := range ents {
 		if !strings.HasSuffix(e.Name(), ".vlog") && !strings.HasSuffix(e.Name(), ".mem") {
 			continue
@@ -285,6 +286,10 @@ func (s *Store) dropEmptyValueLogs() error {
 			return fmt.Errorf("store %s: remove empty value log: %w", s.dir, err)
 		}
 		s.log.Info("removed an empty database log left by a crash", "file", p)
+		removed = true
+	}
+	if !removed {
+		return nil // nothing of ours to make durable
 	}
 	return fsx.SyncDir(filepath.Join(s.dir, dbDir))
 }

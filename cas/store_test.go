@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -215,8 +216,14 @@ func TestRecoveryRemovesOnlyStaleTempFiles(t *testing.T) {
 	// This process's own, unlocked: recovery passes over it unopened.
 	own := filepath.Join(s.ingestPath(), s.tempPrefix+"0123456789abcdef.part")
 	os.WriteFile(own, []byte("mine"), 0o644)
-	// A live ingest: staged and not yet committed, its flock held.
-	live, err := s.Stage(ctx, bytes.NewReader([]byte("live")), Unknown, nil)
+	// A live named temp file (a Temp's, a blob writer's), its flock held.
+	livePath, liveFile, err := s.createTempFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer liveFile.Close()
+	// A staged blob not yet committed: unnamed, nothing recovery can see.
+	staged, err := s.Stage(ctx, bytes.NewReader([]byte("live")), Unknown, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,22 +242,23 @@ func TestRecoveryRemovesOnlyStaleTempFiles(t *testing.T) {
 	if _, err := os.Stat(own); err != nil {
 		t.Errorf("this process's temp file removed: %v", err)
 	}
-	if !strings.HasPrefix(filepath.Base(live.path), s.tempPrefix) {
-		t.Errorf("staged file %s lacks this process's prefix %q", filepath.Base(live.path), s.tempPrefix)
+	if !strings.HasPrefix(filepath.Base(livePath), s.tempPrefix) {
+		t.Errorf("temp file %s lacks this process's prefix %q", filepath.Base(livePath), s.tempPrefix)
 	}
-	if _, err := os.Stat(live.path); err != nil {
+	if _, err := os.Stat(livePath); err != nil {
 		t.Errorf("live temp file removed: %v", err)
 	}
-	out, err := ss.Commit(context.Background(), live)
+	out, err := ss.Commit(context.Background(), staged)
 	ss.Close()
 	if err != nil || out[0].Digest != sha([]byte("live")) {
 		t.Fatalf("commit of the live ingest: %v", err)
 	}
 }
 
-// crashAfterRename does what Commit does up to the rename, then stops as a
-// crash would: intent recorded, file in place, no record.
-func crashAfterRename(t *testing.T, s *Store, b []byte, ghosts ...[]byte) *Staged {
+// crashAfterPlace does what Commit does up to placing the file in the
+// pool, then stops as a crash would: intent recorded, file in place, no
+// record.
+func crashAfterPlace(t *testing.T, s *Store, b []byte, ghosts ...[]byte) *Staged {
 	t.Helper()
 	ctx := context.Background()
 	st, err := s.Stage(ctx, bytes.NewReader(b), Unknown, nil)
@@ -262,15 +270,15 @@ func crashAfterRename(t *testing.T, s *Store, b []byte, ghosts ...[]byte) *Stage
 		t.Fatal(err)
 	}
 	batch := []*Staged{st}
-	for _, g := range ghosts { // in the batch, but their rename never happened
+	for _, g := range ghosts { // in the batch, but never placed
 		batch = append(batch, &Staged{Digest: sha(g)})
 	}
 	if err := ss.update(func(txn Txn) error { return txn.Set(intentKey(), encodeIntent(batch)) }); err != nil {
 		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Dir(s.BlobPath(st.Digest)), 0o755)
-	if err := os.Rename(st.path, s.BlobPath(st.Digest)); err != nil {
-		t.Fatal(err)
+	if placed, err := st.place(s.BlobPath(st.Digest)); err != nil || !placed {
+		t.Fatalf("place: %v %v", placed, err)
 	}
 	st.Discard()
 	ss.Close()
@@ -280,7 +288,7 @@ func crashAfterRename(t *testing.T, s *Store, b []byte, ghosts ...[]byte) *Stage
 func TestRecoveryFinishesInterruptedCommit(t *testing.T) {
 	s := newStore(t)
 	b := randBytes(5000, 11)
-	st := crashAfterRename(t, s, b, []byte("never renamed"))
+	st := crashAfterPlace(t, s, b, []byte("never placed"))
 
 	ss, err := s.Writer(context.Background(), "test")
 	if err != nil {
@@ -301,7 +309,7 @@ func TestRecoveryFinishesInterruptedCommit(t *testing.T) {
 
 func TestRecoveryRefusesCorruptFile(t *testing.T) {
 	s := newStore(t)
-	st := crashAfterRename(t, s, randBytes(5000, 12))
+	st := crashAfterPlace(t, s, randBytes(5000, 12))
 	p := s.BlobPath(st.Digest)
 	os.Chmod(p, 0o644)
 	os.WriteFile(p, []byte("garbage"), 0o444)
@@ -448,7 +456,7 @@ func TestStageFromFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer st.Discard()
-			got, _ := os.ReadFile(st.path)
+			got, _ := io.ReadAll(io.NewSectionReader(st.f, 0, st.Size))
 			if st.Digest != sha(b) || st.Size != int64(n) || !bytes.Equal(got, b) {
 				t.Fatalf("staged %s %d", st.Digest, st.Size)
 			}
@@ -700,5 +708,54 @@ func TestLargeWriteAfterManySessionsDoesNotStall(t *testing.T) {
 	}
 	if got := checkRecords(t, s, 12, nil); got <= 12 {
 		t.Fatalf("%d level-0 tables: the large write flushed none while it ran (the test no longer tests a stall)", got)
+	}
+}
+
+// A staged blob has no name until Commit links it into the pool: the
+// staging directory stays empty while it waits, a Discard leaves nothing,
+// and the committed file is the bytes, read-only. (A crash in between
+// therefore leaves nothing for recovery.)
+func TestStagedBlobIsUnnamedUntilCommit(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	b := []byte("a product document")
+	st, err := s.StageUnsynced(ctx, bytes.NewReader(b), Unknown, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped, err := s.StageUnsynced(ctx, bytes.NewReader([]byte("dropped")), Unknown, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(t, s.ingestPath()); len(got) != 0 {
+		t.Errorf("staged blobs have names in the staging directory: %v", got)
+	}
+	if _, err := os.Stat(s.BlobPath(st.Digest)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("staged blob in the pool before its commit: %v", err)
+	}
+	if err := dropped.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := s.Writer(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ss.Commit(ctx, st)
+	ss.Close()
+	if err != nil || !out[0].New {
+		t.Fatalf("commit: %+v %v", out, err)
+	}
+	fi, err := os.Stat(s.BlobPath(st.Digest))
+	if err != nil || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("pool file: %v %v", fi, err)
+	}
+	if got, _ := os.ReadFile(s.BlobPath(st.Digest)); !bytes.Equal(got, b) {
+		t.Errorf("pool file holds %q", got)
+	}
+	if _, err := os.Stat(s.BlobPath(dropped.Digest)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("discarded blob in the pool: %v", err)
+	}
+	if got := entries(t, s.ingestPath()); len(got) != 0 {
+		t.Errorf("staging directory after the commit: %v", got)
 	}
 }

@@ -21,6 +21,49 @@ func (s *Store) createTempFile() (string, *os.File, error) {
 	return path, f, err
 }
 
+// createStagingFile creates the file a blob is staged in: an unnamed
+// O_TMPFILE inode in pool/.ingest, which only Commit names, by linking it
+// straight into the pool (linkNoReplace). Nothing can see it before that,
+// so it needs no flock to mark it live, and a crash or a Discard leaves
+// nothing behind; path is then "". File systems without O_TMPFILE get a
+// named, flocked temp file (createThenLock).
+func (s *Store) createStagingFile() (string, *os.File, error) {
+	fd, err := openTmpfile(s.ingestPath())
+	if errors.Is(err, errNoTmpfile) {
+		return s.createTempFile()
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return "", os.NewFile(uintptr(fd), filepath.Join(s.ingestPath(), "(unnamed)")), nil
+}
+
+// errNoTmpfile: the file system cannot make unnamed files (O_TMPFILE).
+var errNoTmpfile = errors.New("no O_TMPFILE")
+
+// openTmpfile makes an unnamed file in dir and returns its descriptor.
+func openTmpfile(dir string) (int, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+		return -1, errNoTmpfile
+	}
+	return fd, err
+}
+
+// linkNoReplace gives the unnamed file f the name dst unless dst exists;
+// it reports whether it did.
+func linkNoReplace(f *os.File, dst string) (bool, error) {
+	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.EEXIST):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
 // createLocked creates the temp file path (in pool/.ingest) already
 // flocked: recovery, which any writer session of this or another process
 // runs, removes every temp file whose flock is free, so a file must never
@@ -29,8 +72,8 @@ func (s *Store) createTempFile() (string, *os.File, error) {
 // linked to its name; a crash before the link leaves nothing. File systems
 // without O_TMPFILE get create-then-flock (a window of two system calls).
 func createLocked(dir, path string) (*os.File, error) {
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
-	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+	fd, err := openTmpfile(dir)
+	if errors.Is(err, errNoTmpfile) {
 		return createThenLock(path)
 	}
 	if err != nil {
@@ -47,7 +90,6 @@ func createLocked(dir, path string) (*os.File, error) {
 	}
 	return f, nil
 }
-
 func createThenLock(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
