@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mephstore/mephstore/cas"
@@ -109,7 +110,7 @@ func (c *stepClock) done(name string) {
 	c.steps = append(c.steps, Step{name, d})
 }
 
-var serialRe = regexp.MustCompile(`^[0-9]{8}(\.[0-9]{1,6})?$`)
+var serialRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]{8}(\.[0-9]{1,6})?$`) })
 
 // ErrBadSerial is wrapped when a serial is not YYYYMMDD or YYYYMMDD.N.
 var ErrBadSerial = errors.New("bad serial")
@@ -117,7 +118,7 @@ var ErrBadSerial = errors.New("bad serial")
 // CheckSerial checks a build serial: YYYYMMDD, or YYYYMMDD.N with N of at
 // most six digits (it names a version and a directory of every item path).
 func CheckSerial(s string) error {
-	if !serialRe.MatchString(s) {
+	if !serialRe().MatchString(s) {
 		return fmt.Errorf("serial %q: %w: want YYYYMMDD or YYYYMMDD.N", clipName(s), ErrBadSerial)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -119,8 +120,8 @@ func deref(n *yaml.Node) *yaml.Node {
 var (
 	// componentRe is what a release version may be: one component of a
 	// product name (24.04, 12, 7.0), no ':' and no space.
-	componentRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+~_-]*$`)
-	dateRe      = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
+	componentRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+~_-]*$`) })
+	dateRe      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`) })
 )
 
 // ParseConfig reads a config; name is used in errors. Releases are
@@ -185,7 +186,7 @@ func (c *Config) check(distroInfo map[string]DistroRelease) error {
 		if r.Release == "" {
 			return fmt.Errorf("release entry %d has no release", i+1)
 		}
-		if !componentRe.MatchString(r.Release) {
+		if !componentRe().MatchString(r.Release) {
 			return fmt.Errorf("release entry %d: release %q: want a series name like noble", i+1, r.Release)
 		}
 		if seen[r.Release] {
@@ -252,7 +253,7 @@ func (c *Config) noteIgnored() {
 // checkRelease completes a release from distro-info data and checks it and
 // its rows.
 func (c *Config) checkRelease(r *Release, distroInfo map[string]DistroRelease) error {
-	if !componentRe.MatchString(string(r.Version)) {
+	if !componentRe().MatchString(string(r.Version)) {
 		return fmt.Errorf("release %s: version %q: want one product name component: letters, digits and . _ - + ~ (like \"24.04\")", r.Release, r.Version)
 	}
 	r.OS = cmp.Or(r.OS, "ubuntu")
@@ -266,7 +267,7 @@ func (c *Config) checkRelease(r *Release, distroInfo map[string]DistroRelease) e
 		r.missing = fmt.Sprintf("release %s: not in distro-info data (%s) and the config does not set release_title, release_codename, support_eol and support_esm_eol", r.Release, DistroInfoPath)
 	}
 	for _, d := range []string{r.SupportEOL, r.SupportESMEOL} {
-		if d != "" && !dateRe.MatchString(d) {
+		if d != "" && !dateRe().MatchString(d) {
 			return fmt.Errorf("release %s: date %q: want YYYY-MM-DD", r.Release, d)
 		}
 	}

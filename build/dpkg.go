@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // StatusPath is where an image's dpkg database lists its packages.
@@ -137,7 +138,7 @@ func Manifest(pkgs []Package, nativeArch string) []byte {
 	return b.Bytes()
 }
 
-var kernelPkgRe = regexp.MustCompile(`^linux-image-(?:unsigned-)?([0-9].*)$`)
+var kernelPkgRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^linux-image-(?:unsigned-)?([0-9].*)$`) })
 
 // KernelVersions returns the kernel versions the package kpkg brings in:
 // the versions of the linux-image-<kver> packages installed that kpkg
@@ -165,7 +166,7 @@ func KernelVersions(pkgs []Package, kpkg string) ([]string, error) {
 	for len(queue) > 0 {
 		name := queue[0]
 		queue = queue[1:]
-		if m := kernelPkgRe.FindStringSubmatch(name); m != nil && !slices.Contains(out, m[1]) {
+		if m := kernelPkgRe().FindStringSubmatch(name); m != nil && !slices.Contains(out, m[1]) {
 			out = append(out, m[1])
 		}
 		p := byName[name]

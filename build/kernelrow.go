@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -59,7 +60,7 @@ func (k KernelRow) ProductSubarch() string {
 	return strings.Join(parts, "-")
 }
 
-var suffixRe = regexp.MustCompile(`^[A-Za-z0-9._+~-]*$`)
+var suffixRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._+~-]*$`) })
 
 const rowForm = "[krel, arch, subarch, flavor, kpackage, [subarches...], {dtb: ..., suffix: ...}]"
 
@@ -74,7 +75,7 @@ func (k *KernelRow) UnmarshalYAML(n *yaml.Node) error {
 	var s [5]string
 	for i := range 5 {
 		c := deref(n.Content[i])
-		if c.Kind != yaml.ScalarNode || c.ShortTag() != "!!str" || !componentRe.MatchString(c.Value) {
+		if c.Kind != yaml.ScalarNode || c.ShortTag() != "!!str" || !componentRe().MatchString(c.Value) {
 			return fmt.Errorf("line %d: kernel row field %d (%s): want a name like %s, got %s", c.Line, i+1, names[i], []string{"noble", "amd64", "ga-24.04", "generic", "linux-generic"}[i], describeNode(c))
 		}
 		s[i] = c.Value
@@ -108,7 +109,7 @@ func (k *KernelRow) options(c *yaml.Node) error {
 		case "dtb":
 			k.DTB = v
 		case "suffix":
-			if !suffixRe.MatchString(v) {
+			if !suffixRe().MatchString(v) {
 				return fmt.Errorf("line %d: kernel row option suffix %q: want a file name suffix like .xgene (letters, digits, . _ - + ~)", c.Line, v)
 			}
 			k.Suffix = v

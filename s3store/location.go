@@ -7,6 +7,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Scheme is how a store or publish root on a bucket is written.
@@ -15,7 +16,7 @@ const Scheme = "s3://"
 // IsURL says whether s names a bucket location (s3://bucket/prefix).
 func IsURL(s string) bool { return strings.HasPrefix(s, Scheme) }
 
-var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+var bucketName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`) })
 
 // ParseURL splits s3://bucket/some/prefix into its bucket and its prefix
 // ("some/prefix", no leading or trailing slash). It refuses names S3
@@ -26,7 +27,7 @@ func ParseURL(s string) (bucket, prefix string, err error) {
 	}
 	rest := strings.TrimPrefix(s, Scheme)
 	bucket, prefix, _ = strings.Cut(rest, "/")
-	if !bucketName.MatchString(bucket) || strings.Contains(bucket, "..") {
+	if !bucketName().MatchString(bucket) || strings.Contains(bucket, "..") {
 		return "", "", fmt.Errorf("location %q: bucket name %q: %w", s, bucket, ErrBadLocation)
 	}
 	prefix = strings.TrimSuffix(prefix, "/")

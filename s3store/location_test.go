@@ -59,7 +59,7 @@ func FuzzParseRoot(f *testing.F) {
 				t.Fatalf("%q: accepted prefix %q", s, cfg.Prefix)
 			}
 		}
-		if !bucketName.MatchString(cfg.Bucket) {
+		if !bucketName().MatchString(cfg.Bucket) {
 			t.Fatalf("%q: accepted bucket %q", s, cfg.Bucket)
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -47,13 +48,13 @@ type Entry struct {
 	Summary   string        `json:"summary"`
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`) })
 
 // ValidName checks a stream name or label: lowercase letters, digits, '.',
 // '_' and '-', starting with a letter or digit, at most 64 characters (it
 // becomes a directory name and part of product names).
 func ValidName(kind, s string) error {
-	if !nameRE.MatchString(s) {
+	if !nameRE().MatchString(s) {
 		return fmt.Errorf("%s %q: %w: use lowercase letters, digits, '.', '_' and '-'", kind, s, ErrBadName)
 	}
 	return nil

@@ -188,7 +188,7 @@ func parsesTime(s string) bool {
 // inherits nor expands aliases).
 var maasFields = []string{"arch", "label", "os", "release", "release_title", "subarch", "subarches", "version"}
 
-var versionNameRe = regexp.MustCompile(`^([0-9]{8})(\.[0-9]+|_[0-9]+)?$`)
+var versionNameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([0-9]{8})(\.[0-9]+|_[0-9]+)?$`) })
 
 // checkProduct checks one product and its versions and items.
 func (r *Report) checkProduct(c *snapshot.SourceCatalog, p *catalog.Product, o Options, files map[string]*dataFile) {
@@ -214,7 +214,7 @@ func (r *Report) checkProduct(c *snapshot.SourceCatalog, p *catalog.Product, o O
 	for vi := range p.Versions {
 		v := &p.Versions[vi]
 		r.Versions++
-		if m := versionNameRe.FindStringSubmatch(v.Name); m == nil {
+		if m := versionNameRe().FindStringSubmatch(v.Name); m == nil {
 			maas(v.Name, "version name is not YYYYmmdd[.n]")
 		} else if _, err := time.Parse("20060102", m[1]); err != nil {
 			maas(v.Name, "version name is not a real date")
