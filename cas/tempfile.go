@@ -53,7 +53,7 @@ func openTmpfile(dir string) (int, error) {
 // linkNoReplace gives the unnamed file f the name dst unless dst exists;
 // it reports whether it did.
 func linkNoReplace(f *os.File, dst string) (bool, error) {
-	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+	err := linkFD(int(f.Fd()), dst)
 	switch {
 	case err == nil:
 		return true, nil
@@ -62,6 +62,13 @@ func linkNoReplace(f *os.File, dst string) (bool, error) {
 	default:
 		return false, err
 	}
+}
+
+// linkFD gives the open file fd the name dst (an O_TMPFILE file its first
+// name): linkat of /proc/self/fd/N, which fails with EEXIST on an existing
+// name.
+func linkFD(fd int, dst string) error {
+	return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
 }
 
 // createLocked creates the temp file path (in pool/.ingest) already
@@ -84,12 +91,13 @@ func createLocked(dir, path string) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("lock temp file %s: %v", path, err)
 	}
-	if err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW); err != nil {
+	if err := linkFD(fd, path); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("create temp file %s: %w", path, err)
 	}
 	return f, nil
 }
+
 func createThenLock(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
