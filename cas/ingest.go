@@ -50,7 +50,7 @@ type Staged struct {
 	f      *os.File // kept open: a named temp file's flock marks it as live
 	path   string   // the temp file's name; "" for an unnamed (O_TMPFILE) file
 	synced bool     // fsynced; Commit syncs the file system for the others
-	moved  bool     // renamed into the pool: nothing left to remove
+	moved  bool     // placed in the pool (linked or renamed): nothing left to remove
 	pooled bool     // hashed in place: the pool has these bytes, no temp file
 	// upload, for a small blob of a store with a remote, is its upload
 	// running in the background; Commit waits for it.

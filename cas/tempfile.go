@@ -16,9 +16,15 @@ import (
 // createTempFile creates a new temp file in pool/.ingest, flocked, named
 // with this process's prefix (see Store.tempPrefix).
 func (s *Store) createTempFile() (string, *os.File, error) {
-	path := filepath.Join(s.ingestPath(), fsx.TempName(s.tempPrefix, partSuffix))
+	path := s.tempPath()
 	f, err := createLocked(s.ingestPath(), path)
 	return path, f, err
+}
+
+// tempPath is a new temp file name in pool/.ingest with this process's
+// prefix.
+func (s *Store) tempPath() string {
+	return filepath.Join(s.ingestPath(), fsx.TempName(s.tempPrefix, partSuffix))
 }
 
 // createStagingFile creates the file a blob is staged in: an unnamed
@@ -26,11 +32,14 @@ func (s *Store) createTempFile() (string, *os.File, error) {
 // straight into the pool (linkNoReplace). Nothing can see it before that,
 // so it needs no flock to mark it live, and a crash or a Discard leaves
 // nothing behind; path is then "". File systems without O_TMPFILE get a
-// named, flocked temp file (createThenLock).
+// named, flocked temp file (createThenLock, without asking for O_TMPFILE
+// again).
 func (s *Store) createStagingFile() (string, *os.File, error) {
 	fd, err := openTmpfile(s.ingestPath())
 	if errors.Is(err, errNoTmpfile) {
-		return s.createTempFile()
+		path := s.tempPath()
+		f, err := createThenLock(path)
+		return path, f, err
 	}
 	if err != nil {
 		return "", nil, err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/catalog"
+	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"
@@ -440,9 +441,7 @@ func (p *publisher) products(ctx context.Context, cat *snapshot.Catalog, meter p
 	}
 	defer f.Close()
 	h := sha256.New()
-	// 64 KiB: a megabyte of fresh buffer cost more in page faults than
-	// the write calls it saves.
-	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 64<<10)
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), fsx.WriteBuffer)
 	if err := p.render(ctx, bw, cat, header, meter); err != nil {
 		return "", "", fmt.Errorf("render %s: %w", cat.ContentID, err)
 	}

@@ -87,11 +87,12 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	return SyncDir(filepath.Dir(path))
 }
 
-// writeBuffer is WriteAtomic's buffer: a write larger than it goes
-// straight to the file (so does an io.Copy from a file), and a buffer of
-// fresh memory costs a page fault per 4 KiB at its first use (about 11 µs
-// each on a virtual machine: 1 MiB was 3 ms of every index file).
-const writeBuffer = 64 << 10
+// WriteBuffer is the buffer for writing a metadata file (WriteAtomic's, a
+// products file's): a write larger than it goes straight to the file (so
+// does an io.Copy from a file), and a buffer of fresh memory costs a page
+// fault per 4 KiB at its first use (about 11 µs each on a virtual machine:
+// 1 MiB was 3 ms of every index file).
+const WriteBuffer = 64 << 10
 
 // WriteAtomic writes path through a temp file in its directory: fn writes
 // the bytes (buffered), then the file gets perm (whatever the umask), is
@@ -104,7 +105,7 @@ func WriteAtomic(path string, perm fs.FileMode, fn func(io.Writer) error) error 
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	bw := bufio.NewWriterSize(f, writeBuffer)
+	bw := bufio.NewWriterSize(f, WriteBuffer)
 	if err := fn(bw); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
