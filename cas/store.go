@@ -76,6 +76,10 @@ type Store struct {
 	tempPrefix string
 	// shared is the reader that ShareReads lets sessions borrow.
 	shared sharedReads
+	// noTmpfile makes the store act as on a file system without
+	// O_TMPFILE (named, flocked temp files only), for the tests of that
+	// path.
+	noTmpfile bool
 }
 
 // Init creates a new, empty store at dir with the default reserve (see

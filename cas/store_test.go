@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mephstore/mephstore/internal/flock"
 )
 
 func TestInitAndOpen(t *testing.T) {
@@ -754,6 +756,82 @@ func TestStagedBlobIsUnnamedUntilCommit(t *testing.T) {
 	}
 	if _, err := os.Stat(s.BlobPath(dropped.Digest)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("discarded blob in the pool: %v", err)
+	}
+	if got := entries(t, s.ingestPath()); len(got) != 0 {
+		t.Errorf("staging directory after the commit: %v", got)
+	}
+}
+
+// On a file system without O_TMPFILE a staged blob is a named temp file in
+// pool/.ingest, flocked from its creation: another process's recovery
+// leaves it alone while it is live, a Discard removes it, and its Commit
+// moves it into the pool.
+func TestStagingWithoutTmpfile(t *testing.T) {
+	s := newStore(t)
+	s.noTmpfile = true
+	ctx := context.Background()
+	b := []byte("a product document")
+	st, err := s.StageUnsynced(ctx, bytes.NewReader(b), Unknown, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped, err := s.Stage(ctx, bytes.NewReader([]byte("dropped")), Unknown, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := entries(t, s.ingestPath())
+	if len(names) != 2 {
+		t.Fatalf("staging directory holds %v, want two named temp files", names)
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, s.tempPrefix) {
+			t.Errorf("temp file %s lacks this process's prefix %q", n, s.tempPrefix)
+		}
+		f, err := os.Open(filepath.Join(s.ingestPath(), n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := flock.TryExclusive(f)
+		f.Close()
+		if err != nil || got {
+			t.Errorf("temp file %s is not flocked (lock taken: %v, %v)", n, got, err)
+		}
+	}
+	// Another process's writer session: its recovery opens our files
+	// (they lack its prefix) and finds them locked.
+	other, err := Open(s.dir, Options{Wait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.tempPrefix = "999999999-"
+	ss, err := other.Writer(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.Close()
+	if ss.Recovered.TempFiles != 0 || len(entries(t, s.ingestPath())) != 2 {
+		t.Fatalf("another process's recovery removed %d live temp files", ss.Recovered.TempFiles)
+	}
+	if err := dropped.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(t, s.ingestPath()); len(got) != 1 {
+		t.Errorf("after a discard the staging directory holds %v", got)
+	}
+	ss, err = s.Writer(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ss.Commit(ctx, st)
+	ss.Close()
+	if err != nil || !out[0].New {
+		t.Fatalf("commit: %+v %v", out, err)
+	}
+	if got, _ := os.ReadFile(s.BlobPath(st.Digest)); !bytes.Equal(got, b) {
+		t.Errorf("pool file holds %q", got)
+	}
+	if fi, err := os.Stat(s.BlobPath(st.Digest)); err != nil || fi.Mode().Perm() != 0o444 {
+		t.Errorf("pool file: %v %v", fi, err)
 	}
 	if got := entries(t, s.ingestPath()); len(got) != 0 {
 		t.Errorf("staging directory after the commit: %v", got)

@@ -17,7 +17,7 @@ import (
 // with this process's prefix (see Store.tempPrefix).
 func (s *Store) createTempFile() (string, *os.File, error) {
 	path := s.tempPath()
-	f, err := createLocked(s.ingestPath(), path)
+	f, err := s.createLocked(path)
 	return path, f, err
 }
 
@@ -35,7 +35,7 @@ func (s *Store) tempPath() string {
 // named, flocked temp file (createThenLock, without asking for O_TMPFILE
 // again).
 func (s *Store) createStagingFile() (string, *os.File, error) {
-	fd, err := openTmpfile(s.ingestPath())
+	fd, err := s.openTmpfile()
 	if errors.Is(err, errNoTmpfile) {
 		path := s.tempPath()
 		f, err := createThenLock(path)
@@ -50,9 +50,14 @@ func (s *Store) createStagingFile() (string, *os.File, error) {
 // errNoTmpfile: the file system cannot make unnamed files (O_TMPFILE).
 var errNoTmpfile = errors.New("no O_TMPFILE")
 
-// openTmpfile makes an unnamed file in dir and returns its descriptor.
-func openTmpfile(dir string) (int, error) {
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
+// openTmpfile makes an unnamed file in pool/.ingest and returns its
+// descriptor, or errNoTmpfile where the file system cannot (or the store
+// was told to act as if, see Store.noTmpfile).
+func (s *Store) openTmpfile() (int, error) {
+	if s.noTmpfile {
+		return -1, errNoTmpfile
+	}
+	fd, err := unix.Open(s.ingestPath(), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
 	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
 		return -1, errNoTmpfile
 	}
@@ -87,8 +92,8 @@ func linkFD(fd int, dst string) error {
 // its flock. It is made as an unnamed O_TMPFILE inode, flocked, then
 // linked to its name; a crash before the link leaves nothing. File systems
 // without O_TMPFILE get create-then-flock (a window of two system calls).
-func createLocked(dir, path string) (*os.File, error) {
-	fd, err := openTmpfile(dir)
+func (s *Store) createLocked(path string) (*os.File, error) {
+	fd, err := s.openTmpfile()
 	if errors.Is(err, errNoTmpfile) {
 		return createThenLock(path)
 	}
