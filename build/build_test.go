@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/testcheck"
 	"github.com/mephstore/mephstore/publish"
 	"github.com/mephstore/mephstore/snapshot"

@@ -10,9 +10,8 @@ import (
 	"slices"
 	"strings"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/publish"
 	"github.com/mephstore/mephstore/snapshot"

@@ -13,8 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/fsx"
 )
 

@@ -13,8 +13,8 @@ import (
 	"sync"
 
 	badger "github.com/dgraph-io/badger/v4"
-	digest "github.com/opencontainers/go-digest"
 
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/progress"
 )
 

@@ -10,8 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	digest "github.com/opencontainers/go-digest"
-
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/fsx"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // newStore makes an empty store in a temp dir with a short lock wait.

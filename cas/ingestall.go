@@ -11,8 +11,7 @@ import (
 	"sync"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/progress"
 )
 

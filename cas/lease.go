@@ -12,7 +12,7 @@ import (
 	"slices"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // A lease protects blobs from gc while the operation holding it runs: an

@@ -37,7 +37,7 @@ package cas
 import (
 	"path/filepath"
 
-	digest "github.com/opencontainers/go-digest"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 const (

@@ -14,8 +14,7 @@ import (
 	"sort"
 	"strings"
 
-	digest "github.com/opencontainers/go-digest"
-
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/fsx"
 )
 

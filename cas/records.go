@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
 	_ "crypto/sha256" // go-digest needs the sha256 hash registered
+
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // Blob is what the store knows of a blob.

@@ -9,7 +9,7 @@ import (
 	"io"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // inFlight is how young an object of a remote pool without a record may

@@ -12,9 +12,9 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/fsx"
 	"github.com/mephstore/mephstore/internal/progress"
-	digest "github.com/opencontainers/go-digest"
 )
 
 // OpenRemote opens the store whose truth is r, with dir as this machine's

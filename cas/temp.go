@@ -9,8 +9,7 @@ import (
 	"io"
 	"os"
 
-	digest "github.com/opencontainers/go-digest"
-
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/progress"
 )
 

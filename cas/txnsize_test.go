@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	digest "github.com/opencontainers/go-digest"
+
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // The memtable admits transactions of about 1638 entries: a commit, a

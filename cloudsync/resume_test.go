@@ -6,11 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/build"
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/cloudgen"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/jsonc"
 	"github.com/mephstore/mephstore/internal/progress"
 )

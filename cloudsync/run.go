@@ -13,10 +13,9 @@ import (
 	"sync"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/build"
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/pgp"
 	"github.com/mephstore/mephstore/internal/progress"

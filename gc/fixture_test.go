@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/catalog"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/snapshot"
 )
 

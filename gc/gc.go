@@ -9,9 +9,8 @@ import (
 	"strconv"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/flock"
 	"github.com/mephstore/mephstore/snapshot"
 )

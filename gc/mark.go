@@ -7,10 +7,9 @@ import (
 	"runtime"
 	"sync"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/catalog"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/snapshot"
 )
 

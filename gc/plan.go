@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // SweepEntry is a blob as the sweep of the store's records sees it.

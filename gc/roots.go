@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/snapshot"
 )
 

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/fetch"
 	"github.com/mephstore/mephstore/internal/testtree"
 	"github.com/mephstore/mephstore/snapshot"

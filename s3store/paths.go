@@ -3,7 +3,7 @@ package s3store
 import (
 	"strings"
 
-	digest "github.com/opencontainers/go-digest"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // The layout on a bucket. A whole store under a prefix (mephstore init

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // PartSize is the multipart upload's part: the memory an upload holds.

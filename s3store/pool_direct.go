@@ -13,9 +13,9 @@ import (
 	"sync/atomic"
 
 	"github.com/minio/minio-go/v7"
-	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // CreateExpecting starts a blob whose digest the caller knows already (a

@@ -13,7 +13,7 @@ import (
 
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/cas/blobtest"
-	digest "github.com/opencontainers/go-digest"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // The pool on a real S3 server passes the blob-store contract.

@@ -11,9 +11,8 @@ import (
 	"io"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/fsx"
 )
 

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
-	digest "github.com/opencontainers/go-digest"
 
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/cas/recordtest"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/s3test"
 )
 

@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"io"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // Verify reads every blob of the pool and checks that its bytes hash to

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"testing"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // An object in the pool whose bytes do not match its key (changed behind

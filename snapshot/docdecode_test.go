@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // testDoc is a snapshot document with every field set, names that need

@@ -7,10 +7,9 @@ import (
 	"errors"
 	"fmt"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/catalog"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // LeaseData is what the lease of a snapshot operation records: the

@@ -8,8 +8,7 @@ import (
 
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/catalog"
-
-	digest "github.com/opencontainers/go-digest"
+	"github.com/mephstore/mephstore/internal/digest"
 
 	"github.com/mephstore/mephstore/internal/jsonc"
 )

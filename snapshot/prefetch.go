@@ -6,9 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/catalog"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // prefetchAhead is how many products a prefetcher reads ahead of its

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/mephstore/mephstore/catalog"
-	digest "github.com/opencontainers/go-digest"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // QueryOptions select items, as sstream-query does.

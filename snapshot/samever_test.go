@@ -6,10 +6,9 @@ import (
 	"slices"
 	"testing"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/catalog"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // putBlobs stores product blobs and returns their digests.

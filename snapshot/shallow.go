@@ -6,9 +6,8 @@ import (
 	"slices"
 	"strings"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/catalog"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/internal/jsonc"
 )
 

@@ -7,9 +7,8 @@ import (
 	"sync"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 // Errors of stream operations.

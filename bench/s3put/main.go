@@ -35,8 +35,8 @@ import (
 	"time"
 
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 	"github.com/mephstore/mephstore/s3store"
-	"github.com/opencontainers/go-digest"
 )
 
 // source is SIZE pseudo-random bytes made on the fly (no disk, no memory).

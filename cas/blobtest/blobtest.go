@@ -10,9 +10,8 @@ import (
 	"sync"
 	"testing"
 
-	digest "github.com/opencontainers/go-digest"
-
 	"github.com/mephstore/mephstore/cas"
+	"github.com/mephstore/mephstore/internal/digest"
 )
 
 var ctx = context.Background()
