@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,27 @@ func TestFindOrphansSignedTree(t *testing.T) {
 	other := testtree.KeysFor(t, "someone-else")
 	if _, err := FindOrphans(ctx, orphans, tree, nil, TreeOptions{Keyring: other.Keyring}); err == nil {
 		t.Fatal("a tree signed by another key was read")
+	}
+}
+
+// spreadParents puts the children of different parents next to each
+// other, keeps every directory once, and takes each parent's children in
+// their order.
+func TestSpreadParents(t *testing.T) {
+	for _, c := range []struct{ in, want []string }{
+		{nil, []string{}},
+		{[]string{"a/1"}, []string{"a/1"}},
+		{
+			[]string{"a/1", "a/2", "a/3", "b/1", "c/1", "c/2"},
+			[]string{"a/1", "b/1", "c/1", "a/2", "c/2", "a/3"},
+		},
+		{
+			[]string{"c/x/1", "a/x/1", "a/x/2", "c/y/1", "a/x/3", "top"},
+			[]string{"top", "a/x/1", "c/x/1", "c/y/1", "a/x/2", "a/x/3"},
+		},
+	} {
+		if got := spreadParents(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("spreadParents(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }

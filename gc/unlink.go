@@ -135,10 +135,11 @@ func openBeneath(root int, rel string) (int, error) {
 // removeEmptyDirs removes the directories (relative to root's descriptor)
 // that are empty, then their parents that became empty, level by level
 // from the deepest, each level in parallel: on a disk where a removal
-// waits for the journal, one at a time costs as much as the unlinks of the
-// files did. dirs are directories reapDir reached beneath the root, so
-// neither they nor their parents lead out of it; the root itself is never
-// removed.
+// waits for the journal or for a discard, one at a time costs as much as
+// the unlinks of the files did. Within a level, directories of different
+// parents go first (spreadParents). dirs are directories reapDir reached
+// beneath the root, so neither they nor their parents lead out of it; the
+// root itself is never removed.
 func removeEmptyDirs(ctx context.Context, root int, dirs []string, jobs int) {
 	byDepth := map[int][]string{}
 	deepest := 0
@@ -156,7 +157,7 @@ func removeEmptyDirs(ctx context.Context, root int, dirs []string, jobs int) {
 		add(d)
 	}
 	for depth := deepest; depth >= 0 && ctx.Err() == nil; depth-- {
-		level := byDepth[depth]
+		level := spreadParents(byDepth[depth])
 		removed := make([]bool, len(level))
 		next := make(chan int)
 		var wg sync.WaitGroup
@@ -178,4 +179,36 @@ func removeEmptyDirs(ctx context.Context, root int, dirs []string, jobs int) {
 			}
 		}
 	}
+}
+
+// spreadParents orders the directories of one level so that those removed
+// at the same time have different parents: an rmdir holds its parent's
+// lock until the directory's inode is freed, and freeing it waits for the
+// device (the discard of its block on a disk mounted with discard), so
+// siblings removed together wait for each other. It takes the first child
+// of every parent, then the second of those that have one, and so on;
+// linear in the number of directories.
+func spreadParents(dirs []string) []string {
+	byParent := map[string][]string{}
+	var parents []string
+	for _, d := range dirs {
+		p := filepath.Dir(d)
+		if _, ok := byParent[p]; !ok {
+			parents = append(parents, p)
+		}
+		byParent[p] = append(byParent[p], d)
+	}
+	slices.Sort(parents)
+	out := make([]string, 0, len(dirs))
+	for i := 0; len(parents) > 0; i++ {
+		left := parents[:0]
+		for _, p := range parents {
+			out = append(out, byParent[p][i])
+			if i+1 < len(byParent[p]) {
+				left = append(left, p)
+			}
+		}
+		parents = left
+	}
+	return out
 }
