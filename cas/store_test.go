@@ -719,16 +719,7 @@ func TestLargeWriteAfterManySessionsDoesNotStall(t *testing.T) {
 // therefore leaves nothing for recovery.)
 func TestStagedBlobIsUnnamedUntilCommit(t *testing.T) {
 	s := newStore(t)
-	ctx := context.Background()
-	b := []byte("a product document")
-	st, err := s.StageUnsynced(ctx, bytes.NewReader(b), Unknown, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dropped, err := s.StageUnsynced(ctx, bytes.NewReader([]byte("dropped")), Unknown, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, dropped, b := stageTwo(t, s)
 	if got := entries(t, s.ingestPath()); len(got) != 0 {
 		t.Errorf("staged blobs have names in the staging directory: %v", got)
 	}
@@ -738,6 +729,34 @@ func TestStagedBlobIsUnnamedUntilCommit(t *testing.T) {
 	if err := dropped.Discard(); err != nil {
 		t.Fatal(err)
 	}
+	commitAndCheck(t, s, st, b)
+	if _, err := os.Stat(s.BlobPath(dropped.Digest)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("discarded blob in the pool: %v", err)
+	}
+}
+
+// stageTwo stages two small blobs without committing them: st (its bytes
+// b) and dropped.
+func stageTwo(t *testing.T, s *Store) (st, dropped *Staged, b []byte) {
+	t.Helper()
+	ctx := context.Background()
+	b = []byte("a product document")
+	st, err := s.StageUnsynced(ctx, bytes.NewReader(b), Unknown, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped, err = s.Stage(ctx, bytes.NewReader([]byte("dropped")), Unknown, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, dropped, b
+}
+
+// commitAndCheck commits st in a writer session and checks that the pool
+// file is b, read-only, and that the staging directory is empty after.
+func commitAndCheck(t *testing.T, s *Store, st *Staged, b []byte) {
+	t.Helper()
+	ctx := context.Background()
 	ss, err := s.Writer(ctx, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -754,9 +773,6 @@ func TestStagedBlobIsUnnamedUntilCommit(t *testing.T) {
 	if got, _ := os.ReadFile(s.BlobPath(st.Digest)); !bytes.Equal(got, b) {
 		t.Errorf("pool file holds %q", got)
 	}
-	if _, err := os.Stat(s.BlobPath(dropped.Digest)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("discarded blob in the pool: %v", err)
-	}
 	if got := entries(t, s.ingestPath()); len(got) != 0 {
 		t.Errorf("staging directory after the commit: %v", got)
 	}
@@ -769,16 +785,7 @@ func TestStagedBlobIsUnnamedUntilCommit(t *testing.T) {
 func TestStagingWithoutTmpfile(t *testing.T) {
 	s := newStore(t)
 	s.noTmpfile = true
-	ctx := context.Background()
-	b := []byte("a product document")
-	st, err := s.StageUnsynced(ctx, bytes.NewReader(b), Unknown, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dropped, err := s.Stage(ctx, bytes.NewReader([]byte("dropped")), Unknown, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, dropped, b := stageTwo(t, s)
 	names := entries(t, s.ingestPath())
 	if len(names) != 2 {
 		t.Fatalf("staging directory holds %v, want two named temp files", names)
@@ -804,7 +811,7 @@ func TestStagingWithoutTmpfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.tempPrefix = "999999999-"
-	ss, err := other.Writer(ctx, "other")
+	ss, err := other.Writer(context.Background(), "other")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -818,22 +825,5 @@ func TestStagingWithoutTmpfile(t *testing.T) {
 	if got := entries(t, s.ingestPath()); len(got) != 1 {
 		t.Errorf("after a discard the staging directory holds %v", got)
 	}
-	ss, err = s.Writer(ctx, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := ss.Commit(ctx, st)
-	ss.Close()
-	if err != nil || !out[0].New {
-		t.Fatalf("commit: %+v %v", out, err)
-	}
-	if got, _ := os.ReadFile(s.BlobPath(st.Digest)); !bytes.Equal(got, b) {
-		t.Errorf("pool file holds %q", got)
-	}
-	if fi, err := os.Stat(s.BlobPath(st.Digest)); err != nil || fi.Mode().Perm() != 0o444 {
-		t.Errorf("pool file: %v %v", fi, err)
-	}
-	if got := entries(t, s.ingestPath()); len(got) != 0 {
-		t.Errorf("staging directory after the commit: %v", got)
-	}
+	commitAndCheck(t, s, st, b)
 }
