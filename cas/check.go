@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strings"
 	"sync"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -224,7 +223,7 @@ func (it *poolIter) next() (poolFile, bool, error) {
 				it.add(Problem{Kind: ProblemStray, Path: p, Detail: "not a regular file (" + e.Type().String() + ")"})
 				continue
 			}
-			if len(e.Name()) != 64 || !isHex(e.Name()) || e.Name()[:2] != dir {
+			if len(e.Name()) != 64 || !digest.IsLowerHex(e.Name()) || e.Name()[:2] != dir {
 				it.add(Problem{Kind: ProblemStray, Path: p, Detail: "name is not the sha256 of a blob in this directory"})
 				continue
 			}
@@ -240,8 +239,6 @@ func (it *poolIter) next() (poolFile, bool, error) {
 	return f, true, nil
 }
 
-func isHex(s string) bool { return strings.Trim(s, "0123456789abcdef") == "" }
-
 // mergeWalk compares the blob records with the pool files, both in digest
 // order, and calls good for every record whose file is present with the
 // right size.
@@ -252,7 +249,7 @@ func (s *Store) mergeWalk(ctx context.Context, txn *badger.Txn, add func(Problem
 	}
 	pi := &poolIter{root: s.blobsPath(), add: add}
 	for _, e := range ents {
-		if e.IsDir() && len(e.Name()) == 2 && isHex(e.Name()) {
+		if e.IsDir() && len(e.Name()) == 2 && digest.IsLowerHex(e.Name()) {
 			pi.dirs = append(pi.dirs, e.Name())
 		} else {
 			add(Problem{Kind: ProblemStray, Path: filepath.Join(s.blobsPath(), e.Name()), Detail: "not a two-hex-digit directory"})

@@ -3,8 +3,6 @@ package cas
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -45,8 +43,7 @@ func randBytes(n int, seed uint64) []byte {
 }
 
 func sha(b []byte) digest.Digest {
-	h := sha256.Sum256(b)
-	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h[:]))
+	return digest.FromBytes(b)
 }
 
 // ingest stages and commits b in one writer session.

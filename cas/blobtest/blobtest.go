@@ -39,8 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) cas.BlobStore) {
 }
 
 func sum(b []byte) digest.Digest {
-	s := sha256.Sum256(b)
-	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(s[:]))
+	return digest.FromBytes(b)
 }
 
 // put writes b and commits it expecting exp.

@@ -56,17 +56,15 @@ func (d Digest) Validate() error {
 		return fmt.Errorf("digest %.80q: %w", string(d), ErrFormat)
 	case Algorithm(alg) != SHA256:
 		return fmt.Errorf("digest %.80q: %w", string(d), ErrAlgorithm)
-	case !isLowerHex(enc, encodedLen):
+	case len(enc) != encodedLen || !IsLowerHex(enc):
 		return fmt.Errorf("digest %.80q: %w", string(d), ErrEncodedForm)
 	}
 	return nil
 }
 
-// isLowerHex says whether s is n lower-case hex digits.
-func isLowerHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
+// IsLowerHex says whether s is made of lower-case hex digits only (the
+// form of an encoded digest and of the pool's directory names).
+func IsLowerHex(s string) bool {
 	for i := range len(s) {
 		c := s[i]
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
