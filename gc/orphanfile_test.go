@@ -1,7 +1,10 @@
 package gc
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -220,5 +223,60 @@ func TestSpreadParents(t *testing.T) {
 		if got := spreadParents(c.in); !slices.Equal(got, c.want) {
 			t.Errorf("spreadParents(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// unlinkAll removes each directory its removals leave empty, and its
+// parents once everything planned below them is done, in the same pass as
+// the files: a directory with files of its own and planned children goes
+// after both; one with something else in it stays, and so do its
+// parents; a planned directory that is not there removes nothing above it.
+func TestUnlinkAllRemovesEmptiedDirs(t *testing.T) {
+	data := t.TempDir()
+	for _, f := range []string{"a/b/c/f1", "a/b/c/f2", "a/b/g", "a/keep", "d/e/f3", "z", "p/q/r/s/f4"} {
+		writeFile(t, filepath.Join(data, f), f)
+	}
+	for _, d := range []string{"d/e2", "x"} {
+		if err := os.MkdirAll(filepath.Join(data, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reap := []string{"a/b/c/f1", "a/b/c/f2", "a/b/g", "d/e/f3", "x/y/gone", "z", "p/q/r/s/f4"}
+	for _, jobs := range []int{1, 3, 32} {
+		t.Run(fmt.Sprint(jobs), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			if err := os.CopyFS(dir, os.DirFS(data)); err != nil {
+				t.Fatal(err)
+			}
+			freed, gone, err := unlinkAll(ctx, dir, reap, jobs)
+			if err != nil || gone != 6 || freed != int64(len("a/b/c/f1a/b/c/f2a/b/gd/e/f3zp/q/r/s/f4")) {
+				t.Fatalf("unlinkAll: freed %d, gone %d, %v", freed, gone, err)
+			}
+			var left []string
+			filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if rel, _ := filepath.Rel(dir, p); rel != "." {
+					left = append(left, rel)
+				}
+				return err
+			})
+			want := []string{"a", "a/keep", "d", "d/e2", "x"}
+			if !slices.Equal(left, want) {
+				t.Fatalf("left %q, want %q", left, want)
+			}
+		})
+	}
+}
+
+// A cancelled reap removes nothing and says why.
+func TestUnlinkAllCancelled(t *testing.T) {
+	data := t.TempDir()
+	writeFile(t, filepath.Join(data, "a", "f"), "f")
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, gone, err := unlinkAll(cctx, data, []string{"a/f"}, 4); !errors.Is(err, context.Canceled) || gone != 0 {
+		t.Fatalf("gone %d, %v", gone, err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "a", "f")); err != nil {
+		t.Fatal(err)
 	}
 }

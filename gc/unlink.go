@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -15,62 +14,52 @@ import (
 	"github.com/mephstore/mephstore/internal/fsx"
 )
 
-// unlinkAll removes the files (rels, relative to dataDir; in parallel, a
-// directory per worker at a time), syncs the file system once, then
-// removes the directories left empty, up to dataDir. The kernel opens each
-// directory beneath dataDir (openat2 RESOLVE_BENEATH): one that a symlink
-// leads out of, or an absolute symlink on the way, is refused and nothing
-// in it or above it is removed. Files are looked up and unlinked by name
-// in their open directory, not by their whole path.
+// unlinkAll removes the files (rels, relative to dataDir) and the
+// directories that leaves empty, up to dataDir, then syncs the file system
+// once. The kernel opens each directory beneath dataDir (openat2
+// RESOLVE_BENEATH): one that a symlink leads out of, or an absolute
+// symlink on the way, is refused and nothing in it or above it is
+// removed. Files are looked up and unlinked by name in their open
+// directory, not by their whole path.
+//
+// jobs workers take the work from one queue: the files of a directory
+// (directories of different parents first, spreadParents), and a
+// directory's rmdir as soon as everything planned below it is done, so
+// the removal of the directories overlaps that of the files instead of
+// following it (a removal mostly waits for the device).
 func unlinkAll(ctx context.Context, dataDir string, rels []string, jobs int) (int64, int, error) {
 	root, err := unix.Open(dataDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, 0, fmt.Errorf("data directory %w", &os.PathError{Op: "open", Path: dataDir, Err: err})
 	}
 	defer unix.Close(root)
-	byDir := map[string][]string{}
-	for _, rel := range rels {
-		d := filepath.Dir(rel)
-		byDir[d] = append(byDir[d], filepath.Base(rel))
-	}
-	dirs := make([]string, 0, len(byDir))
-	for d := range byDir {
-		dirs = append(dirs, d)
-	}
-	slices.Sort(dirs)
+	plan := newReapPlan(rels)
 	var (
-		mu      sync.Mutex
-		freed   int64
-		gone    int
-		errs    []error
-		reached []string
-		wg      sync.WaitGroup
+		mu    sync.Mutex
+		freed int64
+		gone  int
+		errs  []error
+		wg    sync.WaitGroup
 	)
-	next := make(chan string)
+	work := plan.start(&wg)
 	for range jobs {
-		wg.Go(func() {
-			for d := range next {
-				f, g, ok, err := reapDir(root, dataDir, d, byDir[d])
-				mu.Lock()
-				freed, gone = freed+f, gone+g
-				if ok {
-					reached = append(reached, d)
+		go func() {
+			for it := range work {
+				if ctx.Err() == nil {
+					f, g, err := plan.do(root, dataDir, it)
+					mu.Lock()
+					freed, gone = freed+f, gone+g
+					if err != nil {
+						errs = append(errs, err)
+					}
+					mu.Unlock()
 				}
-				if err != nil {
-					errs = append(errs, err)
-				}
-				mu.Unlock()
+				wg.Done()
 			}
-		})
+		}()
 	}
-	for _, d := range dirs {
-		if ctx.Err() != nil {
-			break
-		}
-		next <- d
-	}
-	close(next)
 	wg.Wait()
+	close(work)
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, err)
 	}
@@ -79,8 +68,107 @@ func unlinkAll(ctx context.Context, dataDir string, rels []string, jobs int) (in
 	if err := fsx.Syncfs(dataDir); err != nil {
 		errs = append(errs, err)
 	}
-	removeEmptyDirs(ctx, root, reached, jobs)
 	return freed, gone, errors.Join(errs...)
+}
+
+// reapPlan is the work of a reap: the files of each directory, and the
+// directories above them to remove once empty. A directory's rmdir is
+// queued when nothing planned below it is left (pending reaches 0) and
+// something below it was removed: a directory reached beneath the root,
+// which vouches for the path of its parents.
+type reapPlan struct {
+	files   map[string][]string // directory -> names of the files to reap
+	parent  map[string]string   // planned directory -> its parent ("." for none)
+	mu      sync.Mutex
+	pending map[string]int  // directory -> planned units below it not yet done
+	removed map[string]bool // directory -> something below it was removed
+	wg      *sync.WaitGroup
+	work    chan reapItem
+}
+
+// reapItem is a unit of work: the files of dir, or dir itself.
+type reapItem struct {
+	dir   string
+	rmdir bool
+}
+
+func newReapPlan(rels []string) *reapPlan {
+	p := &reapPlan{files: map[string][]string{}, parent: map[string]string{},
+		pending: map[string]int{}, removed: map[string]bool{}}
+	for _, rel := range rels {
+		d := filepath.Dir(rel)
+		if _, ok := p.files[d]; !ok {
+			p.pending[d]++ // its files are a unit
+			p.add(d)
+		}
+		p.files[d] = append(p.files[d], filepath.Base(rel))
+	}
+	return p
+}
+
+// add plans dir and, the first time, counts it in its parent's pending
+// units, up to the root.
+func (p *reapPlan) add(dir string) {
+	for dir != "." && dir != "/" && dir != "" {
+		if _, ok := p.parent[dir]; ok {
+			return
+		}
+		up := filepath.Dir(dir)
+		p.parent[dir] = up
+		p.pending[up]++
+		dir = up
+	}
+}
+
+// start queues the files of every directory and returns the queue, which
+// never blocks: it holds every unit of the plan.
+func (p *reapPlan) start(wg *sync.WaitGroup) chan reapItem {
+	p.wg = wg
+	p.work = make(chan reapItem, len(p.files)+len(p.parent))
+	dirs := make([]string, 0, len(p.files))
+	for d := range p.files {
+		dirs = append(dirs, d)
+	}
+	slices.Sort(dirs)
+	wg.Add(len(dirs))
+	for _, d := range spreadParents(dirs) {
+		p.work <- reapItem{dir: d}
+	}
+	return p.work
+}
+
+// do runs one unit, then counts it done in its directory (files) or the
+// directory's parent (rmdir).
+func (p *reapPlan) do(root int, dataDir string, it reapItem) (freed int64, gone int, err error) {
+	if it.rmdir {
+		removed := unix.Unlinkat(root, it.dir, unix.AT_REMOVEDIR) == nil
+		p.done(p.parent[it.dir], removed)
+		return 0, 0, nil
+	}
+	freed, gone, reached, err := reapDir(root, dataDir, it.dir, p.files[it.dir])
+	p.done(it.dir, reached)
+	return freed, gone, err
+}
+
+// done counts a unit below dir as done (removed: it went, or its files
+// were reached) and queues dir's rmdir when it was the last.
+func (p *reapPlan) done(dir string, removed bool) {
+	if dir == "." || dir == "/" || dir == "" {
+		return
+	}
+	p.mu.Lock()
+	p.pending[dir]--
+	p.removed[dir] = p.removed[dir] || removed
+	ready := p.pending[dir] == 0
+	removed = p.removed[dir]
+	p.mu.Unlock()
+	switch {
+	case ready && removed:
+		p.wg.Add(1)
+		p.work <- reapItem{dir: dir, rmdir: true}
+	case ready:
+		p.done(p.parent[dir], false)
+	}
 }
 
 // reapDir unlinks the named files of the directory d (relative to the
@@ -129,55 +217,6 @@ func openBeneath(root int, rel string) (int, error) {
 			continue
 		}
 		return fd, err
-	}
-}
-
-// removeEmptyDirs removes the directories (relative to root's descriptor)
-// that are empty, then their parents that became empty, level by level
-// from the deepest, each level in parallel: on a disk where a removal
-// waits for the journal or for a discard, one at a time costs as much as
-// the unlinks of the files did. Within a level, directories of different
-// parents go first (spreadParents). dirs are directories reapDir reached
-// beneath the root, so neither they nor their parents lead out of it; the
-// root itself is never removed.
-func removeEmptyDirs(ctx context.Context, root int, dirs []string, jobs int) {
-	byDepth := map[int][]string{}
-	deepest := 0
-	seen := map[string]bool{}
-	add := func(d string) {
-		if d == "." || d == "/" || d == "" || seen[d] {
-			return
-		}
-		seen[d] = true
-		n := strings.Count(d, "/")
-		byDepth[n] = append(byDepth[n], d)
-		deepest = max(deepest, n)
-	}
-	for _, d := range dirs {
-		add(d)
-	}
-	for depth := deepest; depth >= 0 && ctx.Err() == nil; depth-- {
-		level := spreadParents(byDepth[depth])
-		removed := make([]bool, len(level))
-		next := make(chan int)
-		var wg sync.WaitGroup
-		for range jobs {
-			wg.Go(func() {
-				for i := range next {
-					removed[i] = unix.Unlinkat(root, level[i], unix.AT_REMOVEDIR) == nil
-				}
-			})
-		}
-		for i := range level {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		for i, d := range level {
-			if removed[i] {
-				add(filepath.Dir(d))
-			}
-		}
 	}
 }
 
