@@ -59,6 +59,10 @@ func TestAddBlobAddsOnlyWhatIsMissing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A new root: no pool when the publish begins.
+			if err := tg.Begin(ctx, "daily"); err != nil {
+				t.Fatal(err)
+			}
 			added, copied, err := tg.AddBlob(ctx, "daily", tc.blobs, d)
 			if err != nil || !added || copied != tc.copied {
 				t.Fatalf("first AddBlob: added %v copied %v, %v; want added, copied %v", added, copied, err, tc.copied)
@@ -72,11 +76,14 @@ func TestAddBlobAddsOnlyWhatIsMissing(t *testing.T) {
 			if err != nil || added || copied {
 				t.Fatalf("second AddBlob: added %v copied %v, %v; want the file left alone", added, copied, err)
 			}
-			// A later publish's target finds the pool there and looks
-			// with a stat.
+			// A later publish's target finds the pool there when it
+			// begins and looks with a stat.
 			tg2, err := NewDirTarget(root)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if err := tg2.Begin(ctx, "daily"); err != nil || tg2.pool.Load() == nil {
+				t.Fatalf("Begin of a root with a pool: %v, pool open %v", err, tg2.pool.Load() != nil)
 			}
 			added, copied, err = tg2.AddBlob(ctx, "daily", tc.blobs, d)
 			if err != nil || added || copied {
