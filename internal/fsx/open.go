@@ -14,7 +14,7 @@ import (
 // reads. The file it returns is not in the poller (reads block the
 // thread, as they do for a regular file anyway).
 func OpenRead(p string) (*os.File, error) {
-	fd, err := openRetry(p, unix.O_RDONLY|unix.O_CLOEXEC)
+	fd, err := openRetry(unix.AT_FDCWD, p, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: p, Err: err}
 	}
@@ -28,7 +28,7 @@ func OpenRead(p string) (*os.File, error) {
 // grows while it is read comes back longer than that size (a caller that
 // knows the size or the sha256 sees it), never without bound.
 func ReadFile(p string) ([]byte, error) {
-	fd, err := openRetry(p, unix.O_RDONLY|unix.O_CLOEXEC)
+	fd, err := openRetry(unix.AT_FDCWD, p, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: p, Err: err}
 	}

@@ -26,7 +26,12 @@ func ListFiles(ctx context.Context, root string, jobs int, skipDir, skipFile fun
 	if jobs < 1 {
 		jobs = 1
 	}
-	w := &lister{ctx: ctx, root: root, skipDir: skipDir, skipFile: skipFile, stack: []string{""}, active: jobs}
+	rootFd, err := openRetry(unix.AT_FDCWD, root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", root, err)
+	}
+	defer unix.Close(rootFd)
+	w := &lister{ctx: ctx, root: root, rootFd: rootFd, skipDir: skipDir, skipFile: skipFile, stack: []string{""}, active: jobs}
 	w.cond = sync.NewCond(&w.mu)
 	outs := make([][]string, jobs)
 	var wg sync.WaitGroup
@@ -51,6 +56,7 @@ func ListFiles(ctx context.Context, root string, jobs int, skipDir, skipFile fun
 type lister struct {
 	ctx               context.Context
 	root              string
+	rootFd            int // root, opened once: directories are opened relative to it
 	skipDir, skipFile func(string) bool
 
 	mu     sync.Mutex
@@ -120,15 +126,13 @@ func (w *lister) work() []string {
 }
 
 func (w *lister) readDir(rel string, buf []byte, files, dirs []string) ([]string, []string, error) {
-	p := w.root
-	if rel != "" {
-		p = w.root + "/" + rel
-	}
+	p, at := w.root, "."
 	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
 	if rel != "" {
+		p, at = w.root+"/"+rel, rel
 		flags |= unix.O_NOFOLLOW
 	}
-	fd, err := openRetry(p, flags)
+	fd, err := openRetry(w.rootFd, at, flags)
 	if rel != "" && errors.Is(err, unix.ENOENT) {
 		return files, dirs, nil // removed since its parent was read
 	}
@@ -223,9 +227,10 @@ func entryKind(dirfd int, typ byte, name []byte) (isDir, listed bool, err error)
 	return false, true, nil
 }
 
-func openRetry(p string, flags int) (int, error) {
+// openRetry is openat(2) of p relative to dirfd, again when interrupted.
+func openRetry(dirfd int, p string, flags int) (int, error) {
 	for {
-		fd, err := unix.Open(p, flags, 0)
+		fd, err := unix.Openat(dirfd, p, flags, 0)
 		if !errors.Is(err, unix.EINTR) {
 			return fd, err
 		}
