@@ -256,7 +256,8 @@ func (o TreeOptions) jobs() int {
 	return 4
 }
 
-// removers is how many removals reap-orphans runs at once. A removal
+// removers is how many removals (unlinks of files, rmdirs of the
+// directories they leave empty) reap-orphans runs at once. A removal
 // mostly waits for the device rather than for a processor (a disk mounted
 // with discard discards the blocks an unlink or an rmdir frees before the
 // call returns; elsewhere the journal), so more of them overlap than
