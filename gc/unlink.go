@@ -77,97 +77,114 @@ func unlinkAll(ctx context.Context, dataDir string, rels []string, jobs int) (in
 // something below it was removed: a directory reached beneath the root,
 // which vouches for the path of its parents.
 type reapPlan struct {
-	files   map[string][]string // directory -> names of the files to reap
-	parent  map[string]string   // planned directory -> its parent ("." for none)
-	mu      sync.Mutex
-	pending map[string]int  // directory -> planned units below it not yet done
-	removed map[string]bool // directory -> something below it was removed
-	wg      *sync.WaitGroup
-	work    chan reapItem
+	withFiles []*reapNode // directories with files to reap
+	nodes     int         // directories planned
+	mu        sync.Mutex  // guards the nodes' pending, removed and rmdir
+	wg        *sync.WaitGroup
+	work      chan *reapNode
 }
 
-// reapItem is a unit of work: the files of dir, or dir itself.
-type reapItem struct {
-	dir   string
-	rmdir bool
+// reapNode is a directory of a reap plan, queued once for its files (if
+// it has any) and at most once more for its rmdir.
+type reapNode struct {
+	dir     string
+	parent  *reapNode // nil: the data directory, never removed
+	names   []string  // the files to reap in it
+	pending int       // planned units below it not yet done (its files are one)
+	removed bool      // something below it was removed
+	rmdir   bool      // queued for its rmdir
 }
 
 func newReapPlan(rels []string) *reapPlan {
-	p := &reapPlan{files: map[string][]string{}, parent: map[string]string{},
-		pending: map[string]int{}, removed: map[string]bool{}}
+	p := &reapPlan{}
+	nodes := map[string]*reapNode{}
+	var node func(dir string) *reapNode
+	node = func(dir string) *reapNode {
+		if dir == "." || dir == "/" || dir == "" {
+			return nil
+		}
+		if n := nodes[dir]; n != nil {
+			return n
+		}
+		n := &reapNode{dir: dir, parent: node(filepath.Dir(dir))}
+		if n.parent != nil {
+			n.parent.pending++
+		}
+		nodes[dir] = n
+		return n
+	}
+	var top []string // files directly in the data directory
 	for _, rel := range rels {
-		d := filepath.Dir(rel)
-		if _, ok := p.files[d]; !ok {
-			p.pending[d]++ // its files are a unit
-			p.add(d)
+		n := node(filepath.Dir(rel))
+		if n == nil {
+			top = append(top, filepath.Base(rel))
+			continue
 		}
-		p.files[d] = append(p.files[d], filepath.Base(rel))
+		if n.names == nil {
+			n.pending++ // its files are a unit
+			p.withFiles = append(p.withFiles, n)
+		}
+		n.names = append(n.names, filepath.Base(rel))
 	}
+	if top != nil {
+		p.withFiles = append(p.withFiles, &reapNode{dir: ".", names: top, pending: 1})
+	}
+	p.nodes = len(nodes)
 	return p
-}
-
-// add plans dir and, the first time, counts it in its parent's pending
-// units, up to the root.
-func (p *reapPlan) add(dir string) {
-	for dir != "." && dir != "/" && dir != "" {
-		if _, ok := p.parent[dir]; ok {
-			return
-		}
-		up := filepath.Dir(dir)
-		p.parent[dir] = up
-		p.pending[up]++
-		dir = up
-	}
 }
 
 // start queues the files of every directory and returns the queue, which
 // never blocks: it holds every unit of the plan.
-func (p *reapPlan) start(wg *sync.WaitGroup) chan reapItem {
+func (p *reapPlan) start(wg *sync.WaitGroup) chan *reapNode {
 	p.wg = wg
-	p.work = make(chan reapItem, len(p.files)+len(p.parent))
-	dirs := make([]string, 0, len(p.files))
-	for d := range p.files {
-		dirs = append(dirs, d)
+	p.work = make(chan *reapNode, len(p.withFiles)+p.nodes)
+	byDir := make(map[string]*reapNode, len(p.withFiles))
+	dirs := make([]string, 0, len(p.withFiles))
+	for _, n := range p.withFiles {
+		byDir[n.dir] = n
+		dirs = append(dirs, n.dir)
 	}
 	slices.Sort(dirs)
 	wg.Add(len(dirs))
 	for _, d := range spreadParents(dirs) {
-		p.work <- reapItem{dir: d}
+		p.work <- byDir[d]
 	}
 	return p.work
 }
 
 // do runs one unit, then counts it done in its directory (files) or the
 // directory's parent (rmdir).
-func (p *reapPlan) do(root int, dataDir string, it reapItem) (freed int64, gone int, err error) {
-	if it.rmdir {
-		removed := unix.Unlinkat(root, it.dir, unix.AT_REMOVEDIR) == nil
-		p.done(p.parent[it.dir], removed)
+func (p *reapPlan) do(root int, dataDir string, n *reapNode) (freed int64, gone int, err error) {
+	if n.rmdir {
+		removed := unix.Unlinkat(root, n.dir, unix.AT_REMOVEDIR) == nil
+		p.done(n.parent, removed)
 		return 0, 0, nil
 	}
-	freed, gone, reached, err := reapDir(root, dataDir, it.dir, p.files[it.dir])
-	p.done(it.dir, reached)
+	freed, gone, reached, err := reapDir(root, dataDir, n.dir, n.names)
+	if n.dir != "." {
+		p.done(n, reached)
+	}
 	return freed, gone, err
 }
 
-// done counts a unit below dir as done (removed: it went, or its files
-// were reached) and queues dir's rmdir when it was the last.
-func (p *reapPlan) done(dir string, removed bool) {
-	if dir == "." || dir == "/" || dir == "" {
-		return
-	}
-	p.mu.Lock()
-	p.pending[dir]--
-	p.removed[dir] = p.removed[dir] || removed
-	ready := p.pending[dir] == 0
-	removed = p.removed[dir]
-	p.mu.Unlock()
-	switch {
-	case ready && removed:
-		p.wg.Add(1)
-		p.work <- reapItem{dir: dir, rmdir: true}
-	case ready:
-		p.done(p.parent[dir], false)
+// done counts a unit below n as done (removed: it went, or its files were
+// reached) and queues n's rmdir when it was the last.
+func (p *reapPlan) done(n *reapNode, removed bool) {
+	for ; n != nil; n, removed = n.parent, false {
+		p.mu.Lock()
+		n.pending--
+		n.removed = n.removed || removed
+		ready := n.pending == 0
+		n.rmdir = ready && n.removed
+		p.mu.Unlock()
+		if !ready {
+			return
+		}
+		if n.rmdir {
+			p.wg.Add(1)
+			p.work <- n
+			return
+		}
 	}
 }
 
