@@ -237,13 +237,13 @@ func openBeneath(root int, rel string) (int, error) {
 	}
 }
 
-// spreadParents orders the directories of one level so that those removed
-// at the same time have different parents: an rmdir holds its parent's
-// lock until the directory's inode is freed, and freeing it waits for the
-// device (the discard of its block on a disk mounted with discard), so
-// siblings removed together wait for each other. It takes the first child
-// of every parent, then the second of those that have one, and so on;
-// linear in the number of directories.
+// spreadParents orders directories so that those worked on at the same
+// time have different parents: a reap removes a directory right after its
+// files, an rmdir holds its parent's lock until the directory's inode is
+// freed, and freeing it waits for the device (the discard of its block on
+// a disk mounted with discard), so siblings removed together wait for
+// each other. It takes the first child of every parent, then the second
+// of those that have one, and so on; linear in the number of directories.
 func spreadParents(dirs []string) []string {
 	byParent := map[string][]string{}
 	var parents []string
