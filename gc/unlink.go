@@ -77,8 +77,9 @@ func unlinkAll(ctx context.Context, dataDir string, rels []string, jobs int) (in
 // something below it was removed: a directory reached beneath the root,
 // which vouches for the path of its parents.
 type reapPlan struct {
-	withFiles []*reapNode // directories with files to reap
-	nodes     int         // directories planned
+	root      *reapNode   // the data directory: never removed
+	withFiles []*reapNode // directories with files to reap, in the order to queue them
+	nodes     int         // directories planned, the root among them
 	mu        sync.Mutex  // guards the nodes' pending, removed and rmdir
 	wg        *sync.WaitGroup
 	work      chan *reapNode
@@ -88,46 +89,43 @@ type reapPlan struct {
 // it has any) and at most once more for its rmdir.
 type reapNode struct {
 	dir     string
-	parent  *reapNode // nil: the data directory, never removed
-	names   []string  // the files to reap in it
-	pending int       // planned units below it not yet done (its files are one)
-	removed bool      // something below it was removed
-	rmdir   bool      // queued for its rmdir
+	parent  *reapNode
+	names   []string // the files to reap in it
+	pending int      // planned units below it not yet done (its files are one)
+	removed bool     // something below it was removed
+	rmdir   bool     // queued for its rmdir
 }
 
+// newReapPlan plans the removal of rels; the directories with files come
+// in spreadParents order.
 func newReapPlan(rels []string) *reapPlan {
-	p := &reapPlan{}
-	nodes := map[string]*reapNode{}
+	p := &reapPlan{root: &reapNode{dir: "."}}
+	nodes := map[string]*reapNode{".": p.root}
 	var node func(dir string) *reapNode
 	node = func(dir string) *reapNode {
-		if dir == "." || dir == "/" || dir == "" {
-			return nil
+		if dir == "/" || dir == "" {
+			dir = "."
 		}
 		if n := nodes[dir]; n != nil {
 			return n
 		}
 		n := &reapNode{dir: dir, parent: node(filepath.Dir(dir))}
-		if n.parent != nil {
-			n.parent.pending++
-		}
+		n.parent.pending++
 		nodes[dir] = n
 		return n
 	}
-	var top []string // files directly in the data directory
+	var dirs []string
 	for _, rel := range rels {
 		n := node(filepath.Dir(rel))
-		if n == nil {
-			top = append(top, filepath.Base(rel))
-			continue
-		}
 		if n.names == nil {
 			n.pending++ // its files are a unit
-			p.withFiles = append(p.withFiles, n)
+			dirs = append(dirs, n.dir)
 		}
 		n.names = append(n.names, filepath.Base(rel))
 	}
-	if top != nil {
-		p.withFiles = append(p.withFiles, &reapNode{dir: ".", names: top, pending: 1})
+	slices.Sort(dirs)
+	for _, d := range spreadParents(dirs) {
+		p.withFiles = append(p.withFiles, nodes[d])
 	}
 	p.nodes = len(nodes)
 	return p
@@ -138,16 +136,9 @@ func newReapPlan(rels []string) *reapPlan {
 func (p *reapPlan) start(wg *sync.WaitGroup) chan *reapNode {
 	p.wg = wg
 	p.work = make(chan *reapNode, len(p.withFiles)+p.nodes)
-	byDir := make(map[string]*reapNode, len(p.withFiles))
-	dirs := make([]string, 0, len(p.withFiles))
+	wg.Add(len(p.withFiles))
 	for _, n := range p.withFiles {
-		byDir[n.dir] = n
-		dirs = append(dirs, n.dir)
-	}
-	slices.Sort(dirs)
-	wg.Add(len(dirs))
-	for _, d := range spreadParents(dirs) {
-		p.work <- byDir[d]
+		p.work <- n
 	}
 	return p.work
 }
@@ -161,16 +152,14 @@ func (p *reapPlan) do(root int, dataDir string, n *reapNode) (freed int64, gone 
 		return 0, 0, nil
 	}
 	freed, gone, reached, err := reapDir(root, dataDir, n.dir, n.names)
-	if n.dir != "." {
-		p.done(n, reached)
-	}
+	p.done(n, reached)
 	return freed, gone, err
 }
 
 // done counts a unit below n as done (removed: it went, or its files were
 // reached) and queues n's rmdir when it was the last.
 func (p *reapPlan) done(n *reapNode, removed bool) {
-	for ; n != nil; n, removed = n.parent, false {
+	for ; n != p.root; n, removed = n.parent, false {
 		p.mu.Lock()
 		n.pending--
 		n.removed = n.removed || removed

@@ -126,10 +126,10 @@ func (w *lister) work() []string {
 }
 
 func (w *lister) readDir(rel string, buf []byte, files, dirs []string) ([]string, []string, error) {
-	p, at := w.root, "."
+	at := "."
 	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
 	if rel != "" {
-		p, at = w.root+"/"+rel, rel
+		at = rel
 		flags |= unix.O_NOFOLLOW
 	}
 	fd, err := openRetry(w.rootFd, at, flags)
@@ -137,7 +137,7 @@ func (w *lister) readDir(rel string, buf []byte, files, dirs []string) ([]string
 		return files, dirs, nil // removed since its parent was read
 	}
 	if err != nil {
-		return files, dirs, fmt.Errorf("read directory %s: %w", p, err)
+		return files, dirs, fmt.Errorf("read directory %s: %w", w.path(rel), err)
 	}
 	defer unix.Close(fd)
 	for {
@@ -146,7 +146,7 @@ func (w *lister) readDir(rel string, buf []byte, files, dirs []string) ([]string
 			continue
 		}
 		if err != nil {
-			return files, dirs, fmt.Errorf("read directory %s: %w", p, err)
+			return files, dirs, fmt.Errorf("read directory %s: %w", w.path(rel), err)
 		}
 		if n <= 0 {
 			return files, dirs, nil
@@ -156,11 +156,11 @@ func (w *lister) readDir(rel string, buf []byte, files, dirs []string) ([]string
 			// type u8, name NUL-terminated.
 			rec := buf[off:n]
 			if len(rec) < 19 {
-				return files, dirs, fmt.Errorf("read directory %s: short directory entry", p)
+				return files, dirs, fmt.Errorf("read directory %s: short directory entry", w.path(rel))
 			}
 			reclen := int(binary.NativeEndian.Uint16(rec[16:]))
 			if reclen < 19 || reclen > len(rec) {
-				return files, dirs, fmt.Errorf("read directory %s: bad directory entry length %d", p, reclen)
+				return files, dirs, fmt.Errorf("read directory %s: bad directory entry length %d", w.path(rel), reclen)
 			}
 			off += reclen
 			ino := binary.NativeEndian.Uint64(rec)
@@ -184,7 +184,7 @@ func (w *lister) readDir(rel string, buf []byte, files, dirs []string) ([]string
 				if errors.Is(err, unix.ENOENT) {
 					continue // gone since the directory was read
 				}
-				return files, dirs, fmt.Errorf("%s: %w", path.Join(p, string(name)), err)
+				return files, dirs, fmt.Errorf("%s: %w", path.Join(w.path(rel), string(name)), err)
 			}
 			switch {
 			case !ok:
@@ -200,6 +200,15 @@ func (w *lister) readDir(rel string, buf []byte, files, dirs []string) ([]string
 			}
 		}
 	}
+}
+
+// path is the directory rel under the root, for messages: directories
+// are opened relative to the root's descriptor, not by this path.
+func (w *lister) path(rel string) string {
+	if rel == "" {
+		return w.root
+	}
+	return w.root + "/" + rel
 }
 
 // entryKind says whether a directory entry is a directory, and whether it
