@@ -1,19 +1,18 @@
 package s3store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/mephstore/mephstore/internal/s3api"
 )
 
 // Errors callers can test with errors.Is.
@@ -41,12 +40,12 @@ type Config struct {
 	Retries  int           // attempts per request; 0: 5
 	// Creds overrides the standard chain (environment, then shared
 	// files). Only the Go API sets it; the command line never takes keys.
-	Creds *credentials.Credentials
+	Creds *s3api.Credentials
 }
 
 // Bucket is an opened store location.
 type Bucket struct {
-	c      *minio.Client
+	c      *s3api.Client
 	cfg    Config
 	skew   atomic.Int64 // server time minus local time, in ns, from Date headers
 	stall  time.Duration
@@ -82,8 +81,7 @@ func Open(ctx context.Context, cfg Config) (*Bucket, error) {
 
 // Dial makes a client without talking to the server.
 func Dial(cfg Config) (*Bucket, error) {
-	host, secure, err := checkEndpoint(cfg.Endpoint)
-	if err != nil {
+	if _, _, err := checkEndpoint(cfg.Endpoint); err != nil {
 		return nil, err
 	}
 	if cfg.Stall <= 0 {
@@ -92,24 +90,22 @@ func Dial(cfg Config) (*Bucket, error) {
 	if cfg.Retries <= 0 {
 		cfg.Retries = 5
 	}
-	creds := cfg.Creds
-	if creds == nil {
-		creds = credentials.NewChainCredentials([]credentials.Provider{
-			&credentials.EnvAWS{}, &credentials.FileAWSCredentials{},
-		})
+	var creds s3api.Credentials
+	if cfg.Creds != nil {
+		creds = *cfg.Creds
+	} else {
+		var err error
+		if creds, err = s3api.Lookup(os.Getenv); err != nil {
+			return nil, fmt.Errorf("s3 %s: credentials: %w", cfg.Endpoint, err)
+		}
 	}
 	b := &Bucket{cfg: cfg, stall: cfg.Stall}
 	if cfg.Prefix != "" {
 		b.prefix = cfg.Prefix + "/"
 	}
-	region := cfg.Region
-	if region == "" {
-		region = "us-east-1"
-	}
-	c, err := minio.New(host, &minio.Options{
-		Creds: creds, Secure: secure, Region: region, MaxRetries: cfg.Retries,
-		BucketLookup: minio.BucketLookupPath,
-		Transport:    &watchdog{base: transport(cfg.Stall), stall: cfg.Stall, skew: &b.skew},
+	c, err := s3api.New(s3api.Options{
+		Endpoint: strings.TrimSuffix(cfg.Endpoint, "/"), Region: cfg.Region, Creds: creds, Retries: cfg.Retries,
+		Transport: &watchdog{base: transport(cfg.Stall), stall: cfg.Stall, skew: &b.skew},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
@@ -158,11 +154,7 @@ func (b *Bucket) Check(ctx context.Context) error {
 
 // MakeBucket creates the bucket (init --create-bucket).
 func (b *Bucket) MakeBucket(ctx context.Context) error {
-	err := b.c.MakeBucket(ctx, b.cfg.Bucket, minio.MakeBucketOptions{Region: b.c.EndpointURL().Host})
-	if err != nil {
-		err = b.c.MakeBucket(ctx, b.cfg.Bucket, minio.MakeBucketOptions{})
-	}
-	if err != nil {
+	if err := b.c.MakeBucket(ctx, b.cfg.Bucket); err != nil {
 		return b.wrap("create bucket", "", err)
 	}
 	return nil
@@ -173,8 +165,7 @@ func (b *Bucket) key(k string) string { return b.prefix + k }
 // Get reads a whole object of at most max bytes, in one request (the
 // bytes and the ETag are of the same version).
 func (b *Bucket) Get(ctx context.Context, key string, max int64) ([]byte, string, error) {
-	core := minio.Core{Client: b.c}
-	body, st, _, err := core.GetObject(ctx, b.cfg.Bucket, b.key(key), minio.GetObjectOptions{})
+	body, st, err := b.c.Get(ctx, b.cfg.Bucket, b.key(key), 0, -1)
 	if err != nil {
 		return nil, "", b.wrap("get", key, err)
 	}
@@ -194,37 +185,75 @@ func (b *Bucket) Get(ctx context.Context, key string, max int64) ([]byte, string
 
 // Put writes a small object in one request.
 func (b *Bucket) Put(ctx context.Context, key string, data []byte, cond Cond) (string, error) {
-	opts := minio.PutObjectOptions{ContentType: contentType(key), DisableMultipart: true}
-	switch {
-	case cond.IfNoneMatch:
-		opts.SetMatchETagExcept("*")
-	case cond.IfMatch != "":
-		opts.SetMatchETag(cond.IfMatch)
-	}
-	info, err := b.c.PutObject(ctx, b.cfg.Bucket, b.key(key), bytes.NewReader(data), int64(len(data)), opts)
+	opts := s3api.PutOptions{ContentType: contentType(key), IfNoneMatch: cond.IfNoneMatch, IfMatch: cond.IfMatch}
+	etag, err := b.c.Put(ctx, b.cfg.Bucket, b.key(key), data, opts)
 	if err != nil {
 		return "", b.wrap("put", key, err)
 	}
-	return info.ETag, nil
+	return etag, nil
 }
 
-// PutStream writes r (size bytes, or -1 when unknown) as key, in parts of
-// partSize when large: memory stays within a few parts whatever the size.
-func (b *Bucket) PutStream(ctx context.Context, key string, r io.Reader, size int64, partSize uint64) (Info, error) {
-	opts := minio.PutObjectOptions{ContentType: contentType(key), PartSize: partSize, NumThreads: 1,
-		DisableContentSha256: true}
-	info, err := b.c.PutObject(ctx, b.cfg.Bucket, b.key(key), r, size, opts)
-	if err != nil {
-		return Info{}, b.wrap("put", key, err)
+// PutStream writes what r holds as key: in one request when it fits in
+// a part of partSize bytes, else as a multipart upload, one part at a
+// time, so memory stays within one part whatever the size. With size >=
+// 0, r must hold exactly that many bytes. The object appears whole (and
+// of the size) or not at all.
+func (b *Bucket) PutStream(ctx context.Context, key string, r io.Reader, size int64, partSize int) (int64, error) {
+	buf := make([]byte, partSize)
+	n, err := io.ReadFull(r, buf)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if size >= 0 && int64(n) != size {
+			return 0, b.wrap("put", key, fmt.Errorf("%w: %d bytes to send, %d expected", io.ErrUnexpectedEOF, n, size))
+		}
+		if _, err := b.Put(ctx, key, buf[:n], Cond{}); err != nil {
+			return 0, err
+		}
+		return int64(n), nil
 	}
-	return Info{Key: key, Size: info.Size, ETag: info.ETag, ModTime: info.LastModified}, nil
+	if err != nil {
+		return 0, b.wrap("put", key, err)
+	}
+	id, err := b.c.CreateMultipart(ctx, b.cfg.Bucket, b.key(key), contentType(key))
+	if err != nil {
+		return 0, b.wrap("put", key, err)
+	}
+	total, err := b.putParts(ctx, key, id, r, buf, size)
+	if err != nil {
+		b.c.AbortMultipart(context.WithoutCancel(ctx), b.cfg.Bucket, b.key(key), id)
+		return 0, b.wrap("put", key, err)
+	}
+	return total, nil
+}
+
+// putParts sends buf (a full first part) and the rest of r as the parts
+// of upload id, then completes it if the size is right.
+func (b *Bucket) putParts(ctx context.Context, key, id string, r io.Reader, buf []byte, size int64) (int64, error) {
+	var parts []s3api.Part
+	total, n := int64(0), len(buf)
+	for num := 1; n > 0; num++ {
+		p, err := b.c.UploadPart(ctx, b.cfg.Bucket, b.key(key), id, num, buf[:n])
+		if err != nil {
+			return 0, err
+		}
+		parts, total = append(parts, p), total+int64(n)
+		if size >= 0 && total > size {
+			return 0, fmt.Errorf("more than the %d bytes expected", size)
+		}
+		n, err = io.ReadFull(r, buf)
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			return 0, err
+		}
+	}
+	if size >= 0 && total != size {
+		return 0, fmt.Errorf("%d bytes sent, %d expected", total, size)
+	}
+	return total, b.c.CompleteMultipart(ctx, b.cfg.Bucket, b.key(key), id, parts, false)
 }
 
 // Reader reads an object sequentially, in one request (one version of it,
 // whatever is written meanwhile).
 func (b *Bucket) Reader(ctx context.Context, key string) (io.ReadCloser, Info, error) {
-	core := minio.Core{Client: b.c}
-	body, st, _, err := core.GetObject(ctx, b.cfg.Bucket, b.key(key), minio.GetObjectOptions{})
+	body, st, err := b.c.Get(ctx, b.cfg.Bucket, b.key(key), 0, -1)
 	if err != nil {
 		return nil, Info{}, b.wrap("get", key, err)
 	}
@@ -233,7 +262,7 @@ func (b *Bucket) Reader(ctx context.Context, key string) (io.ReadCloser, Info, e
 
 // Head reports an object.
 func (b *Bucket) Head(ctx context.Context, key string) (Info, error) {
-	st, err := b.c.StatObject(ctx, b.cfg.Bucket, b.key(key), minio.StatObjectOptions{})
+	st, err := b.c.Head(ctx, b.cfg.Bucket, b.key(key))
 	if err != nil {
 		return Info{}, b.wrap("stat", key, err)
 	}
@@ -241,17 +270,12 @@ func (b *Bucket) Head(ctx context.Context, key string) (Info, error) {
 }
 
 // Open opens an object for sequential and ranged reads.
-func (b *Bucket) Open(ctx context.Context, key string) (*minio.Object, Info, error) {
-	o, err := b.c.GetObject(ctx, b.cfg.Bucket, b.key(key), minio.GetObjectOptions{})
+func (b *Bucket) Open(ctx context.Context, key string) (*Object, Info, error) {
+	info, err := b.Head(ctx, key)
 	if err != nil {
-		return nil, Info{}, b.wrap("open", key, err)
+		return nil, Info{}, err
 	}
-	st, err := o.Stat()
-	if err != nil {
-		o.Close()
-		return nil, Info{}, b.wrap("open", key, err)
-	}
-	return o, Info{Key: key, Size: st.Size, ETag: st.ETag, ModTime: st.LastModified}, nil
+	return &Object{ctx: ctx, b: b, key: key, size: info.Size}, info, nil
 }
 
 // CopyNew copies src (size bytes) to dst on the server only if dst does
@@ -264,19 +288,16 @@ func (b *Bucket) CopyNew(ctx context.Context, src, dst string, size int64) error
 
 // copyNew is CopyNew from a full key of the bucket (any prefix).
 func (b *Bucket) copyNew(ctx context.Context, src, dst string, size int64) error {
-	core := minio.Core{Client: b.c}
-	id, err := core.NewMultipartUpload(ctx, b.cfg.Bucket, b.key(dst), minio.PutObjectOptions{ContentType: contentType(dst)})
+	id, err := b.c.CreateMultipart(ctx, b.cfg.Bucket, b.key(dst), contentType(dst))
 	if err != nil {
 		return b.wrap("copy "+src+" to", dst, err)
 	}
-	parts, err := b.copyParts(ctx, core, src, dst, id, size)
+	parts, err := b.copyParts(ctx, src, dst, id, size)
 	if err == nil {
-		opts := minio.PutObjectOptions{}
-		opts.SetMatchETagExcept("*")
-		_, err = core.CompleteMultipartUpload(ctx, b.cfg.Bucket, b.key(dst), id, parts, opts)
+		err = b.c.CompleteMultipart(ctx, b.cfg.Bucket, b.key(dst), id, parts, true)
 	}
 	if err != nil {
-		core.AbortMultipartUpload(context.WithoutCancel(ctx), b.cfg.Bucket, b.key(dst), id)
+		b.c.AbortMultipart(context.WithoutCancel(ctx), b.cfg.Bucket, b.key(dst), id)
 		return b.wrap("copy "+src+" to", dst, err)
 	}
 	return nil
@@ -285,11 +306,11 @@ func (b *Bucket) copyNew(ctx context.Context, src, dst string, size int64) error
 // copyPart is the most one part copy takes (S3 allows 5 GiB).
 const copyPart = 1 << 30
 
-func (b *Bucket) copyParts(ctx context.Context, core minio.Core, src, dst, id string, size int64) ([]minio.CompletePart, error) {
-	var parts []minio.CompletePart
+func (b *Bucket) copyParts(ctx context.Context, src, dst, id string, size int64) ([]s3api.Part, error) {
+	var parts []s3api.Part
 	for off, n := int64(0), 1; off < size; off, n = off+copyPart, n+1 {
 		length := min(copyPart, size-off)
-		p, err := core.CopyObjectPart(ctx, b.cfg.Bucket, src, b.cfg.Bucket, b.key(dst), id, n, off, length, nil)
+		p, err := b.c.UploadPartCopy(ctx, b.cfg.Bucket, b.key(dst), id, n, b.cfg.Bucket, src, off, length)
 		if err != nil {
 			return nil, err
 		}
@@ -300,7 +321,7 @@ func (b *Bucket) copyParts(ctx context.Context, core minio.Core, src, dst, id st
 
 // Delete removes an object; a missing one is no error.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
-	err := b.c.RemoveObject(ctx, b.cfg.Bucket, b.key(key), minio.RemoveObjectOptions{})
+	err := b.c.Delete(ctx, b.cfg.Bucket, b.key(key))
 	if err != nil && !errors.Is(b.classify(err), ErrNotFound) {
 		return b.wrap("delete", key, err)
 	}
@@ -310,36 +331,53 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 // List calls fn for every object whose key starts with prefix, in key
 // order, starting after startAfter ("" for the first).
 func (b *Bucket) List(ctx context.Context, prefix, startAfter string, fn func(Info) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	opts := minio.ListObjectsOptions{Prefix: b.key(prefix), Recursive: true}
+	q := s3api.ListQuery{Prefix: b.key(prefix)}
 	if startAfter != "" {
-		opts.StartAfter = b.key(startAfter)
+		q.StartAfter = b.key(startAfter)
 	}
-	for o := range b.c.ListObjects(ctx, b.cfg.Bucket, opts) {
-		if o.Err != nil {
-			return b.wrap("list", prefix, o.Err)
+	for {
+		page, err := b.c.List(ctx, b.cfg.Bucket, q)
+		if err != nil {
+			return b.wrap("list", prefix, err)
 		}
-		rel := strings.TrimPrefix(o.Key, b.prefix)
-		if err := fn(Info{Key: rel, Size: o.Size, ETag: o.ETag, ModTime: o.LastModified}); err != nil {
-			return err
+		for _, o := range page.Objects {
+			rel := strings.TrimPrefix(o.Key, b.prefix)
+			if err := fn(Info{Key: rel, Size: o.Size, ETag: o.ETag, ModTime: o.LastModified}); err != nil {
+				return err
+			}
 		}
+		if page.Next == "" {
+			return nil
+		}
+		q.Token = page.Next
 	}
-	return nil
+}
+
+// eachUpload calls fn for every unfinished multipart upload under prefix.
+func (b *Bucket) eachUpload(ctx context.Context, prefix string, fn func(s3api.Upload) error) error {
+	var key, id string
+	for {
+		page, err := b.c.ListUploads(ctx, b.cfg.Bucket, b.key(prefix), key, id)
+		if err != nil {
+			return b.wrap("list uploads", prefix, err)
+		}
+		for _, u := range page.Uploads {
+			if err := fn(u); err != nil {
+				return err
+			}
+		}
+		if !page.Truncated {
+			return nil
+		}
+		key, id = page.NextKey, page.NextID
+	}
 }
 
 // AbortUploads aborts the unfinished multipart uploads under prefix (what
 // a killed upload leaves on the server).
 func (b *Bucket) AbortUploads(ctx context.Context, prefix string) error {
-	for u := range b.c.ListIncompleteUploads(ctx, b.cfg.Bucket, b.key(prefix), true) {
-		if u.Err != nil {
-			return b.wrap("list uploads", prefix, u.Err)
-		}
-		if err := b.c.RemoveIncompleteUpload(ctx, b.cfg.Bucket, u.Key); err != nil {
-			return b.wrap("abort upload", strings.TrimPrefix(u.Key, b.prefix), err)
-		}
-	}
-	return nil
+	_, err := b.abortUploads(ctx, prefix, func(s3api.Upload) bool { return true })
+	return err
 }
 
 // classify maps a server answer to this package's errors.
@@ -348,20 +386,20 @@ func (b *Bucket) classify(err error) error {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return fmt.Errorf("%w: no progress for %v, %d attempts", ErrStalled, b.stall, b.cfg.Retries)
 	}
-	var er minio.ErrorResponse
+	var er *s3api.Error
 	if !errors.As(err, &er) {
 		return err
 	}
 	switch {
-	case er.StatusCode == http.StatusPreconditionFailed || er.Code == "PreconditionFailed":
+	case er.Status == http.StatusPreconditionFailed || er.Code == "PreconditionFailed":
 		return ErrPrecondition
-	case er.Code == "NoSuchKey" || (er.StatusCode == http.StatusNotFound && er.Code != "NoSuchBucket"):
+	case er.Code == "NoSuchKey" || (er.Status == http.StatusNotFound && er.Code != "NoSuchBucket"):
 		return ErrNotFound
 	case er.Code == "NoSuchBucket":
 		return ErrNoBucket
-	case er.StatusCode == http.StatusConflict:
+	case er.Status == http.StatusConflict:
 		return fmt.Errorf("%w: %s", ErrConflict, er.Message)
-	case er.Code == "InvalidAccessKeyId" || er.Code == "SignatureDoesNotMatch" || er.StatusCode == http.StatusForbidden:
+	case er.Code == "InvalidAccessKeyId" || er.Code == "SignatureDoesNotMatch" || er.Status == http.StatusForbidden:
 		return ErrAccess
 	}
 	return err
@@ -394,19 +432,40 @@ func contentType(key string) string {
 // store's top), in name order: objects, and the "directories" their keys
 // share (dir true).
 func (b *Bucket) ListDir(ctx context.Context, dir string, fn func(name string, size int64, isDir bool) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	p := b.key(dir)
 	if dir != "" {
 		p += "/"
 	}
-	for o := range b.c.ListObjects(ctx, b.cfg.Bucket, minio.ListObjectsOptions{Prefix: p}) {
-		if o.Err != nil {
-			return b.wrap("list", dir, o.Err)
+	q := s3api.ListQuery{Prefix: p, Delimiter: "/"}
+	for {
+		page, err := b.c.List(ctx, b.cfg.Bucket, q)
+		if err != nil {
+			return b.wrap("list", dir, err)
 		}
-		name := strings.TrimPrefix(o.Key, p)
-		isDir := strings.HasSuffix(name, "/")
-		if err := fn(strings.TrimSuffix(name, "/"), o.Size, isDir); err != nil {
+		if err := eachEntry(page, p, fn); err != nil {
+			return err
+		}
+		if page.Next == "" {
+			return nil
+		}
+		q.Token = page.Next
+	}
+}
+
+// eachEntry calls fn for a delimited page's objects and prefixes, merged
+// in name order (the server sends them as two lists).
+func eachEntry(page s3api.ListPage, p string, fn func(name string, size int64, isDir bool) error) error {
+	objs, dirs := page.Objects, page.Prefixes
+	for len(objs) > 0 || len(dirs) > 0 {
+		var err error
+		if len(dirs) == 0 || (len(objs) > 0 && objs[0].Key < dirs[0]) {
+			err = fn(strings.TrimPrefix(objs[0].Key, p), objs[0].Size, false)
+			objs = objs[1:]
+		} else {
+			err = fn(strings.TrimSuffix(strings.TrimPrefix(dirs[0], p), "/"), 0, true)
+			dirs = dirs[1:]
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -458,9 +517,7 @@ func (b *Bucket) CopyFrom(ctx context.Context, o *Bucket, src, dst string, size 
 // files). Objects too large for one copy (over 5 GiB) go through a
 // multipart copy.
 func (b *Bucket) CopyOver(ctx context.Context, o *Bucket, src, dst string) error {
-	core := minio.Core{Client: b.c}
-	_, err := core.CopyObject(ctx, o.cfg.Bucket, o.key(src), b.cfg.Bucket, b.key(dst), nil,
-		minio.CopySrcOptions{}, minio.PutObjectOptions{ContentType: contentType(dst)})
+	err := b.c.Copy(ctx, o.cfg.Bucket, o.key(src), b.cfg.Bucket, b.key(dst), contentType(dst))
 	if err == nil {
 		return nil
 	}
@@ -486,7 +543,7 @@ func (b *Bucket) AllowPublicRead(ctx context.Context, dir string) error {
 	res := "arn:aws:s3:::" + b.cfg.Bucket + "/" + b.key(dir) + "/*"
 	pol := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",` +
 		`"Action":["s3:GetObject"],"Resource":["` + res + `"]}]}`
-	if err := b.c.SetBucketPolicy(ctx, b.cfg.Bucket, pol); err != nil {
+	if err := b.c.PutBucketPolicy(ctx, b.cfg.Bucket, pol); err != nil {
 		return b.wrap("set bucket policy", dir, err)
 	}
 	return nil
@@ -495,18 +552,26 @@ func (b *Bucket) AllowPublicRead(ctx context.Context, dir string) error {
 // AbortUploadsBefore aborts the unfinished multipart uploads under prefix
 // that were started before t, and says how many.
 func (b *Bucket) AbortUploadsBefore(ctx context.Context, prefix string, t time.Time) (int, error) {
-	n := 0
-	for u := range b.c.ListIncompleteUploads(ctx, b.cfg.Bucket, b.key(prefix), true) {
-		if u.Err != nil {
-			return n, b.wrap("list uploads", prefix, u.Err)
+	return b.abortUploads(ctx, prefix, func(u s3api.Upload) bool { return u.Initiated.Before(t) })
+}
+
+// abortUploads aborts the unfinished uploads under prefix that pick
+// chooses, listed first and aborted after, and says how many.
+func (b *Bucket) abortUploads(ctx context.Context, prefix string, pick func(s3api.Upload) bool) (int, error) {
+	var old []s3api.Upload
+	err := b.eachUpload(ctx, prefix, func(u s3api.Upload) error {
+		if pick(u) {
+			old = append(old, u)
 		}
-		if !u.Initiated.Before(t) {
-			continue
-		}
-		if err := b.c.RemoveIncompleteUpload(ctx, b.cfg.Bucket, u.Key); err != nil {
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for n, u := range old {
+		if err := b.c.AbortMultipart(ctx, b.cfg.Bucket, u.Key, u.ID); err != nil {
 			return n, b.wrap("abort upload", strings.TrimPrefix(u.Key, b.prefix), err)
 		}
-		n++
 	}
-	return n, nil
+	return len(old), nil
 }

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/mephstore/mephstore/internal/s3api"
 
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/digest"
@@ -105,7 +105,7 @@ func TestPoolServerStopsMidUpload(t *testing.T) {
 func TestWrongCredentials(t *testing.T) {
 	srv, b := testBucket(t, "store")
 	cfg := b.Config()
-	cfg.Creds = credentials.NewStaticV4(s3test.AccessKey, "not-the-secret", "")
+	cfg.Creds = &s3api.Credentials{AccessKey: s3test.AccessKey, SecretKey: "not-the-secret"}
 	_, err := Open(context.Background(), cfg)
 	if !errors.Is(err, ErrAccess) {
 		t.Fatalf("wrong secret: %v", err)

@@ -5,8 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
+	"github.com/mephstore/mephstore/internal/s3api"
 	"github.com/mephstore/mephstore/internal/s3test"
 )
 
@@ -27,7 +26,7 @@ func testBucket(t *testing.T, prefix string) (*s3test.Server, *Bucket) {
 	srv.MakeBucket(name)
 	b, err := Open(context.Background(), Config{
 		Endpoint: srv.Endpoint(), Bucket: name, Prefix: prefix,
-		Creds: credentials.NewStaticV4(s3test.AccessKey, s3test.SecretKey, ""),
+		Creds: &s3api.Credentials{AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/digest"
 )
@@ -47,27 +45,19 @@ func (p *Pool) Stat(ctx context.Context, d digest.Digest) (cas.BlobInfo, error) 
 	return cas.BlobInfo{Digest: d, Size: info.Size, ModTime: info.ModTime}, nil
 }
 
-// object is an open blob on the bucket.
-type object struct {
-	*minio.Object
-	size int64
-}
-
-func (o object) Size() int64 { return o.size }
-
 // Open opens a visible blob for sequential and ranged reads.
 func (p *Pool) Open(ctx context.Context, d digest.Digest) (cas.BlobFile, error) {
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("digest %q: %w", d, cas.ErrBadDigest)
 	}
-	o, info, err := p.b.Open(ctx, blobKey(d))
+	o, _, err := p.b.Open(ctx, blobKey(d))
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%s: %w", d, cas.ErrBlobNotFound)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return object{Object: o, size: info.Size}, nil
+	return o, nil
 }
 
 // Delete removes a blob.

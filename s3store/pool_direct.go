@@ -1,7 +1,6 @@
 package s3store
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,10 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/minio/minio-go/v7"
-
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/internal/digest"
+	"github.com/mephstore/mephstore/internal/s3api"
 )
 
 // CreateExpecting starts a blob whose digest the caller knows already (a
@@ -56,7 +54,7 @@ type directWriter struct {
 	next    int // the number of the next part
 	id      string
 	mu      sync.Mutex
-	parts   []minio.CompletePart
+	parts   []s3api.Part
 	err     error
 	done    bool
 	drained bool
@@ -70,8 +68,6 @@ type part struct {
 
 // senders is how many parts of one upload are in flight at once.
 const senders = 2
-
-func (w *directWriter) core() minio.Core { return minio.Core{Client: w.p.b.c} }
 
 func (w *directWriter) Write(b []byte) (int, error) {
 	if w.done || w.err != nil {
@@ -112,7 +108,7 @@ func (w *directWriter) buffer() []byte {
 func (w *directWriter) enqueue() error {
 	if w.queue == nil {
 		b := w.p.b
-		id, err := w.core().NewMultipartUpload(w.ctx, b.cfg.Bucket, b.key(blobKey(w.d)), minio.PutObjectOptions{})
+		id, err := b.c.CreateMultipart(w.ctx, b.cfg.Bucket, b.key(blobKey(w.d)), "")
 		if err != nil {
 			return b.wrap("start upload", blobKey(w.d), err)
 		}
@@ -166,13 +162,14 @@ func (w *directWriter) drain() error {
 // sendPart uploads one part.
 func (w *directWriter) sendPart(p part) error {
 	b := w.p.b
-	op, err := w.core().PutObjectPart(w.ctx, b.cfg.Bucket, b.key(blobKey(w.d)), w.id, p.n, bytes.NewReader(p.buf), int64(len(p.buf)),
-		minio.PutObjectPartOptions{DisableContentSha256: true}) // the digest is checked at Commit
+	// The part's bytes are not in the signature: the digest is checked
+	// at Commit.
+	op, err := b.c.UploadPart(w.ctx, b.cfg.Bucket, b.key(blobKey(w.d)), w.id, p.n, p.buf)
 	if err != nil {
 		return b.wrap(fmt.Sprintf("upload part %d", p.n), blobKey(w.d), err)
 	}
 	w.mu.Lock()
-	w.parts = append(w.parts, minio.CompletePart{PartNumber: p.n, ETag: op.ETag})
+	w.parts = append(w.parts, op)
 	w.mu.Unlock()
 	return nil
 }
@@ -201,10 +198,8 @@ func (w *directWriter) Commit(ctx context.Context, exp cas.Expect) (cas.BlobInfo
 		}
 	}
 	if err = w.drain(); err == nil {
-		slices.SortFunc(w.parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
-		opts := minio.PutObjectOptions{}
-		opts.SetMatchETagExcept("*")
-		_, err = w.core().CompleteMultipartUpload(ctx, w.p.b.cfg.Bucket, w.p.b.key(blobKey(d)), w.id, w.parts, opts)
+		slices.SortFunc(w.parts, func(a, b s3api.Part) int { return a.Number - b.Number })
+		err = w.p.b.c.CompleteMultipart(ctx, w.p.b.cfg.Bucket, w.p.b.key(blobKey(d)), w.id, w.parts, true)
 		if err == nil {
 			w.id = "" // completed: nothing to abort
 		} else {
@@ -225,5 +220,5 @@ func (w *directWriter) Cancel() error {
 		return nil
 	}
 	b := w.p.b
-	return w.core().AbortMultipartUpload(context.WithoutCancel(w.ctx), b.cfg.Bucket, b.key(blobKey(w.d)), w.id)
+	return b.c.AbortMultipart(context.WithoutCancel(w.ctx), b.cfg.Bucket, b.key(blobKey(w.d)), w.id)
 }

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/mephstore/mephstore/internal/s3api"
 
 	"github.com/mephstore/mephstore/cas"
 	"github.com/mephstore/mephstore/cas/recordtest"
@@ -88,7 +88,7 @@ func TestInitStoreTwiceAndMissing(t *testing.T) {
 		t.Fatalf("init --create-bucket: %v", err)
 	}
 	bad := cfg
-	bad.Creds = credentials.NewStaticV4(s3test.AccessKey, "wrong-secret", "")
+	bad.Creds = &s3api.Credentials{AccessKey: s3test.AccessKey, SecretKey: "wrong-secret"}
 	_, err := OpenStore(context.Background(), bad)
 	if !errors.Is(err, ErrAccess) || !strings.Contains(err.Error(), srv.Endpoint()) || !strings.Contains(err.Error(), cfg.Bucket) {
 		t.Fatalf("wrong credentials: %v", err)

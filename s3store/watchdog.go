@@ -19,7 +19,10 @@ func transport(stall time.Duration) *http.Transport {
 		TLSHandshakeTimeout:   stall,
 		ExpectContinueTimeout: time.Second,
 		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
+		// Objects are bytes as stored: no transparent gzip (which would
+		// also let a server send a small body that inflates without bound).
+		DisableCompression: true,
+		IdleConnTimeout:    90 * time.Second,
 	}
 }
 
