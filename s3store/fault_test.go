@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -272,5 +273,46 @@ func TestStalledBody(t *testing.T) {
 	_, _, err = sb.Get(context.Background(), "big", 1<<20)
 	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), front.URL) {
 		t.Fatalf("stalled body: %v", err)
+	}
+}
+
+// A server that ignores Range and sends the whole object: a ranged read
+// fails instead of handing out the object's first bytes as those at the
+// offset.
+func TestRangeIgnored(t *testing.T) {
+	srv, b := testBucket(t, "store")
+	data := []byte("0123456789abcdefghij")
+	if _, err := b.Put(context.Background(), "o", data, Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	real, _ := url.Parse(srv.Endpoint())
+	rp := httputil.NewSingleHostReverseProxy(real)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(data)
+	}))
+	defer front.Close()
+	cfg := b.Config()
+	cfg.Endpoint = front.URL
+	sb, err := Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := sb.Open(context.Background(), "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	buf := make([]byte, 5)
+	if n, err := o.ReadAt(buf, 10); !errors.Is(err, s3api.ErrRangeIgnored) {
+		t.Fatalf("ReadAt(10) through a server that ignores Range: %d %q %v", n, buf[:n], err)
+	}
+	if n, err := o.ReadAt(buf, 0); err != nil || string(buf[:n]) != "01234" {
+		t.Fatalf("ReadAt(0): %q %v", buf[:n], err)
 	}
 }

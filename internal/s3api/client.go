@@ -230,6 +230,21 @@ func oneLine(s string) string {
 	return s
 }
 
+// rootElement is the name of a document's first element (read without
+// decoding the rest).
+func rootElement(body []byte) (string, error) {
+	d := xml.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return "", err
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			return se.Name.Local, nil
+		}
+	}
+}
+
 // readXML decodes a 2xx answer's XML body into v. A body whose root is
 // <Error> is the error it holds (copies and completions answer 200 and
 // fail in the body).
@@ -242,11 +257,11 @@ func readXML(resp *http.Response, v any) error {
 	if len(body) > maxXMLBody {
 		return fmt.Errorf("answer of more than %d bytes", maxXMLBody)
 	}
-	var root struct{ XMLName xml.Name }
-	if err := xml.Unmarshal(body, &root); err != nil {
+	root, err := rootElement(body)
+	if err != nil {
 		return fmt.Errorf("malformed XML answer: %w", err)
 	}
-	if root.XMLName.Local == "Error" {
+	if root == "Error" {
 		fake := &http.Response{StatusCode: resp.StatusCode, Body: io.NopCloser(bytes.NewReader(body)), Header: resp.Header}
 		return errorOf(fake, true)
 	}

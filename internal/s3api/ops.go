@@ -3,6 +3,7 @@ package s3api
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,6 +34,10 @@ type PutOptions struct {
 	IfNoneMatch bool   // write only if the key has no object
 }
 
+// ErrRangeIgnored: the server answered a ranged read with the whole
+// object.
+var ErrRangeIgnored = errors.New("the server ignored the range")
+
 func trimETag(s string) string { return strings.Trim(s, `"`) }
 
 func quoteETag(s string) string { return `"` + trimETag(s) + `"` }
@@ -46,7 +51,8 @@ func infoOf(key string, h http.Header, size int64) ObjectInfo {
 // BucketExists asks whether bucket exists (and the credentials work).
 func (c *Client) BucketExists(ctx context.Context, bucket string) (bool, error) {
 	resp, err := c.do(ctx, request{method: http.MethodHead, bucket: bucket}, nil)
-	if e, ok := err.(*Error); ok && e.Code == "NoSuchBucket" {
+	var e *Error
+	if errors.As(err, &e) && e.Code == "NoSuchBucket" {
 		return false, nil
 	}
 	if err != nil {
@@ -98,8 +104,14 @@ func (c *Client) Get(ctx context.Context, bucket, key string, off, n int64) (io.
 		return nil, ObjectInfo{}, err
 	}
 	size := resp.ContentLength
-	if resp.StatusCode == http.StatusPartialContent {
+	switch {
+	case resp.StatusCode == http.StatusPartialContent:
 		size = totalOf(resp.Header.Get("Content-Range"))
+	case off > 0:
+		// A server that ignores Range sends the object from its start:
+		// never hand those bytes out as the ones at off.
+		resp.Body.Close()
+		return nil, ObjectInfo{}, fmt.Errorf("asked for bytes from %d, got the whole object (HTTP %d): %w", off, resp.StatusCode, ErrRangeIgnored)
 	}
 	return resp.Body, infoOf(key, resp.Header, size), nil
 }
