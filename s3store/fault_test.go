@@ -209,23 +209,14 @@ func TestSlowDownIsRetried(t *testing.T) {
 	srv, b := testBucket(t, "store")
 	var left atomic.Int32
 	left.Store(3)
-	real, _ := url.Parse(srv.Endpoint())
-	rp := httputil.NewSingleHostReverseProxy(real)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sb, _ := inFront(t, srv, b, func(w http.ResponseWriter, r *http.Request) bool {
 		if left.Add(-1) >= 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
-			return
+			return true
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	defer front.Close()
-	cfg := b.Config()
-	cfg.Endpoint = front.URL
-	sb, err := Dial(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+		return false
+	})
 	if _, err := sb.Put(context.Background(), "x", []byte("after slow down"), Cond{}); err != nil {
 		t.Fatalf("put through three 503s: %v", err)
 	}
@@ -246,12 +237,10 @@ func TestStalledBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	release := make(chan struct{})
-	real, _ := url.Parse(srv.Endpoint())
-	rp := httputil.NewSingleHostReverseProxy(real)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.cfg.Stall, b.cfg.Retries = 300*time.Millisecond, 1
+	sb, endpoint := inFront(t, srv, b, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet {
-			rp.ServeHTTP(w, r)
-			return
+			return false
 		}
 		w.Header().Set("Content-Length", "65536")
 		w.Header().Set("ETag", `"0123"`)
@@ -260,18 +249,11 @@ func TestStalledBody(t *testing.T) {
 		w.Write(make([]byte, 100))
 		w.(http.Flusher).Flush()
 		<-release
-	}))
-	defer front.Close()
-	defer close(release) // before Close, which waits for the handler
-	cfg := b.Config()
-	cfg.Endpoint = front.URL
-	cfg.Stall, cfg.Retries = 300*time.Millisecond, 1
-	sb, err := Dial(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = sb.Get(context.Background(), "big", 1<<20)
-	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), front.URL) {
+		return true
+	})
+	t.Cleanup(func() { close(release) }) // before the front's Close, which waits for the handler
+	_, _, err := sb.Get(context.Background(), "big", 1<<20)
+	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), endpoint) {
 		t.Fatalf("stalled body: %v", err)
 	}
 }
@@ -285,24 +267,15 @@ func TestRangeIgnored(t *testing.T) {
 	if _, err := b.Put(context.Background(), "o", data, Cond{}); err != nil {
 		t.Fatal(err)
 	}
-	real, _ := url.Parse(srv.Endpoint())
-	rp := httputil.NewSingleHostReverseProxy(real)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sb, _ := inFront(t, srv, b, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet {
-			rp.ServeHTTP(w, r)
-			return
+			return false
 		}
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 		w.WriteHeader(http.StatusOK)
 		w.Write(data)
-	}))
-	defer front.Close()
-	cfg := b.Config()
-	cfg.Endpoint = front.URL
-	sb, err := Dial(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+		return true
+	})
 	o, _, err := sb.Open(context.Background(), "o")
 	if err != nil {
 		t.Fatal(err)
@@ -315,4 +288,26 @@ func TestRangeIgnored(t *testing.T) {
 	if n, err := o.ReadAt(buf, 0); err != nil || string(buf[:n]) != "01234" {
 		t.Fatalf("ReadAt(0): %q %v", buf[:n], err)
 	}
+}
+
+// inFront opens b's bucket through a server in front of srv: answer
+// answers a request itself (and returns true) or leaves it to srv. It
+// returns the bucket and the front's endpoint.
+func inFront(t *testing.T, srv *s3test.Server, b *Bucket, answer func(http.ResponseWriter, *http.Request) bool) (*Bucket, string) {
+	t.Helper()
+	real, _ := url.Parse(srv.Endpoint())
+	rp := httputil.NewSingleHostReverseProxy(real)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !answer(w, r) {
+			rp.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(front.Close)
+	cfg := b.Config()
+	cfg.Endpoint = front.URL
+	sb, err := Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb, front.URL
 }
