@@ -62,11 +62,11 @@ func TestReadXML(t *testing.T) {
 		t.Fatalf("copy result: %v %q", err, v.ETag)
 	}
 	big := &http.Response{StatusCode: 200, Body: io.NopCloser(io.LimitReader(zeros{}, maxXMLBody+10))}
-	if err := readXML(big, &v); err == nil || !strings.Contains(err.Error(), "more than") {
+	if err := readXML(big, &v); !errors.Is(err, ErrBadAnswer) || !strings.Contains(err.Error(), "more than") || retryable(err) {
 		t.Fatalf("endless body: %v", err)
 	}
-	if err := readXML(answer(200, `<a><b>`), &v); err == nil {
-		t.Fatal("truncated XML accepted")
+	if err := readXML(answer(200, `<a><b>`), &v); !errors.Is(err, ErrBadAnswer) || retryable(err) {
+		t.Fatalf("truncated XML: %v", err)
 	}
 }
 
@@ -122,4 +122,20 @@ func FuzzListAnswer(f *testing.F) {
 			t.Fatalf("a truncated page without a new token: %+v", p)
 		}
 	})
+}
+
+// The wait between attempts doubles from the backoff up to maxBackoff,
+// with jitter in its upper half, whatever the number of attempts.
+func TestWait(t *testing.T) {
+	c := &Client{backoff: 100 * time.Millisecond}
+	for _, w := range []struct {
+		attempt int
+		max     time.Duration
+	}{{1, 100 * time.Millisecond}, {2, 200 * time.Millisecond}, {4, 800 * time.Millisecond}, {7, maxBackoff}, {200, maxBackoff}} {
+		for range 20 {
+			if d := c.wait(w.attempt); d < w.max/2 || d > w.max {
+				t.Fatalf("attempt %d: waited %v, want within [%v, %v]", w.attempt, d, w.max/2, w.max)
+			}
+		}
+	}
 }

@@ -86,6 +86,11 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s (HTTP %d)", e.Code, e.Message, e.Status)
 }
 
+// ErrBadAnswer is a 2xx answer whose body is not what S3 sends: too
+// large, or not well-formed XML of the expected shape. It is not
+// retried.
+var ErrBadAnswer = errors.New("bad answer from the server")
+
 // request is one S3 request; its body is in memory so that any attempt
 // can send it again.
 type request struct {
@@ -117,9 +122,7 @@ func (c *Client) do(ctx context.Context, r request, v any) (*http.Response, erro
 		if attempt >= c.retries || ctx.Err() != nil || !retryable(err) {
 			return nil, err
 		}
-		d := min(c.backoff<<(attempt-1), maxBackoff)
-		d = d/2 + rand.N(d/2+1) // jitter: many writers do not retry in step
-		t := time.NewTimer(d)
+		t := time.NewTimer(c.wait(attempt))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -127,6 +130,18 @@ func (c *Client) do(ctx context.Context, r request, v any) (*http.Response, erro
 		case <-t.C:
 		}
 	}
+}
+
+// wait is the pause after the attempt-th failure: the backoff doubled
+// per attempt up to maxBackoff, jittered (writers that failed together
+// do not retry in step).
+func (c *Client) wait(attempt int) time.Duration {
+	d := c.backoff
+	for i := 1; i < attempt && d < maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, maxBackoff)
+	return d/2 + rand.N(d/2+1)
 }
 
 // once sends r one time.
@@ -176,6 +191,9 @@ func pathUnescaped(bucket, key string) string {
 func retryable(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
+	}
+	if errors.Is(err, ErrBadAnswer) {
+		return false // the same server would say the same
 	}
 	var e *Error
 	if !errors.As(err, &e) {
@@ -255,18 +273,18 @@ func readXML(resp *http.Response, v any) error {
 		return err
 	}
 	if len(body) > maxXMLBody {
-		return fmt.Errorf("answer of more than %d bytes", maxXMLBody)
+		return fmt.Errorf("%w: more than %d bytes", ErrBadAnswer, maxXMLBody)
 	}
 	root, err := rootElement(body)
 	if err != nil {
-		return fmt.Errorf("malformed XML answer: %w", err)
+		return fmt.Errorf("%w: malformed XML: %w", ErrBadAnswer, err)
 	}
 	if root == "Error" {
 		fake := &http.Response{StatusCode: resp.StatusCode, Body: io.NopCloser(bytes.NewReader(body)), Header: resp.Header}
 		return errorOf(fake, true)
 	}
 	if err := xml.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("malformed XML answer: %w", err)
+		return fmt.Errorf("%w: malformed XML: %w", ErrBadAnswer, err)
 	}
 	return nil
 }
