@@ -199,8 +199,11 @@ func (b *Bucket) Put(ctx context.Context, key string, data []byte, cond Cond) (s
 // 0, r must hold exactly that many bytes. The object appears whole (and
 // of the size) or not at all.
 func (b *Bucket) PutStream(ctx context.Context, key string, r io.Reader, size int64, partSize int) (int64, error) {
-	buf := make([]byte, partSize)
+	buf := make([]byte, bufferFor(size, partSize))
 	n, err := io.ReadFull(r, buf)
+	if err == nil && size >= 0 && int64(len(buf)) > size { // one byte more than the size
+		return 0, b.wrap("put", key, fmt.Errorf("more than the %d bytes expected", size))
+	}
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		if size >= 0 && int64(n) != size {
 			return 0, b.wrap("put", key, fmt.Errorf("%w: %d bytes to send, %d expected", io.ErrUnexpectedEOF, n, size))
@@ -223,6 +226,17 @@ func (b *Bucket) PutStream(ctx context.Context, key string, r io.Reader, size in
 		return 0, b.wrap("put", key, err)
 	}
 	return total, nil
+}
+
+// bufferFor is the buffer a PutStream of size bytes (-1: unknown) needs:
+// one part, or, for a known size below it, the size and one byte more
+// (which tells a reader that holds more than it said). A publish of
+// thousands of small files then does not allocate a part for each.
+func bufferFor(size int64, partSize int) int {
+	if size >= 0 && size < int64(partSize) {
+		return int(size) + 1
+	}
+	return partSize
 }
 
 // putParts sends buf (a full first part) and the rest of r as the parts

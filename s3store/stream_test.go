@@ -60,6 +60,8 @@ func TestPutStream(t *testing.T) {
 		size int64
 	}{
 		"short, one part":   {bytes.NewReader(make([]byte, 10)), 11},
+		"long, one part":    {bytes.NewReader(make([]byte, 12)), 11},
+		"long by one, part": {bytes.NewReader(make([]byte, part)), part - 1},
 		"short, in parts":   {bytes.NewReader(make([]byte, 2*part)), 2*part + 1},
 		"long, in parts":    {bytes.NewReader(make([]byte, 3*part)), 2 * part},
 		"failing, in parts": {&failingReader{n: part + 1}, -1},
