@@ -33,3 +33,15 @@ func testBucket(t *testing.T, prefix string) (*s3test.Server, *Bucket) {
 	}
 	return srv, b
 }
+
+// noUploads fails when an unfinished multipart upload is left.
+func noUploads(t *testing.T, b *Bucket) {
+	t.Helper()
+	n := 0
+	if err := b.eachUpload(context.Background(), "", func(s3api.Upload) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d multipart uploads left open", n)
+	}
+}

@@ -8,21 +8,7 @@ import (
 	"io"
 	"sync"
 	"testing"
-
-	"github.com/mephstore/mephstore/internal/s3api"
 )
-
-// noUploads fails when an unfinished multipart upload is left.
-func noUploads(t *testing.T, b *Bucket) {
-	t.Helper()
-	n := 0
-	if err := b.eachUpload(context.Background(), "", func(s3api.Upload) error { n++; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
-		t.Fatalf("%d multipart uploads left open", n)
-	}
-}
 
 // failingReader gives n bytes, then an error.
 type failingReader struct{ n int }

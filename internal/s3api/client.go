@@ -209,8 +209,13 @@ func retryable(err error) bool {
 // errorOf reads an error answer: S3's <Error> document when the body is
 // one, else a code derived from the status (HEAD answers have no body).
 func errorOf(resp *http.Response, object bool) error {
-	e := &Error{Status: resp.StatusCode}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	return errorIn(resp, body, object)
+}
+
+// errorIn is the error a status and its body (read already) say.
+func errorIn(resp *http.Response, body []byte, object bool) error {
+	e := &Error{Status: resp.StatusCode}
 	var doc struct {
 		XMLName xml.Name `xml:"Error"`
 		Code    string   `xml:"Code"`
@@ -280,8 +285,7 @@ func readXML(resp *http.Response, v any) error {
 		return fmt.Errorf("%w: malformed XML: %w", ErrBadAnswer, err)
 	}
 	if root == "Error" {
-		fake := &http.Response{StatusCode: resp.StatusCode, Body: io.NopCloser(bytes.NewReader(body)), Header: resp.Header}
-		return errorOf(fake, true)
+		return errorIn(resp, body, true)
 	}
 	if err := xml.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("%w: malformed XML: %w", ErrBadAnswer, err)

@@ -38,6 +38,11 @@ type PutOptions struct {
 // object.
 var ErrRangeIgnored = errors.New("the server ignored the range")
 
+// copySource names the object a copy reads, as x-amz-copy-source wants.
+func copySource(bucket, key string) string {
+	return "/" + uriEncode(bucket, true) + "/" + uriEncode(key, false)
+}
+
 func trimETag(s string) string { return strings.Trim(s, `"`) }
 
 func quoteETag(s string) string { return `"` + trimETag(s) + `"` }
@@ -187,7 +192,7 @@ func (c *Client) UploadPart(ctx context.Context, bucket, key, id string, n int, 
 // srcKey in srcBucket, on the server.
 func (c *Client) UploadPartCopy(ctx context.Context, bucket, key, id string, n int, srcBucket, srcKey string, off, length int64) (Part, error) {
 	h := http.Header{}
-	h.Set("X-Amz-Copy-Source", "/"+uriEncode(srcBucket, true)+"/"+uriEncode(srcKey, false))
+	h.Set("X-Amz-Copy-Source", copySource(srcBucket, srcKey))
 	h.Set("X-Amz-Copy-Source-Range", "bytes="+strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(off+length-1, 10))
 	var res struct {
 		ETag string `xml:"ETag"`
@@ -229,7 +234,7 @@ func (c *Client) AbortMultipart(ctx context.Context, bucket, key, id string) err
 // request (objects up to 5 GiB), replacing what key holds.
 func (c *Client) Copy(ctx context.Context, srcBucket, srcKey, bucket, key, contentType string) error {
 	h := http.Header{}
-	h.Set("X-Amz-Copy-Source", "/"+uriEncode(srcBucket, true)+"/"+uriEncode(srcKey, false))
+	h.Set("X-Amz-Copy-Source", copySource(srcBucket, srcKey))
 	if contentType != "" {
 		h.Set("Content-Type", contentType)
 		h.Set("X-Amz-Metadata-Directive", "REPLACE")
