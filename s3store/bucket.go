@@ -185,7 +185,13 @@ func (b *Bucket) Get(ctx context.Context, key string, max int64) ([]byte, string
 
 // Put writes a small object in one request.
 func (b *Bucket) Put(ctx context.Context, key string, data []byte, cond Cond) (string, error) {
-	opts := s3api.PutOptions{ContentType: contentType(key), IfNoneMatch: cond.IfNoneMatch, IfMatch: cond.IfMatch}
+	return b.put(ctx, key, data, cond, "")
+}
+
+// put is Put of data whose sha256 (hex) the caller may know already (a
+// blob's digest): the request is signed with it instead of hashing again.
+func (b *Bucket) put(ctx context.Context, key string, data []byte, cond Cond, sum string) (string, error) {
+	opts := s3api.PutOptions{ContentType: contentType(key), IfNoneMatch: cond.IfNoneMatch, IfMatch: cond.IfMatch, SHA256: sum}
 	etag, err := b.c.Put(ctx, b.cfg.Bucket, b.key(key), data, opts)
 	if err != nil {
 		return "", b.wrap("put", key, err)

@@ -189,7 +189,7 @@ func (w *directWriter) Commit(ctx context.Context, exp cas.Expect) (cas.BlobInfo
 	}
 	var err error
 	if w.queue == nil { // small: one conditional PUT
-		_, err = w.p.b.Put(ctx, blobKey(d), w.cur, Cond{IfNoneMatch: true})
+		_, err = w.p.b.put(ctx, blobKey(d), w.cur, Cond{IfNoneMatch: true}, d.Encoded())
 		return w.p.settle(ctx, d, w.n, err)
 	}
 	if len(w.cur) > 0 {

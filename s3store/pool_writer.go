@@ -96,7 +96,7 @@ func (w *writer) Commit(ctx context.Context, exp cas.Expect) (cas.BlobInfo, bool
 	}
 	var err error
 	if w.pw == nil {
-		_, err = w.p.b.Put(ctx, blobKey(d), w.buf.Bytes(), Cond{IfNoneMatch: true})
+		_, err = w.p.b.put(ctx, blobKey(d), w.buf.Bytes(), Cond{IfNoneMatch: true}, d.Encoded())
 	} else {
 		err = w.p.b.CopyNew(ctx, w.key, blobKey(d), w.n)
 	}

@@ -99,7 +99,8 @@ type request struct {
 	query       url.Values
 	header      http.Header
 	body        []byte
-	unsigned    bool // UNSIGNED-PAYLOAD instead of the body's sha256
+	unsigned    bool   // UNSIGNED-PAYLOAD instead of the body's sha256
+	sum         string // the body's sha256 (hex), if the caller knows it
 }
 
 // do sends r, retrying what may succeed later, and returns a response
@@ -107,6 +108,10 @@ type request struct {
 // caller's to close; else the body is decoded into v (readXML) as part
 // of the attempt, and closed.
 func (c *Client) do(ctx context.Context, r request, v any) (*http.Response, error) {
+	if r.sum == "" && len(r.body) > 0 && !r.unsigned && !c.creds.Anonymous() {
+		s := sha256.Sum256(r.body) // once, whatever the attempts
+		r.sum = hex.EncodeToString(s[:])
+	}
 	for attempt := 1; ; attempt++ {
 		resp, err := c.once(ctx, r)
 		switch {
@@ -170,8 +175,7 @@ func (c *Client) once(ctx context.Context, r request) (*http.Response, error) {
 		case r.unsigned:
 			payload = unsignedPayload
 		case len(r.body) > 0:
-			sum := sha256.Sum256(r.body)
-			payload = hex.EncodeToString(sum[:])
+			payload = r.sum
 		}
 		signV4(req.Header, r.method, u.Host, path, query, payload, c.creds, c.region, time.Now())
 	}

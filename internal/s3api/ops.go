@@ -32,6 +32,7 @@ type PutOptions struct {
 	ContentType string
 	IfMatch     string // write only over this ETag
 	IfNoneMatch bool   // write only if the key has no object
+	SHA256      string // the data's sha256 (hex) when known: not hashed again
 }
 
 // ErrRangeIgnored: the server answered a ranged read with the whole
@@ -146,7 +147,7 @@ func (c *Client) Put(ctx context.Context, bucket, key string, data []byte, o Put
 	if data == nil {
 		data = []byte{}
 	}
-	resp, err := c.do(ctx, request{method: http.MethodPut, bucket: bucket, key: key, header: h, body: data}, nil)
+	resp, err := c.do(ctx, request{method: http.MethodPut, bucket: bucket, key: key, header: h, body: data, sum: o.SHA256}, nil)
 	if err != nil {
 		return "", err
 	}
