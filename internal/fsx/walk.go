@@ -132,7 +132,7 @@ func (w *lister) readDir(rel string, buf []byte, files, dirs []string) ([]string
 		at = rel
 		flags |= unix.O_NOFOLLOW
 	}
-	fd, err := openRetry(w.rootFd, at, flags)
+	fd, err := openDir(w.rootFd, at, flags)
 	if rel != "" && errors.Is(err, unix.ENOENT) {
 		return files, dirs, nil // removed since its parent was read
 	}
@@ -234,6 +234,18 @@ func entryKind(dirfd int, typ byte, name []byte) (isDir, listed bool, err error)
 		return st.Mode&unix.S_IFMT == unix.S_IFDIR, true, nil
 	}
 	return false, true, nil
+}
+
+// openDir opens a directory to read without updating its access time
+// (a scan that dirtied every directory's inode would cost journal writes
+// for nothing); O_NOATIME is only for the owner or CAP_FOWNER, so on
+// EPERM it opens the directory as usual.
+func openDir(dirfd int, p string, flags int) (int, error) {
+	fd, err := openRetry(dirfd, p, flags|unix.O_NOATIME)
+	if errors.Is(err, unix.EPERM) {
+		return openRetry(dirfd, p, flags)
+	}
+	return fd, err
 }
 
 // openRetry is openat(2) of p relative to dirfd, again when interrupted.

@@ -11,6 +11,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestListFiles(t *testing.T) {
@@ -189,5 +192,48 @@ func TestReadFile(t *testing.T) {
 	// size, not forever.
 	if b, err := ReadFile("/dev/zero"); err != nil || len(b) != 1 {
 		t.Fatalf("/dev/zero: %d bytes, %v; want 1", len(b), err)
+	}
+}
+
+// A scan of a mirror must not dirty the inode of every directory it reads:
+// with relatime, a directory whose access time is over a day old gets a
+// new one (and a journal write) at each read, daily on a scheduled scan.
+func TestListFilesLeavesAccessTimes(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"control", "tree/a/b"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "tree/a/b/f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-72 * time.Hour).Truncate(time.Second)
+	for _, d := range []string{"control", "tree", "tree/a", "tree/a/b"} {
+		if err := os.Chtimes(filepath.Join(root, d), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	atime := func(rel string) time.Time {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(root, rel), &st); err != nil {
+			t.Fatal(err)
+		}
+		return time.Unix(st.Atim.Unix())
+	}
+	if _, err := os.ReadDir(filepath.Join(root, "control")); err != nil {
+		t.Fatal(err)
+	}
+	if atime("control").Equal(old) {
+		t.Skip("this file system does not record access times (mounted noatime): nothing to check")
+	}
+	files, err := ListFiles(context.Background(), filepath.Join(root, "tree"), 2, nil, nil)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("ListFiles: %v %v", files, err)
+	}
+	for _, d := range []string{"tree", "tree/a", "tree/a/b"} {
+		if got := atime(d); !got.Equal(old) {
+			t.Errorf("%s: access time %v, want %v (left as it was)", d, got, old)
+		}
 	}
 }
