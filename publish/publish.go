@@ -391,13 +391,28 @@ func (p *publisher) run(ctx context.Context, record func(context.Context, <-chan
 		return err
 	}
 	p.res.DataNew, p.res.DataBytes, p.res.DataCopied = n.added, n.bytes, n.copied
-	// Everything the index will name is in place: make it durable.
-	if err := p.t.Sync(ctx); err != nil {
-		return err
-	}
 	sums := make(chan string, 1)
 	recorded := make(chan error, 1)
-	go func() { recorded <- record(ctx, sums) }()
+	startRecord := func() { go func() { recorded <- record(ctx, sums) }() }
+	// The record's writer session writes nothing before it has the
+	// index's sum, sent once the data is durable, so it may open while
+	// the sync runs: when nothing was copied, that sync flushes only
+	// links and metadata, a short wait for the store's other writers.
+	early := n.copied == 0
+	if early {
+		startRecord()
+	}
+	// Everything the index will name is in place: make it durable.
+	if err := p.t.Sync(ctx); err != nil {
+		close(sums)
+		if early {
+			return errors.Join(err, <-recorded)
+		}
+		return err
+	}
+	if !early {
+		startRecord()
+	}
 	files, err := p.indexFiles(entries)
 	if err != nil {
 		close(sums)

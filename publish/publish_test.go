@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -420,6 +421,54 @@ type failingSwitch struct{ *DirTarget }
 var errSwitch = errors.New("switch refused by the test")
 
 func (failingSwitch) SwitchIndex(context.Context, string, []File) error { return errSwitch }
+
+// failingSync is a directory target whose sync fails.
+type failingSync struct{ *DirTarget }
+
+var errSync = errors.New("sync refused by the test")
+
+func (failingSync) Sync(context.Context) error { return errSync }
+
+// The store's session that records a publish opens while the data is
+// made durable; when that fails, it records nothing: the store still
+// remembers the last publish, the root keeps its index, and the next
+// publish writes the new one.
+func TestFailedSyncRecordsNothing(t *testing.T) {
+	f := newFixture(t, "3", "daily")
+	f.publish(t, "daily", true)
+	index := filepath.Join(f.root, Layout{}.Index("daily"))
+	old, err := os.ReadFile(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt, err := NewDirTarget(f.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := publishKey(dt.String(), "daily")
+	before, err := f.r.Store().ReadSettings(ctx, key)
+	if err != nil || len(before) != 1 {
+		t.Fatalf("remembered publish: %q %v", before, err)
+	}
+	if _, err := f.r.CleanMD(ctx, "daily", 1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Publish(ctx, f.r, "daily", Options{Target: failingSync{dt}, Signer: f.signer})
+	if !errors.Is(err, errSync) {
+		t.Fatalf("publish with a failing sync: %v, want %v", err, errSync)
+	}
+	if got, _ := os.ReadFile(index); !bytes.Equal(got, old) {
+		t.Fatal("the failed publish changed the index")
+	}
+	if after, err := f.r.Store().ReadSettings(ctx, key); err != nil || !slices.Equal(after, before) {
+		t.Fatalf("after the failed sync the store remembers %q (%v), want %q", after, err, before)
+	}
+	res := f.publish(t, "daily", true)
+	if res.Unchanged || len(res.FilesWritten) == 0 {
+		t.Fatalf("publish after the failed sync: %+v, want the new index written", res)
+	}
+	ssValidate(t, filepath.Join(f.root, "daily"), f.keyring)
+}
 
 // The store records a publish while its index is switched: when the
 // switch fails, the publish fails, the root keeps its old index, and the
