@@ -435,31 +435,8 @@ func (failingSync) Sync(context.Context) error { return errSync }
 // publish writes the new one.
 func TestFailedSyncRecordsNothing(t *testing.T) {
 	f := newFixture(t, "3", "daily")
-	f.publish(t, "daily", true)
-	index := filepath.Join(f.root, Layout{}.Index("daily"))
-	old, err := os.ReadFile(index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt, err := NewDirTarget(f.root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dt, before := failPublish(t, f, func(dt *DirTarget) Target { return failingSync{dt} }, errSync)
 	key := publishKey(dt.String(), "daily")
-	before, err := f.r.Store().ReadSettings(ctx, key)
-	if err != nil || len(before) != 1 {
-		t.Fatalf("remembered publish: %q %v", before, err)
-	}
-	if _, err := f.r.CleanMD(ctx, "daily", 1, nil, false); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Publish(ctx, f.r, "daily", Options{Target: failingSync{dt}, Signer: f.signer})
-	if !errors.Is(err, errSync) {
-		t.Fatalf("publish with a failing sync: %v, want %v", err, errSync)
-	}
-	if got, _ := os.ReadFile(index); !bytes.Equal(got, old) {
-		t.Fatal("the failed publish changed the index")
-	}
 	if after, err := f.r.Store().ReadSettings(ctx, key); err != nil || !slices.Equal(after, before) {
 		t.Fatalf("after the failed sync the store remembers %q (%v), want %q", after, err, before)
 	}
@@ -470,31 +447,45 @@ func TestFailedSyncRecordsNothing(t *testing.T) {
 	ssValidate(t, filepath.Join(f.root, "daily"), f.keyring)
 }
 
-// The store records a publish while its index is switched: when the
-// switch fails, the publish fails, the root keeps its old index, and the
-// next publish writes the new one (it is not taken for unchanged).
-func TestFailedSwitchIsPublishedAgain(t *testing.T) {
-	f := newFixture(t, "3", "daily")
+// failPublish publishes daily, cleans it to one version and publishes it
+// again to the target wrap makes of the root, which must fail with want
+// and leave the index as it was. It returns the root's directory target
+// and what the store remembered of the first publish.
+func failPublish(t *testing.T, f *fixture, wrap func(*DirTarget) Target, want error) (*DirTarget, []string) {
+	t.Helper()
 	f.publish(t, "daily", true)
 	index := filepath.Join(f.root, Layout{}.Index("daily"))
 	old, err := os.ReadFile(index)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.r.CleanMD(ctx, "daily", 1, nil, false); err != nil {
-		t.Fatal(err)
-	}
 	dt, err := NewDirTarget(f.root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Publish(ctx, f.r, "daily", Options{Target: failingSwitch{dt}, Signer: f.signer})
-	if !errors.Is(err, errSwitch) {
-		t.Fatalf("publish with a failing switch: %v, want %v", err, errSwitch)
+	before, err := f.r.Store().ReadSettings(ctx, publishKey(dt.String(), "daily"))
+	if err != nil || len(before) != 1 {
+		t.Fatalf("remembered publish: %q %v", before, err)
+	}
+	if _, err := f.r.CleanMD(ctx, "daily", 1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Publish(ctx, f.r, "daily", Options{Target: wrap(dt), Signer: f.signer})
+	if !errors.Is(err, want) {
+		t.Fatalf("publish to a failing target: %v, want %v", err, want)
 	}
 	if got, _ := os.ReadFile(index); !bytes.Equal(got, old) {
 		t.Fatal("the failed publish changed the index")
 	}
+	return dt, before
+}
+
+// The store records a publish while its index is switched: when the
+// switch fails, the publish fails, the root keeps its old index, and the
+// next publish writes the new one (it is not taken for unchanged).
+func TestFailedSwitchIsPublishedAgain(t *testing.T) {
+	f := newFixture(t, "3", "daily")
+	dt, _ := failPublish(t, f, func(dt *DirTarget) Target { return failingSwitch{dt} }, errSwitch)
 	// The store recorded it all the same (the case a crash between the
 	// two also leaves).
 	st, _ := f.r.Stream(ctx, "daily")
