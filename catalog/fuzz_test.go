@@ -80,3 +80,17 @@ func FuzzCompareVersions(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseBlob: the one-pass parse of a product blob agrees with
+// SplitProduct and ProductOf on any input.
+func FuzzParseBlob(f *testing.F) {
+	for _, s := range []string{
+		`{"arch":"amd64","versions":{"1":{"items":{"a":{"sha256":"ab","size":1}},"label":"x"}}}`,
+		`{"versions":{"1":{"items":{"i":{"f":1},"i":{"f":2}}},"1":{}},"versions":{}}`,
+		`{"versions":{"1":{"items":{"a":{"f":1}},"items":{"i":{"f":1},"i":{"f":2}}}}}`,
+		`{"versions":"x","versions":{"1":{"items":{}}}}`, `{"\u0061":1}`, `{} x`, `[]`, `{"a":`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) { sameParse(t, raw) })
+}

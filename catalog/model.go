@@ -90,7 +90,18 @@ func ProductOf(name string, fields, versions []jsonc.Field) (*Product, error) {
 	return p, nil
 }
 
+// ParseVersion parses the version called name from its raw JSON, in one
+// pass over its bytes where it can (parseVersionAt), else the long way.
 func ParseVersion(name string, raw []byte) (Version, error) {
+	if v, end, err := parseVersionAt(name, raw, 0); err == nil && onlySpace(raw[end:]) {
+		return v, nil
+	}
+	return parseVersionLong(name, raw)
+}
+
+// parseVersionLong parses a version by reading each level as an object,
+// whose values are then read again at the level below.
+func parseVersionLong(name string, raw []byte) (Version, error) {
 	fs, err := jsonc.Object(raw)
 	if err != nil {
 		return Version{}, fmt.Errorf("version %s: %w: %w", name, ErrBadCatalog, err)

@@ -97,12 +97,7 @@ func (r *Repo) readProduct(ref *ProductRef) (*catalog.Product, []jsonc.Field, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("product %s: %w", ref.Name, err)
 	}
-	fields, versions, err := catalog.SplitProduct(ref.Name, b)
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := catalog.ProductOf(ref.Name, fields, versions)
-	return p, versions, err
+	return catalog.ParseBlob(ref.Name, b)
 }
 
 // CreateStream makes a stream with an empty first snapshot.
