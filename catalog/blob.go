@@ -46,7 +46,9 @@ func parseBlob(name string, raw []byte) (*Product, []jsonc.Field, error) {
 			return end, err
 		}
 		end, err := jsonc.Skip(raw, at)
-		p.Fields = append(p.Fields, jsonc.Field{Key: string(k), Value: raw[at:end]})
+		if err == nil {
+			p.Fields = append(p.Fields, jsonc.Field{Key: string(k), Value: raw[at:end]})
+		}
 		return end, err
 	})
 	if err == nil && !onlySpace(raw[end:]) {
@@ -69,7 +71,9 @@ func parseVersions(raw []byte, at int) ([]parsedVersion, int, error) {
 	var out []parsedVersion
 	end, err := jsonc.Members(raw, at, func(k []byte, vat int) (int, error) {
 		v, vend, err := parseVersionAt(string(k), raw, vat)
-		out = append(out, parsedVersion{raw: jsonc.Field{Key: v.Name, Value: raw[vat:vend]}, v: v})
+		if err == nil {
+			out = append(out, parsedVersion{raw: jsonc.Field{Key: v.Name, Value: raw[vat:vend]}, v: v})
+		}
 		return vend, err
 	})
 	return out, end, err
@@ -82,7 +86,9 @@ func parseVersionAt(name string, raw []byte, at int) (Version, int, error) {
 	end, err := jsonc.Members(raw, at, func(k []byte, fat int) (int, error) {
 		if string(k) != "items" {
 			fend, err := jsonc.Skip(raw, fat)
-			v.Fields = append(v.Fields, jsonc.Field{Key: string(k), Value: raw[fat:fend]})
+			if err == nil {
+				v.Fields = append(v.Fields, jsonc.Field{Key: string(k), Value: raw[fat:fend]})
+			}
 			return fend, err
 		}
 		v.Items = v.Items[:0] // the last "items" counts
@@ -90,7 +96,9 @@ func parseVersionAt(name string, raw []byte, at int) (Version, int, error) {
 			it := Item{Name: string(ik), Fields: make([]jsonc.Field, 0, 8)}
 			iend, err := jsonc.Members(raw, iat, func(fk []byte, fat int) (int, error) {
 				fend, err := jsonc.Skip(raw, fat)
-				it.Fields = append(it.Fields, jsonc.Field{Key: fieldKey(fk), Value: raw[fat:fend]})
+				if err == nil {
+					it.Fields = append(it.Fields, jsonc.Field{Key: fieldKey(fk), Value: raw[fat:fend]})
+				}
 				return fend, err
 			})
 			if it.Fields = jsonc.Sort(it.Fields); len(it.Fields) == 0 {
