@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/mephstore/mephstore/internal/jsonc"
 )
@@ -59,7 +57,7 @@ func parseBlob(name string, raw []byte) (*Product, []jsonc.Field, error) {
 	}
 	p.Fields = jsonc.Sort(p.Fields)
 	var versions []jsonc.Field
-	for _, x := range lastOfEach(parsed, func(x parsedVersion) string { return x.raw.Key }) {
+	for _, x := range jsonc.SortLast(parsed, func(x parsedVersion) string { return x.raw.Key }) {
 		versions = append(versions, x.raw)
 		p.Versions = append(p.Versions, x.v)
 	}
@@ -112,7 +110,7 @@ func parseVersionAt(name string, raw []byte, at int) (Version, int, error) {
 		return Version{}, end, err
 	}
 	v.Fields = jsonc.Sort(v.Fields)
-	v.Items = lastOfEach(v.Items, func(it Item) string { return it.Name })
+	v.Items = jsonc.SortLast(v.Items, func(it Item) string { return it.Name })
 	return v, end, nil
 }
 
@@ -137,18 +135,4 @@ func fieldKey(k []byte) string {
 		return "kpackage"
 	}
 	return string(k)
-}
-
-// lastOfEach sorts xs by key, stably, and keeps the last of each key: what
-// jsonc.Sort does to the fields of an object.
-func lastOfEach[T any](xs []T, key func(T) string) []T {
-	slices.SortStableFunc(xs, func(a, b T) int { return strings.Compare(key(a), key(b)) })
-	out := xs[:0]
-	for i, x := range xs {
-		if i+1 < len(xs) && key(xs[i+1]) == key(x) {
-			continue
-		}
-		out = append(out, x)
-	}
-	return out
 }

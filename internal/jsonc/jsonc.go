@@ -388,14 +388,18 @@ func AppendString(dst []byte, s string) []byte {
 
 // Sort sorts fields by key in place; of duplicate keys the last one wins,
 // as in Python's json module. It returns the possibly shorter slice.
-func Sort(fs []Field) []Field {
-	slices.SortStableFunc(fs, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
-	out := fs[:0]
-	for i, f := range fs {
-		if i+1 < len(fs) && fs[i+1].Key == f.Key {
+func Sort(fs []Field) []Field { return SortLast(fs, func(f Field) string { return f.Key }) }
+
+// SortLast sorts xs by key, stably, and keeps the last of each key: what
+// Sort does to the fields of an object, for anything named by a key.
+func SortLast[T any](xs []T, key func(T) string) []T {
+	slices.SortStableFunc(xs, func(a, b T) int { return strings.Compare(key(a), key(b)) })
+	out := xs[:0]
+	for i, x := range xs {
+		if i+1 < len(xs) && key(xs[i+1]) == key(x) {
 			continue
 		}
-		out = append(out, f)
+		out = append(out, x)
 	}
 	return out
 }
